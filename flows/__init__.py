@@ -1,0 +1,1 @@
+"""Prefect flows, tasks, deployments and the `lstm-pipeline` CLI over the lstm_pipeline library."""

@@ -1,0 +1,217 @@
+"""`lstm-pipeline`: fetch, train and forecast from the shell.
+
+Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 any other failure.
+`--json` prints one JSON object as the last line of stdout. Flows are imported per command,
+so `forecast` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any, NoReturn
+
+from lstm_pipeline.errors import InputError
+
+PROG = "lstm-pipeline"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def _data_options(parser: argparse.ArgumentParser, tickers: bool = True) -> None:
+    if tickers:
+        parser.add_argument(
+            "--tickers", nargs="+", metavar="T", help="default: the six sample tickers"
+        )
+    parser.add_argument(
+        "--source",
+        choices=["yfinance", "sample", "csv"],
+        default="yfinance",
+        help="where prices come from (default: yfinance; sample = bundled data)",
+    )
+    parser.add_argument("--data-dir", help="directory of TICKER.csv files (source csv)")
+    parser.add_argument("--start", type=_iso_date, help="first date used, YYYY-MM-DD")
+    parser.add_argument("--end", type=_iso_date, help="last date used (inclusive), YYYY-MM-DD")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object as last line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show Prefect's own console logs (tracebacks included)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    fetch = sub.add_parser("fetch", help="fill the local price cache")
+    fetch.add_argument("tickers", nargs="+", metavar="TICKER")
+    _data_options(fetch, tickers=False)
+    fetch.add_argument("--cache-dir", default=os.environ.get("LSTM_PIPELINE_CACHE", "data/cache"))
+    fetch.add_argument("--json", action="store_true", help="print one JSON object as last line")
+    fetch.set_defaults(handler=run_fetch)
+
+    train = sub.add_parser("train", help="run the training flow")
+    _data_options(train)
+    train.add_argument("--config", help="YAML file of config overrides (see flows/configs/)")
+    train.add_argument("--max-epochs", type=int)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    train.add_argument("--seed", type=int)
+    train.add_argument("--experiment", help="MLflow experiment (default: lstm-forecaster)")
+    _common(train)
+    train.set_defaults(handler=run_train)
+
+    forecast = sub.add_parser("forecast", help="run the batch forecast flow")
+    _data_options(forecast)
+    forecast.add_argument(
+        "--model-uri",
+        default="models:/lstm-forecaster@champion",
+        help="models:/NAME@ALIAS, models:/NAME/VERSION or a .onnx file",
+    )
+    forecast.add_argument(
+        "--output",
+        default="forecasts/forecasts.csv",
+        help="forecast file, .csv or .parquet (written atomically)",
+    )
+    _common(forecast)
+    forecast.set_defaults(handler=run_forecast)
+    return parser
+
+
+def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "data__tickers": tuple(args.tickers) if args.tickers else None,
+        "data__source": args.source,
+        "data__data_dir": args.data_dir,
+        "data__start": args.start,
+        "data__end": args.end,
+    }
+
+
+def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
+    from flows.fetching import fetch_flow
+    from lstm_pipeline.config import build_config
+
+    cfg = build_config(**_data_overrides(args), data__cache_dir=args.cache_dir)
+    summary = fetch_flow(cfg.data)
+    for ticker, info in summary.items():
+        print(f"{ticker}: {info['rows']} rows {info['first']}..{info['last']} -> {info['path']}")
+    return {"tickers": summary}
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    from lstm_pipeline.config import build_config
+
+    cfg = build_config(
+        args.config,
+        **_data_overrides(args),
+        train__max_epochs=args.max_epochs,
+        train__device=args.device,
+        train__seed=args.seed,
+        tracking__tracking_uri=args.tracking_uri,
+        tracking__experiment=args.experiment,
+    )
+    from flows.training import train_flow
+
+    result = train_flow(cfg)
+    print(format_training(result))
+    return result
+
+
+def format_training(result: dict[str, Any]) -> str:
+    """The run's headline numbers, model beside naive."""
+    m = result["metrics"]
+    h = max(int(k.rsplit("_h", 1)[1]) for k in m if k.startswith("test_mae_h"))
+    return "\n".join(
+        [
+            f"run {result['run_id']}: {result['model_name']} v{result['model_version']} "
+            f"-> @{result['alias']} ({result['reason']})",
+            f"  test MAE {m['test_mae']:.4f} vs naive {m['naive_test_mae']:.4f}: MASE "
+            f"{m['test_mase']:.4f} (val MASE {m['val_mase']:.4f}; horizons 1..{h})",
+            f"  direction right {m['test_directional_accuracy']:.1%} vs base rate "
+            f"{m['test_direction_base_rate']:.1%}",
+            f"  best epoch {m['best_epoch']} of {m['stopped_epoch']}, "
+            f"{m['train_windows_per_s']:.0f} training windows/s",
+        ]
+    )
+
+
+def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
+    from flows.inference import forecast_flow
+    from lstm_pipeline.config import build_config
+
+    cfg = build_config(**_data_overrides(args))
+    result = forecast_flow(cfg.data, args.model_uri, args.output, args.tracking_uri)
+    print(
+        f"wrote {result['rows']} forecasts to {result['output']} "
+        f"(model version {result['model_version']}, {args.model_uri})"
+    )
+    return result
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Call before prefect is imported.
+
+    The terminal gets the library's progress lines and, on failure, one error line; Prefect's
+    own console output (server start, state changes, tracebacks) stays in the flow-run logs of
+    the Prefect UI unless `verbose`. Library logs are sent to those flow-run logs too.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lstm_pipeline")
+    library = logging.getLogger("lstm_pipeline")
+    library.setLevel(logging.INFO)
+    if verbose:
+        return  # library records reach Prefect's console handler through the root logger
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    library.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    handler: Callable[[argparse.Namespace], dict[str, Any]] = args.handler
+    where = f"{PROG} {args.command}"
+    try:
+        result = handler(args)
+    except InputError as exc:
+        print(f"{where}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the CLI's last line of defence: one line, not a traceback
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"{where}: failed: {type(exc).__name__}: {message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The batch forecast flow: registry model -> latest windows -> onnxruntime -> forecast file.
+
+Imports no torch (a test proves it): a forecast job needs onnxruntime, pandas and the registry.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.fetching import fetch, transient_only
+from lstm_pipeline import predict, tracking
+from lstm_pipeline.config import DataConfig
+
+DEFAULT_OUTPUT = "forecasts/forecasts.csv"
+
+
+@task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE, retry_condition_fn=transient_only)
+def load_model(model_uri: str, tracking_uri: str | None) -> tracking.ResolvedModel:
+    return tracking.resolve_model(model_uri, tracking_uri)
+
+
+@task(cache_policy=NO_CACHE)
+def forecast(model: tracking.ResolvedModel, prices: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    forecaster = predict.OnnxForecaster(model.path)
+    return predict.forecast_table(forecaster, prices, model.version, model.run_id)
+
+
+@task(cache_policy=NO_CACHE)
+def write(table: pd.DataFrame, output: str) -> str:
+    return str(predict.write_forecasts(table, output))
+
+
+@flow(name="lstm-forecast", flow_run_name=lambda: f"forecast-{date.today()}", log_prints=True)
+def forecast_flow(
+    data: DataConfig = DataConfig(),
+    model_uri: str = tracking.DEFAULT_MODEL_URI,
+    output: str = DEFAULT_OUTPUT,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Forecast every ticker's next `horizon` trading days with the model at `model_uri`."""
+    model = load_model(model_uri, tracking_uri)
+    prices = {ticker: fetch(ticker, data) for ticker in data.tickers}
+    table = forecast(model, prices)
+    path = write(table, output)
+    print(f"wrote {len(table)} forecasts to {path} (model version {model.version})")
+    return {
+        "output": path,
+        "rows": len(table),
+        "model_version": model.version,
+        "run_id": model.run_id,
+        "model_uri": model_uri,
+    }

@@ -1,0 +1,119 @@
+"""Pipeline configuration: frozen pydantic models with defaults in code, optional YAML overrides."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lstm_pipeline.errors import InputError
+
+Source = Literal["yfinance", "sample", "csv"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+
+SAMPLE_TICKERS = ("AAPL", "AMZN", "GOOG", "MSFT", "NVDA", "SPY")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(_Frozen):
+    tickers: tuple[str, ...] = SAMPLE_TICKERS
+    source: Source = "sample"
+    data_dir: str | None = None  # directory of TICKER.csv files, for source "csv"
+    cache_dir: str = "data/cache"  # parquet price cache written by `fetch`
+    start: date | None = None  # first date used (inclusive); None = all the source has
+    end: date | None = None  # last date used (inclusive); None = up to the latest bar
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if not self.tickers:
+            raise ValueError("at least one ticker is needed")
+        if self.source == "csv" and not self.data_dir:
+            raise ValueError("source 'csv' needs data_dir (a directory of TICKER.csv files)")
+        if self.start and self.end and self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
+
+
+class FeatureConfig(_Frozen):
+    window: int = Field(60, ge=2)  # trading days per input window
+    horizon: int = Field(5, ge=1)  # trading days forecast, direct multi-output 1..H
+    val_frac: float = Field(0.15, gt=0, lt=0.5)  # chronological share of each ticker's rows
+    test_frac: float = Field(0.15, gt=0, lt=0.5)
+
+
+class ModelConfig(_Frozen):
+    hidden_size: int = Field(64, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)  # between LSTM layers; ignored with one layer
+
+
+class TrainConfig(_Frozen):
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(256, ge=1)
+    max_epochs: int = Field(30, ge=1)
+    patience: int = Field(5, ge=1)  # epochs without val improvement before stopping
+    min_delta: float = Field(0.0, ge=0)  # val-loss improvement that counts as one
+    seed: int = 42
+    device: Device = "auto"
+
+
+class TrackingConfig(_Frozen):
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db
+    experiment: str = "lstm-forecaster"
+    model_name: str = "lstm-forecaster"
+
+
+class PipelineConfig(_Frozen):
+    data: DataConfig = DataConfig()
+    features: FeatureConfig = FeatureConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    def flat(self) -> dict[str, Any]:
+        """Flattened `section.key -> value` view, the form logged as MLflow params."""
+        out: dict[str, Any] = {}
+        for section, values in self.model_dump(mode="json").items():
+            for key, value in values.items():
+                out[f"{section}.{key}"] = ",".join(value) if isinstance(value, list) else value
+        return out
+
+
+def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> PipelineConfig:
+    """Defaults, then the YAML file, then non-None `section__key=value` overrides.
+
+    Raises InputError (one line, naming the file and key) on unknown keys or bad values.
+    """
+    tree: dict[str, dict[str, Any]] = {}
+    if yaml_path is not None:
+        tree = _read_yaml(Path(yaml_path))
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, key = dotted.split("__", 1)
+        tree.setdefault(section, {})[key] = value
+    where = f" (config {yaml_path})" if yaml_path else ""
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "config"
+        raise InputError(f"invalid {loc}{where}: {first['msg']}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise InputError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"config {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(tree, dict):
+        raise InputError(f"config {path} must be a mapping of sections")
+    return tree

@@ -1,0 +1,99 @@
+"""torch -> ONNX: raw windows in, prices out, normalisation inside; checked before it ships."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from lstm_pipeline.data import FEATURES, write_atomic
+from lstm_pipeline.features import CLOSE
+from lstm_pipeline.model import LSTMForecaster, PriceForecaster
+from lstm_pipeline.predict import OnnxForecaster
+
+log = logging.getLogger(__name__)
+
+PARITY_TOLERANCE = 1e-5  # max abs error in normalised (log-return) space
+OPSET = 17
+
+
+class ExportError(RuntimeError):
+    """The exported graph fails the ONNX checker or disagrees with torch."""
+
+
+def export_onnx(
+    net: LSTMForecaster, sample: torch.Tensor, path: str | Path, metadata: dict[str, str]
+) -> Path:
+    """Write the price model to `path` (one self-contained file) and check parity with torch.
+
+    Args:
+        sample: [B, W, F] real raw windows, B >= 2; also used for the parity check.
+        metadata: extra `metadata_props` (run id, data cut-off...); features/window/horizon added.
+    """
+    if sample.shape[0] < 2:
+        raise ValueError("export needs a sample of batch >= 2 (batch 1 would fix the batch axis)")
+    net = copy.deepcopy(net).float().cpu().eval()
+    sample = sample.float().cpu()
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore"
+        )  # the LSTM batch-size warning does not apply: batch is dynamic
+        with torch.no_grad():
+            # eval() on the wrapper: export restores the wrapper's mode recursively afterwards
+            program = _trace(PriceForecaster(net).eval(), sample)
+    props = {
+        "features": ",".join(FEATURES),
+        "window": str(sample.shape[1]),
+        "horizon": str(net.head.out_features),
+        "output": "price forecast for horizons 1..horizon",
+        **metadata,
+    }
+    onnx.helper.set_model_props(program, props)
+    onnx.checker.check_model(program, full_check=True)
+    path = Path(path)
+    write_atomic(path, lambda tmp: onnx.save_model(program, str(tmp)))
+    check_parity(net, path, sample)
+    return path
+
+
+def _trace(model: PriceForecaster, sample: torch.Tensor) -> onnx.ModelProto:
+    import io
+
+    buffer = io.BytesIO()
+    # The legacy TorchScript exporter handles nn.LSTM with a dynamic batch and one file output.
+    torch.onnx.export(
+        model,
+        (sample,),
+        buffer,
+        input_names=["window"],
+        output_names=["forecast"],
+        dynamic_axes={"window": {0: "batch"}, "forecast": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    return onnx.load_model_from_string(buffer.getvalue())
+
+
+def check_parity(net: LSTMForecaster, path: Path, sample: torch.Tensor) -> float:
+    """Max abs error between ONNX and torch in log-return space at batch 1 and len(sample).
+
+    Raises ExportError above PARITY_TOLERANCE.
+    """
+    net = net.eval()
+    session = OnnxForecaster(path)
+    worst = 0.0
+    for batch in (sample[:1], sample):
+        with torch.no_grad():
+            expected = net(batch).double().numpy()
+        prices = session.predict(batch.numpy()).astype(np.float64)
+        got = np.log(prices / batch[:, -1, CLOSE].double().numpy()[:, None])
+        worst = max(worst, float(np.abs(got - expected).max()))
+    if not worst <= PARITY_TOLERANCE:
+        raise ExportError(f"ONNX and torch differ by {worst:.2e} (> {PARITY_TOLERANCE:.0e})")
+    log.info("ONNX parity with torch: max abs error %.2e at batch 1 and %d", worst, len(sample))
+    return worst

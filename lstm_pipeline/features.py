@@ -1,0 +1,159 @@
+"""Chronological splits, window-relative normalisation and `unfold` window views.
+
+Normalisation needs no fitted state: prices become log ratios to the window's last close and
+volume a log ratio to the window's mean volume. It cannot leak the future, serves every ticker
+with one model, and lives inside the ONNX graph (see model.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lstm_pipeline.config import FeatureConfig
+from lstm_pipeline.data import FEATURES, PRICE_COLUMNS, require_rows
+
+CLOSE = FEATURES.index("Close")
+VOLUME = FEATURES.index("Volume")
+N_PRICES = len(PRICE_COLUMNS)
+SPLITS = ("train", "val", "test")
+
+
+def split_by_time(prices: pd.DataFrame, cfg: FeatureConfig, ticker: str) -> dict[str, pd.DataFrame]:
+    """Cut one ticker's rows, oldest first, into train / val / test by the configured fractions.
+
+    Each part must hold at least one window plus its horizon, since windows never cross a split.
+    """
+    per_split = cfg.window + cfg.horizon
+    n_test = max(round(len(prices) * cfg.test_frac), per_split)
+    n_val = max(round(len(prices) * cfg.val_frac), per_split)
+    require_rows(prices, ticker, n_test + n_val + per_split, "train/val/test windows")
+    n_train = len(prices) - n_val - n_test
+    return {
+        "train": prices.iloc[:n_train],
+        "val": prices.iloc[n_train : n_train + n_val],
+        "test": prices.iloc[n_train + n_val :],
+    }
+
+
+def make_windows(
+    series: torch.Tensor, window: int, horizon: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All complete (input, target) pairs of one contiguous series.
+
+    Args:
+        series: [T, F] raw features in FEATURES order.
+    Returns:
+        x: [N, W, F] zero-copy view of `series`, N = T - W - H + 1.
+        y: [N, H] log(close[t + h] / close[t]) for h = 1..H, t = the window's last day.
+    """
+    n = series.shape[0] - window - horizon + 1
+    if n < 1:
+        raise ValueError(f"series of {series.shape[0]} rows is too short for {window}+{horizon}")
+    x = series.unfold(0, window, 1).transpose(1, 2)[:n]  # [N, W, F] view
+    log_close = series[:, CLOSE].double().log()
+    future = log_close.unfold(0, horizon + 1, 1)[window - 1 : window - 1 + n]  # [N, H + 1]
+    y = (future[:, 1:] - future[:, :1]).float()  # [N, H]
+    return x, y
+
+
+@dataclass(frozen=True)
+class WindowSet:
+    """Every window of one split across tickers, drawn by index from one (device) tensor.
+
+    Segments (one per ticker) are concatenated in `values`; `starts` lists the first row of each
+    window, chosen so no window or target crosses a segment. Memory is O(rows), not O(rows x W).
+    """
+
+    values: torch.Tensor  # [T, F] raw features of every ticker's segment, concatenated
+    starts: torch.Tensor  # [N] int64 first row of each window in `values`
+    targets: torch.Tensor  # [N, H] log returns of close, see make_windows
+    window: int
+    tickers: tuple[str, ...]  # names behind ticker_ids
+    ticker_ids: np.ndarray  # [N] index into `tickers` of each window
+    as_of: np.ndarray  # [N] datetime64 date of each window's last day
+
+    def __len__(self) -> int:
+        return int(self.starts.shape[0])
+
+    def inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        """Raw windows [B, W, F] for window indices `idx` (a gather from the unfold view)."""
+        views = self.values.unfold(0, self.window, 1).transpose(1, 2)  # [T - W + 1, W, F]
+        return views[self.starts[idx]]
+
+    def last_close(self) -> torch.Tensor:
+        """[N] close on each window's last day, the naive forecast and the price anchor."""
+        return self.values[self.starts + self.window - 1, CLOSE]
+
+    def to(self, device: torch.device) -> WindowSet:
+        return WindowSet(
+            self.values.to(device),
+            self.starts.to(device),
+            self.targets.to(device),
+            self.window,
+            self.tickers,
+            self.ticker_ids,
+            self.as_of,
+        )
+
+
+def build_window_sets(
+    prices_by_ticker: dict[str, pd.DataFrame], cfg: FeatureConfig
+) -> dict[str, WindowSet]:
+    """Split every ticker by time, window each split separately, pool the tickers per split."""
+    tickers = tuple(prices_by_ticker)
+    parts: dict[str, list[tuple[int, pd.DataFrame]]] = {s: [] for s in SPLITS}
+    for i, (ticker, prices) in enumerate(prices_by_ticker.items()):
+        for name, frame in split_by_time(prices, cfg, ticker).items():
+            parts[name].append((i, frame))
+    return {name: _pool(parts[name], tickers, cfg) for name in SPLITS}
+
+
+def _pool(
+    segments: list[tuple[int, pd.DataFrame]], tickers: tuple[str, ...], cfg: FeatureConfig
+) -> WindowSet:
+    values, starts, targets, ids, as_of = [], [], [], [], []
+    offset = 0
+    for ticker_id, frame in segments:
+        series = torch.from_numpy(frame.loc[:, list(FEATURES)].to_numpy(np.float32))
+        _, y = make_windows(series, cfg.window, cfg.horizon)
+        n = y.shape[0]
+        values.append(series)
+        starts.append(torch.arange(offset, offset + n))
+        targets.append(y)
+        ids.append(np.full(n, ticker_id))
+        as_of.append(frame.index.to_numpy()[cfg.window - 1 : cfg.window - 1 + n])
+        offset += series.shape[0]
+    return WindowSet(
+        torch.cat(values),
+        torch.cat(starts),
+        torch.cat(targets),
+        cfg.window,
+        tickers,
+        np.concatenate(ids),
+        np.concatenate(as_of),
+    )
+
+
+def normalise_windows(x: torch.Tensor) -> torch.Tensor:
+    """Raw windows [B, W, F] -> window-relative features [B, W, F] (traced into the ONNX graph).
+
+    Prices: log(p / last close). Volume: log((v + 1) / (mean v + 1)); +1 keeps zero volume finite.
+    """
+    last_close = x[:, -1:, CLOSE : CLOSE + 1]  # [B, 1, 1]
+    prices = torch.log(x[..., :N_PRICES] / last_close)
+    volume = x[..., VOLUME : VOLUME + 1]
+    mean_volume = volume.mean(dim=1, keepdim=True)  # [B, 1, 1]
+    return torch.cat([prices, torch.log((volume + 1) / (mean_volume + 1))], dim=-1)
+
+
+def denormalise_windows(
+    z: torch.Tensor, last_close: torch.Tensor, mean_volume: torch.Tensor
+) -> torch.Tensor:
+    """Inverse of normalise_windows given each window's last close and mean volume, both [B]."""
+    prices = torch.exp(z[..., :N_PRICES]) * last_close[:, None, None]
+    volume = torch.exp(z[..., N_PRICES:]) * (mean_volume[:, None, None] + 1) - 1
+    return torch.cat([prices, volume], dim=-1)

@@ -1,0 +1,102 @@
+"""The training job's steps as plain functions; flows/training.py wraps each one in a task."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lstm_pipeline import plots
+from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.data import FEATURES
+from lstm_pipeline.evaluate import score_forecasts
+from lstm_pipeline.export import export_onnx
+from lstm_pipeline.features import WindowSet
+from lstm_pipeline.model import LSTMForecaster
+from lstm_pipeline.train import EpochCallback, FitResult, fit, predict_prices
+
+EXPORT_BATCH = 1000  # windows in the export sample: parity is checked at batch 1 and this
+
+
+def data_summary(prices_by_ticker: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Run tags describing the training data: tickers, rows, cut-off date and a content hash."""
+    digest = hashlib.sha256()
+    for ticker, prices in prices_by_ticker.items():
+        digest.update(ticker.encode())
+        digest.update(pd.util.hash_pandas_object(prices).to_numpy().tobytes())
+    return {
+        "data.tickers": ",".join(prices_by_ticker),
+        "data.rows": str(sum(len(p) for p in prices_by_ticker.values())),
+        "data.first_date": min(p.index[0] for p in prices_by_ticker.values()).date().isoformat(),
+        "data.cutoff": max(p.index[-1] for p in prices_by_ticker.values()).date().isoformat(),
+        "data.sha256": digest.hexdigest()[:16],
+    }
+
+
+def train_model(
+    windows: dict[str, WindowSet], cfg: PipelineConfig, on_epoch_end: EpochCallback | None = None
+) -> FitResult:
+    """A fresh LSTMForecaster from cfg.model, fitted with early stopping on the val split."""
+    torch.manual_seed(cfg.train.seed)  # the initial weights, too, follow the seed
+    net = LSTMForecaster(len(FEATURES), cfg.features.horizon, **cfg.model.model_dump())
+    return fit(net, windows["train"], windows["val"], cfg.train, on_epoch_end)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]  # val_* and test_* scores beside naive_*, plus training figures
+    test_forecast: np.ndarray  # [N, H] prices
+    test_actual: np.ndarray  # [N, H] prices
+
+
+def evaluate_model(result: FitResult, windows: dict[str, WindowSet]) -> Evaluation:
+    """Scores on the validation (promotion gate) and test (reported skill) splits."""
+    metrics: dict[str, float] = {}
+    for split in ("val", "test"):
+        forecast, actual, last_close = predict_prices(
+            result.model, windows[split].to(next(result.model.parameters()).device)
+        )
+        metrics |= score_forecasts(forecast, actual, last_close, prefix=split)
+        if split == "test":
+            test_forecast, test_actual = forecast, actual
+    metrics |= {
+        "best_epoch": result.best_epoch,
+        "stopped_epoch": result.stopped_epoch,
+        "train_windows_per_s": result.train_windows_per_s,
+        "train_windows": len(windows["train"]),
+        "val_windows": len(windows["val"]),
+        "test_windows": len(windows["test"]),
+    }
+    return Evaluation(metrics, test_forecast, test_actual)
+
+
+def evaluation_figures(
+    result: FitResult, windows: dict[str, WindowSet], evaluation: Evaluation
+) -> dict[str, object]:
+    """The run's PNGs by artifact name."""
+    test = windows["test"]
+    return {
+        "plots/loss_curve.png": plots.loss_curve(result.history, result.best_epoch),
+        "plots/actual_vs_forecast.png": plots.actual_vs_forecast(
+            test.tickers,
+            test.ticker_ids,
+            test.as_of,
+            evaluation.test_actual,
+            evaluation.test_forecast,
+            evaluation.metrics["test_mase"],
+        ),
+    }
+
+
+def export_model(
+    result: FitResult, windows: dict[str, WindowSet], path: Path, run_id: str, cutoff: str
+) -> tuple[Path, np.ndarray]:
+    """ONNX file with parity checked on real test windows; returns it and a batch-2 example."""
+    test = windows["test"]
+    sample = test.inputs(torch.arange(min(EXPORT_BATCH, len(test)))).cpu()
+    export_onnx(result.model, sample, path, {"run_id": run_id, "data_cutoff": cutoff})
+    return path, sample[:2].numpy()

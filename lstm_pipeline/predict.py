@@ -1,0 +1,137 @@
+"""Batch inference with onnxruntime: no torch here, the ONNX file is the whole model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+from pandas.tseries.holiday import (
+    AbstractHolidayCalendar,
+    GoodFriday,
+    Holiday,
+    USLaborDay,
+    USMartinLutherKingJr,
+    USMemorialDay,
+    USPresidentsDay,
+    USThanksgivingDay,
+    nearest_workday,
+)
+
+from lstm_pipeline.data import latest_window, require_rows, write_atomic
+from lstm_pipeline.errors import InputError
+
+FORECAST_COLUMNS = (
+    "ticker",
+    "as_of",
+    "horizon",
+    "target_date",
+    "forecast",
+    "last_close",
+    "model_version",
+    "run_id",
+)
+
+
+class OnnxForecaster:
+    """One onnxruntime session over a model that maps raw windows [B, W, F] to prices [B, H]."""
+
+    def __init__(self, model: str | Path | bytes, providers: list[str] | None = None) -> None:
+        source = model if isinstance(model, bytes) else str(model)
+        try:
+            self.session = ort.InferenceSession(
+                source, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            where = "model bytes" if isinstance(model, bytes) else f"model file {model}"
+            raise InputError(
+                f"{where} is not a loadable ONNX model ({exc})".splitlines()[0]
+            ) from None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        try:
+            self.features = tuple(self.metadata["features"].split(","))
+            self.window = int(self.metadata["window"])
+            self.horizon = int(self.metadata["horizon"])
+        except (KeyError, ValueError):
+            raise InputError(
+                "ONNX model lacks lstm-pipeline metadata (features, window, horizon)"
+            ) from None
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Raw windows [B, W, F] float32 -> price forecasts [B, H] float32."""
+        expected = (self.window, len(self.features))
+        if windows.ndim != 3 or windows.shape[1:] != expected:
+            raise InputError(
+                f"windows of shape {windows.shape} do not match the model's {expected}"
+            )
+        (out,) = self.session.run(["forecast"], {"window": windows.astype(np.float32)})
+        return out
+
+
+class NyseCalendar(AbstractHolidayCalendar):
+    """NYSE full-day holidays (rules since 2022), so target dates skip days the market is shut."""
+
+    rules = [
+        Holiday("New Year's Day", month=1, day=1, observance=nearest_workday),
+        USMartinLutherKingJr,
+        USPresidentsDay,
+        GoodFriday,
+        USMemorialDay,
+        Holiday("Juneteenth", month=6, day=19, start_date="2022-01-01", observance=nearest_workday),
+        Holiday("Independence Day", month=7, day=4, observance=nearest_workday),
+        USLaborDay,
+        USThanksgivingDay,
+        Holiday("Christmas", month=12, day=25, observance=nearest_workday),
+    ]
+
+
+_TRADING_DAY = pd.offsets.CustomBusinessDay(calendar=NyseCalendar())
+
+
+def next_trading_days(as_of: pd.Timestamp, count: int) -> list[pd.Timestamp]:
+    """The `count` NYSE trading days after `as_of`."""
+    return list(pd.date_range(as_of + _TRADING_DAY, periods=count, freq=_TRADING_DAY))
+
+
+def forecast_table(
+    forecaster: OnnxForecaster,
+    prices_by_ticker: dict[str, pd.DataFrame],
+    model_version: str,
+    run_id: str,
+) -> pd.DataFrame:
+    """One row per ticker and horizon from each ticker's latest window, in one batched call."""
+    for ticker, prices in prices_by_ticker.items():
+        require_rows(prices, ticker, forecaster.window, "one input window")
+    windows = np.stack([latest_window(p, forecaster.window) for p in prices_by_ticker.values()])
+    forecasts = forecaster.predict(windows)  # [tickers, H]
+    rows = []
+    for (ticker, prices), forecast in zip(prices_by_ticker.items(), forecasts, strict=True):
+        as_of = prices.index[-1]
+        for h, target in enumerate(next_trading_days(as_of, forecaster.horizon), start=1):
+            rows.append(
+                (
+                    ticker,
+                    as_of,
+                    h,
+                    target,
+                    float(forecast[h - 1]),
+                    float(prices["Close"].iloc[-1]),
+                    model_version,
+                    run_id,
+                )
+            )
+    return pd.DataFrame(rows, columns=list(FORECAST_COLUMNS))
+
+
+def write_forecasts(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write CSV or Parquet (by extension) atomically: a crash leaves any previous file intact."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        write_atomic(path, lambda tmp: table.to_csv(tmp, index=False, date_format="%Y-%m-%d"))
+    elif suffix == ".parquet":
+        write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
+    else:
+        raise InputError(f"output {path}: use a .csv or .parquet file name")
+    return path

@@ -1,0 +1,221 @@
+"""MLflow: runs, metrics, plots, the ONNX model, the registry and its aliases.
+
+The only module that imports mlflow. Everything goes through an explicit run id (not mlflow's
+thread-local active run), so Prefect may run the calls in any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from matplotlib.figure import Figure
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from lstm_pipeline import __version__
+from lstm_pipeline.errors import InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"  # relative to the working directory
+CHAMPION, CHALLENGER = "champion", "challenger"
+DEFAULT_MODEL_URI = f"models:/lstm-forecaster@{CHAMPION}"
+MASE_TO_PROMOTE = 1.0  # a model must at least match the naive forecast on validation
+# what the registered model needs to run anywhere: no torch, no project code
+MODEL_REQUIREMENTS = ["onnx", "onnxruntime", "numpy"]
+
+
+class ModelNotFoundError(InputError):
+    """A model URI or file that names nothing."""
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """`uri`, else $MLFLOW_TRACKING_URI, else the project's sqlite store; set for this process."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def client_for(uri: str | None = None) -> MlflowClient:
+    return MlflowClient(resolve_tracking_uri(uri))
+
+
+def start_run(
+    uri: str | None, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str]
+) -> str:
+    """Create a run with all params and tags logged; returns its id."""
+    client = client_for(uri)
+    run = client.create_run(
+        _experiment_id(client, experiment),
+        run_name=run_name,
+        tags={"lstm_pipeline.version": __version__, **tags},
+    )
+    run_id: str = run.info.run_id
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run_id
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = None
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        # keep artifacts beside the db (mlflow/artifacts), not in ./mlruns of whoever ran first
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def log_metrics(
+    uri: str | None, run_id: str, metrics: dict[str, float], step: int | None = None
+) -> None:
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+    client_for(uri).log_batch(run_id, metrics=batch)
+
+
+def set_tags(uri: str | None, run_id: str, tags: dict[str, str]) -> None:
+    client_for(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_figure(uri: str | None, run_id: str, figure: Figure, name: str) -> None:
+    client_for(uri).log_figure(run_id, figure, name)
+
+
+def end_run(uri: str | None, run_id: str, status: str = "FINISHED", reason: str = "") -> None:
+    client = client_for(uri)
+    if reason:
+        client.set_tag(run_id, "failure_reason", reason[:5000])
+    client.set_terminated(run_id, status)
+
+
+def log_onnx_model(
+    uri: str | None,
+    run_id: str,
+    onnx_path: Path,
+    example: np.ndarray,
+    forecast: np.ndarray,
+    model_name: str,
+) -> str:
+    """Log the ONNX file as the run's model (signature, example of batch >= 2), register it.
+
+    Returns the new model version.
+    """
+    import onnx
+
+    resolve_tracking_uri(uri)
+    signature = infer_signature(example, {"forecast": forecast})
+    with mlflow.start_run(run_id=run_id):  # log_model needs an active run in this thread
+        info = mlflow.onnx.log_model(
+            onnx.load_model(str(onnx_path)),
+            name="model",
+            registered_model_name=model_name,
+            signature=signature,
+            input_example=example,
+            pip_requirements=MODEL_REQUIREMENTS,
+            onnx_execution_providers=["CPUExecutionProvider"],
+            save_as_external_data=False,  # one self-contained file
+        )
+    log.info("registered %s version %s (run %s)", model_name, info.registered_model_version, run_id)
+    return str(info.registered_model_version)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    promoted: bool
+    alias: str
+    reason: str
+
+
+def promote_if_better(
+    uri: str | None, model_name: str, version: str, run_id: str, val_mase: float
+) -> Promotion:
+    """`champion` if val MASE <= 1 and no worse than the current champion's, else `challenger`."""
+    client = client_for(uri)
+    champion = current_alias(client, model_name, CHAMPION)
+    champion_mase = float(champion.tags.get("val_mase", "inf")) if champion else None
+    if not val_mase <= MASE_TO_PROMOTE:
+        reason = (
+            f"not promoted: validation MASE {val_mase:.4f} does not beat the naive "
+            f"forecast (needs <= {MASE_TO_PROMOTE})"
+        )
+    elif champion is not None and champion_mase is not None and val_mase > champion_mase:
+        reason = (
+            f"not promoted: validation MASE {val_mase:.4f} is worse than champion "
+            f"v{champion.version}'s {champion_mase:.4f}"
+        )
+    else:
+        reason = f"promoted: validation MASE {val_mase:.4f} <= naive (1.0)" + (
+            f" and <= champion v{champion.version}'s {champion_mase:.4f}"
+            if champion
+            else "; no previous champion"
+        )
+    promoted = reason.startswith("promoted")
+    alias = CHAMPION if promoted else CHALLENGER
+    client.set_model_version_tag(model_name, version, "val_mase", f"{val_mase:.6f}")
+    client.set_model_version_tag(model_name, version, "promotion", reason)
+    client.set_registered_model_alias(model_name, alias, version)
+    client.set_tag(run_id, "promotion", reason)
+    return Promotion(promoted, alias, reason)
+
+
+def current_alias(client: MlflowClient, model_name: str, alias: str) -> Any:
+    """The model version behind `alias`, or None when the model or the alias does not exist."""
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path  # a local .onnx file
+    version: str  # registry version, or "file" for a plain .onnx path
+    run_id: str
+
+
+def resolve_model(model_uri: str, uri: str | None = None) -> ResolvedModel:
+    """A local ONNX file for `models:/name@alias`, `models:/name/VERSION` or a `.onnx` path."""
+    if not model_uri.startswith("models:/"):
+        path = Path(model_uri)
+        if path.suffix != ".onnx" or not path.is_file():
+            raise ModelNotFoundError(
+                f"model {model_uri}: not a models:/ URI or an existing .onnx file"
+            )
+        return ResolvedModel(path, "file", "")
+    client = client_for(uri)
+    version = _model_version(client, model_uri)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{version.name}/{version.version}",
+        dst_path=tempfile.mkdtemp(prefix="lstm-pipeline-model-"),
+    )
+    onnx_files = sorted(Path(local).rglob("*.onnx"))
+    if not onnx_files:
+        raise ModelNotFoundError(f"model {model_uri}: version {version.version} has no .onnx file")
+    return ResolvedModel(onnx_files[0], str(version.version), version.run_id or "")
+
+
+def _model_version(client: MlflowClient, model_uri: str) -> Any:
+    spec = model_uri.removeprefix("models:/")
+    try:
+        if "@" in spec:
+            name, alias = spec.split("@", 1)
+            return client.get_model_version_by_alias(name, alias)
+        name, _, version = spec.partition("/")
+        return client.get_model_version(name, version)
+    except MlflowException as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelNotFoundError(f"model {model_uri} not found in the registry ({first})") from None
