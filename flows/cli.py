@@ -175,20 +175,26 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
 def configure_logging(verbose: bool = False) -> None:
     """Call before prefect is imported.
 
-    The terminal gets the library's progress lines and, on failure, one error line; Prefect's
-    own console output (server start, state changes, tracebacks) stays in the flow-run logs of
-    the Prefect UI unless `verbose`. Library logs are sent to those flow-run logs too.
+    Progress (the library's INFO lines) goes to stdout, problems to stderr, so a failure on bad
+    input is exactly one stderr line. Prefect's own console output (server start, state
+    changes, tracebacks) stays in the flow-run logs of the Prefect UI unless `verbose`.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lstm_pipeline")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lstm_pipeline")  # into flow-run logs
     library = logging.getLogger("lstm_pipeline")
     library.setLevel(logging.INFO)
     if verbose:
         return  # library records reach Prefect's console handler through the root logger
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    library.addHandler(handler)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no db-migration chatter
+    formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    progress = logging.StreamHandler(sys.stdout)
+    progress.addFilter(lambda record: record.levelno < logging.WARNING)
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    for handler in (progress, problems):
+        handler.setFormatter(formatter)
+        library.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

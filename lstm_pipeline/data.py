@@ -48,10 +48,10 @@ def load_prices(ticker: str, cfg: DataConfig) -> pd.DataFrame:
         raw, origin = read_sample(ticker)
     elif cfg.source == "csv":
         path = Path(cfg.data_dir or ".") / f"{ticker}.csv"
-        raw, origin = read_price_csv(path, ticker), str(path)
+        raw, origin = read_price_csv(path, ticker), f"file {path}"
     else:
         raw, origin = download_yfinance(ticker, cfg.start, cfg.end), "yfinance"
-    prices = validate_prices(adjust_ohlc(raw), ticker, origin)
+    prices = validate_prices(adjust_ohlc(raw, f"{ticker}: {origin}"), ticker, origin)
     prices = prices.loc[_as_ts(cfg.start) : _as_ts(cfg.end)]
     if prices.empty:
         raise DataValidationError(
@@ -76,7 +76,7 @@ def read_sample(ticker: str) -> tuple[pd.DataFrame, str]:
         have = sorted(p.name.split(".")[0] for p in folder.iterdir() if p.name.endswith(".gz"))
         raise InputError(f"{ticker}: not in the sample source (it has {', '.join(have)})")
     with resources.as_file(folder / name) as path:
-        return read_price_csv(path, ticker), f"sample:{name}"
+        return read_price_csv(path, ticker), f"sample file {name}"
 
 
 def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
@@ -98,9 +98,7 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
         raise DataValidationError(
             f"{ticker}: file {path} row {row + 2}: bad date {frame['Date'].iloc[row]!r}"
         )
-    frame = frame.drop(columns="Date").set_index(pd.DatetimeIndex(dates, name="Date"))
-    frame.attrs["origin"] = str(path)
-    return frame
+    return frame.drop(columns="Date").set_index(pd.DatetimeIndex(dates, name="Date"))
 
 
 def download_yfinance(ticker: str, start: date | None, end: date | None) -> pd.DataFrame:
@@ -129,17 +127,15 @@ def download_yfinance(ticker: str, start: date | None, end: date | None) -> pd.D
     return frame
 
 
-def adjust_ohlc(raw: pd.DataFrame) -> pd.DataFrame:
+def adjust_ohlc(raw: pd.DataFrame, where: str = "prices") -> pd.DataFrame:
     """OHLC scaled by `Adj Close / Close` so splits and dividends are not jumps; FEATURES only."""
     missing = [c for c in FEATURES if c not in raw.columns]
     if missing:
-        origin = raw.attrs.get("origin", "input")
-        raise DataValidationError(f"{origin}: missing column(s) {', '.join(missing)}")
+        raise DataValidationError(f"{where}: missing column(s) {', '.join(missing)}")
     frame = raw.loc[:, list(FEATURES)].apply(pd.to_numeric, errors="coerce").astype("float64")
     if "Adj Close" in raw.columns:
         factor = pd.to_numeric(raw["Adj Close"], errors="coerce") / frame["Close"]
         frame[list(PRICE_COLUMNS)] = frame[list(PRICE_COLUMNS)].mul(factor, axis=0)
-    frame.attrs = dict(raw.attrs)
     return frame
 
 
@@ -153,7 +149,7 @@ def validate_prices(prices: pd.DataFrame, ticker: str, origin: str) -> pd.DataFr
     if dates.has_duplicates:
         raise DataValidationError(f"{where}: date {_day(dates[dates.duplicated()][0])} repeats")
     if not dates.is_monotonic_increasing:
-        bad = int(np.flatnonzero(np.diff(dates.asi8) < 0)[0]) + 1
+        bad = int(np.flatnonzero(np.diff(dates.to_numpy()) < np.timedelta64(0))[0]) + 1
         raise DataValidationError(
             f"{where}: dates not increasing at {_day(dates[bad])} (after {_day(dates[bad - 1])})"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -62,21 +63,20 @@ def export_onnx(
 
 
 def _trace(model: PriceForecaster, sample: torch.Tensor) -> onnx.ModelProto:
-    import io
-
-    buffer = io.BytesIO()
     # The legacy TorchScript exporter handles nn.LSTM with a dynamic batch and one file output.
-    torch.onnx.export(
-        model,
-        (sample,),
-        buffer,
-        input_names=["window"],
-        output_names=["forecast"],
-        dynamic_axes={"window": {0: "batch"}, "forecast": {0: "batch"}},
-        opset_version=OPSET,
-        dynamo=False,
-    )
-    return onnx.load_model_from_string(buffer.getvalue())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "traced.onnx"
+        torch.onnx.export(
+            model,
+            (sample,),
+            str(path),
+            input_names=["window"],
+            output_names=["forecast"],
+            dynamic_axes={"window": {0: "batch"}, "forecast": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+        return onnx.load_model(str(path))
 
 
 def check_parity(net: LSTMForecaster, path: Path, sample: torch.Tensor) -> float:

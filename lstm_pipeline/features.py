@@ -118,7 +118,7 @@ def _pool(
     values, starts, targets, ids, as_of = [], [], [], [], []
     offset = 0
     for ticker_id, frame in segments:
-        series = torch.from_numpy(frame.loc[:, list(FEATURES)].to_numpy(np.float32))
+        series = torch.tensor(frame.loc[:, list(FEATURES)].to_numpy(np.float32))  # a writable copy
         _, y = make_windows(series, cfg.window, cfg.horizon)
         n = y.shape[0]
         values.append(series)

@@ -17,6 +17,7 @@ from pandas.tseries.holiday import (
     USPresidentsDay,
     USThanksgivingDay,
     nearest_workday,
+    sunday_to_monday,
 )
 
 from lstm_pipeline.data import latest_window, require_rows, write_atomic
@@ -73,7 +74,8 @@ class NyseCalendar(AbstractHolidayCalendar):
     """NYSE full-day holidays (rules since 2022), so target dates skip days the market is shut."""
 
     rules = [
-        Holiday("New Year's Day", month=1, day=1, observance=nearest_workday),
+        # NYSE does not close on the Friday before a Saturday New Year's Day
+        Holiday("New Year's Day", month=1, day=1, observance=sunday_to_monday),
         USMartinLutherKingJr,
         USPresidentsDay,
         GoodFriday,

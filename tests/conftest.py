@@ -1,0 +1,120 @@
+"""Shared fixtures. No network: yfinance is patched where used; Prefect and MLflow run locally."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# Before prefect or mlflow are imported by any test module: keep their state out of $HOME.
+_STATE = Path(tempfile.mkdtemp(prefix="lstm-pipeline-tests-"))
+os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ["LSTM_PIPELINE_TEST_STATE"] = str(_STATE)
+ROOT = Path(__file__).resolve().parents[1]
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from lstm_pipeline.config import PipelineConfig, build_config  # noqa: E402
+
+
+def make_prices(n: int = 400, seed: int = 0, start: str = "2020-01-01") -> pd.DataFrame:
+    """Seeded synthetic daily bars in yfinance layout (with Adj Close), Date as a column."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    log_close = np.log(50 + 10 * seed) + 0.05 * np.sin(t / 15) + np.cumsum(rng.normal(0, 0.01, n))
+    close = np.exp(log_close)
+    open_ = close * np.exp(rng.normal(0, 0.004, n))
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n))
+    return pd.DataFrame(
+        {
+            "Date": pd.bdate_range(start, periods=n).strftime("%Y-%m-%d"),
+            "Open": open_,
+            "High": high,
+            "Low": low,
+            "Close": close,
+            "Adj Close": close * 0.98,  # a constant dividend adjustment
+            "Volume": rng.integers(1_000_000, 5_000_000, n),
+        }
+    )
+
+
+@pytest.fixture
+def csv_dir(tmp_path: Path) -> Path:
+    """A directory of TICKER.csv files for two synthetic tickers."""
+    folder = tmp_path / "prices"
+    folder.mkdir()
+    for seed, ticker in enumerate(("AAA", "BBB")):
+        make_prices(seed=seed).to_csv(folder / f"{ticker}.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+
+
+@pytest.fixture
+def tiny_cfg(csv_dir: Path, tracking_uri: str) -> PipelineConfig:
+    """Seconds-long training on the synthetic csv tickers, tracked in a temporary store."""
+    return build_config(
+        data__tickers=("AAA", "BBB"),
+        data__source="csv",
+        data__data_dir=str(csv_dir),
+        features__window=10,
+        features__horizon=3,
+        model__hidden_size=8,
+        model__num_layers=1,
+        model__dropout=0.0,
+        train__max_epochs=3,
+        train__batch_size=64,
+        train__patience=2,
+        tracking__tracking_uri=tracking_uri,
+    )
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """A tiny exported price model (window 10, horizon 3) and a batch-2 input example."""
+    import torch
+
+    from lstm_pipeline.data import FEATURES
+    from lstm_pipeline.export import export_onnx
+    from lstm_pipeline.model import LSTMForecaster
+
+    torch.manual_seed(0)
+    frame = make_prices(60).set_index("Date")[list(FEATURES)]
+    series = torch.tensor(frame.to_numpy(np.float32))
+    sample = series.unfold(0, 10, 1).transpose(1, 2)[:40]  # [40, 10, F]
+    net = LSTMForecaster(len(FEATURES), horizon=3, hidden_size=8, num_layers=1, dropout=0.0)
+    path = tmp_path_factory.mktemp("tiny") / "model.onnx"
+    export_onnx(net, sample, path, {"run_id": "tiny", "data_cutoff": "2020-03-24"})
+    return path, sample[:2].numpy()
+
+
+def run_cli(*args: str, cwd: Path, prelude: str = "") -> subprocess.CompletedProcess[str]:
+    """`lstm-pipeline ARGS` in a fresh interpreter (optionally after `prelude` code)."""
+    code = f"import sys\n{prelude}\nfrom flows.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )

@@ -1,0 +1,101 @@
+"""The CLI in fresh interpreters: exit codes, one-line errors, JSON, and a torch-free forecast."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def assert_one_line_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_bad_price_file_exits_2_with_one_line_naming_ticker_file_and_date(tmp_path, csv_dir):
+    bad = csv_dir / "BBB.csv"
+    lines = bad.read_text().splitlines()
+    bad.write_text("\n".join([*lines[:5], lines[3], *lines[5:]]) + "\n")  # a repeated date
+    proc = run_cli(
+        "train",
+        "--source",
+        "csv",
+        "--data-dir",
+        str(csv_dir),
+        "--tickers",
+        "AAA",
+        "BBB",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/m.db",
+        cwd=tmp_path,
+    )
+    assert_one_line_error(proc, "BBB", str(bad), "date 2020-01-03 repeats")
+    assert not (tmp_path / "mlflow").exists() and not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["train", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+        (["train", "--source", "ftp"], "argument --source: invalid choice: 'ftp'"),
+        (["train", "--start", "2020-02-30"], "'2020-02-30' is not a date"),
+        (["train", "--tickers", "../etc"], "invalid ticker '../etc'"),
+        (["forecast", "--model-uri", "nothing.onnx"], "model nothing.onnx: not a models:/ URI"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, args, fragment):
+    assert_one_line_error(run_cli(*args, cwd=tmp_path), fragment)
+
+
+def test_config_file_with_unknown_key_exits_2(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train: {epoch: 3}\n")
+    proc = run_cli("train", "--config", str(config), "--source", "sample", cwd=tmp_path)
+    assert_one_line_error(proc, "invalid train.epoch", "bad.yaml")
+
+
+def test_forecast_path_never_imports_torch(tmp_path: Path, tiny_onnx, csv_dir):
+    """A forecast job runs on onnxruntime, pandas and the registry alone."""
+    from tests.flows.test_registry import register
+
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    _, version = register(uri, tiny_onnx)
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(uri).set_registered_model_alias("lstm-forecaster", "champion", version)
+    guard = (
+        "sys.modules['torch'] = None  # any import of torch now fails\n"
+        "import atexit\n"
+        "atexit.register(lambda: print('torch imported:', "
+        "sys.modules.get('torch') is not None))"
+    )
+    output = tmp_path / "forecasts.parquet"
+    proc = run_cli(
+        "forecast",
+        "--source",
+        "csv",
+        "--data-dir",
+        str(csv_dir),
+        "--tickers",
+        "AAA",
+        "BBB",
+        "--tracking-uri",
+        uri,
+        "--output",
+        str(output),
+        "--json",
+        cwd=tmp_path,
+        prelude=guard,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "torch imported: False"
+    result = json.loads(proc.stdout.strip().splitlines()[-2])
+    assert result["rows"] == 6 and result["model_version"] == version
+    assert output.is_file()

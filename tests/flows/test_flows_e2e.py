@@ -1,0 +1,113 @@
+"""Both flows end to end under the Prefect test harness, MLflow on a temporary sqlite store."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from lstm_pipeline.predict import FORECAST_COLUMNS
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_flow_logs_a_complete_run_and_registers_the_onnx_model(prefect_harness, tiny_cfg):
+    from flows.training import train_flow
+
+    result = train_flow(tiny_cfg)
+    client = MlflowClient(tiny_cfg.tracking.tracking_uri)
+    run = client.get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["features.window"] == "10"
+    assert run.data.params["model.hidden_size"] == "8"
+    assert run.data.tags["data.tickers"] == "AAA,BBB" and len(run.data.tags["data.sha256"]) == 16
+    epochs = result["metrics"]["stopped_epoch"]
+    for name in ("train_loss", "val_loss"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, name)]
+        assert steps == list(range(1, epochs + 1))
+    for key in (
+        "test_mae",
+        "test_rmse",
+        "test_mape",
+        "test_mase",
+        "naive_test_mae",
+        "test_directional_accuracy",
+        "best_epoch",
+        "train_windows_per_s",
+        "test_mae_h1",
+        "test_mase_h3",
+        "val_mase",
+    ):
+        assert key in run.data.metrics, key
+        assert run.data.metrics[key] == pytest.approx(result["metrics"][key])
+    assert run.data.metrics["test_mase"] == pytest.approx(
+        run.data.metrics["test_mae"] / run.data.metrics["naive_test_mae"]
+    )
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {"plots/loss_curve.png", "plots/actual_vs_forecast.png"}
+
+    version = client.get_model_version("lstm-forecaster", result["model_version"])
+    assert version.run_id == run.info.run_id
+    promoted = result["metrics"]["val_mase"] <= 1.0
+    assert result["promoted"] is promoted
+    assert result["alias"] == ("champion" if promoted else "challenger")
+    holder = client.get_model_version_by_alias("lstm-forecaster", result["alias"])
+    assert str(holder.version) == result["model_version"]
+    assert run.data.tags["promotion"] == result["reason"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_forecast_flow_writes_one_row_per_ticker_and_horizon(
+    prefect_harness, tiny_cfg, tmp_path: Path, suffix: str
+):
+    from flows.inference import forecast_flow
+    from flows.training import train_flow
+
+    trained = train_flow(tiny_cfg)
+    uri = f"models:/lstm-forecaster/{trained['model_version']}"
+    output = tmp_path / f"out/forecasts{suffix}"
+    result = forecast_flow(tiny_cfg.data, uri, str(output), tiny_cfg.tracking.tracking_uri)
+    assert result["output"] == str(output) and result["rows"] == 2 * 3
+    table = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
+    assert tuple(table.columns) == FORECAST_COLUMNS
+    assert set(table["ticker"]) == {"AAA", "BBB"} and sorted(set(table["horizon"])) == [1, 2, 3]
+    assert (table["model_version"].astype(str) == trained["model_version"]).all()
+    assert (table["run_id"] == trained["run_id"]).all()
+    aaa = table[table["ticker"] == "AAA"]
+    as_of = pd.Timestamp(aaa["as_of"].iloc[0])
+    assert as_of == pd.Timestamp("2021-07-13")  # last of the 400 synthetic business days
+    targets = pd.to_datetime(aaa["target_date"])
+    assert list(targets) == [pd.Timestamp(d) for d in ("2021-07-14", "2021-07-15", "2021-07-16")]
+    assert np.all(np.abs(aaa["forecast"] / aaa["last_close"] - 1) < 0.2)
+
+
+def test_forecast_flow_without_a_champion_fails_with_a_clear_message(prefect_harness, tiny_cfg):
+    from flows.inference import forecast_flow
+    from lstm_pipeline.tracking import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="models:/lstm-forecaster@champion not found"):
+        forecast_flow(tiny_cfg.data, tracking_uri=tiny_cfg.tracking.tracking_uri)
+
+
+def test_a_bad_file_fails_the_flow_before_any_run_is_logged(prefect_harness, tiny_cfg):
+    from flows.training import train_flow
+    from lstm_pipeline.errors import DataValidationError
+
+    bad = Path(tiny_cfg.data.data_dir or "") / "BBB.csv"
+    bad.write_text(bad.read_text().replace("2020-01-0", "2020-13-0"))
+    with pytest.raises(DataValidationError, match="BBB: file .*BBB.csv row .*: bad date"):
+        train_flow(tiny_cfg)
+    client = MlflowClient(tiny_cfg.tracking.tracking_uri)
+    assert client.get_experiment_by_name("lstm-forecaster") is None
+
+
+def test_forecast_flow_takes_a_plain_onnx_file(prefect_harness, tiny_cfg, tiny_onnx, tmp_path):
+    from flows.inference import forecast_flow
+
+    path, _ = tiny_onnx
+    output = tmp_path / "f.csv"
+    result = forecast_flow(tiny_cfg.data, str(path), str(output), tiny_cfg.tracking.tracking_uri)
+    table = pd.read_csv(output)
+    assert result["model_version"] == "file" and len(table) == 6
+    assert (table["model_version"] == "file").all()

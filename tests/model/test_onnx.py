@@ -1,0 +1,87 @@
+"""The shipped ONNX graph: raw windows in, prices out, equal to torch, any batch size."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from lstm_pipeline.config import DataConfig, FeatureConfig
+from lstm_pipeline.data import FEATURES, load_prices
+from lstm_pipeline.errors import InputError
+from lstm_pipeline.export import check_parity, export_onnx
+from lstm_pipeline.features import CLOSE, build_window_sets
+from lstm_pipeline.model import LSTMForecaster
+from lstm_pipeline.predict import OnnxForecaster
+
+
+@pytest.fixture(scope="module")
+def real_windows():
+    """1000+ real windows from the bundled sample (two tickers)."""
+    cfg = DataConfig(source="sample", tickers=("AAPL", "SPY"))
+    prices = {t: load_prices(t, cfg) for t in cfg.tickers}
+    test = build_window_sets(prices, FeatureConfig(window=30, horizon=3))["test"]
+    return test.inputs(torch.arange(len(test)))
+
+
+@pytest.fixture(scope="module")
+def exported(real_windows, tmp_path_factory):
+    torch.manual_seed(0)
+    net = LSTMForecaster(len(FEATURES), horizon=3, hidden_size=16, num_layers=2, dropout=0.2)
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(net, real_windows[:1000], path, {"run_id": "abc123", "data_cutoff": "2024-07-30"})
+    return net.eval(), path
+
+
+def test_onnx_matches_torch_for_dynamic_batch(exported, real_windows):
+    net, path = exported
+    session = OnnxForecaster(path)
+    for batch in (1, 7, 1000, len(real_windows)):
+        x = real_windows[:batch]
+        prices = session.predict(x.numpy())
+        assert prices.shape == (batch, 3) and prices.dtype == np.float32
+        with torch.no_grad():
+            expected = net(x).double().numpy()
+        got = np.log(prices.astype(np.float64) / x[:, -1, CLOSE].double().numpy()[:, None])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_onnx_output_is_prices_near_the_last_close(exported, real_windows):
+    _, path = exported
+    prices = OnnxForecaster(path).predict(real_windows[:50].numpy())
+    last = real_windows[:50, -1, CLOSE].numpy()[:, None]
+    assert np.all(np.abs(prices / last - 1) < 0.2)
+
+
+def test_onnx_file_is_self_contained_with_metadata(exported):
+    _, path = exported
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert not list(path.parent.glob("*.data"))  # no external weights file
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["features"] == ",".join(FEATURES)
+    assert (meta["window"], meta["horizon"]) == ("30", "3")
+    assert (meta["run_id"], meta["data_cutoff"]) == ("abc123", "2024-07-30")
+    assert [i.name for i in model.graph.input] == ["window"]
+    assert [o.name for o in model.graph.output] == ["forecast"]
+
+
+def test_parity_check_catches_a_model_that_differs(exported, real_windows):
+    net, path = exported
+    other = LSTMForecaster(len(FEATURES), horizon=3, hidden_size=16, num_layers=2).eval()
+    from lstm_pipeline.export import ExportError
+
+    with pytest.raises(ExportError, match="ONNX and torch differ"):
+        check_parity(other, path, real_windows[:10])
+    assert check_parity(net, path, real_windows[:10]) <= 1e-5
+
+
+def test_wrong_window_shape_and_non_onnx_file_are_input_errors(exported, tmp_path: Path):
+    _, path = exported
+    with pytest.raises(InputError, match=r"do not match the model's \(30, 5\)"):
+        OnnxForecaster(path).predict(np.ones((2, 20, 5), np.float32))
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model")
+    with pytest.raises(InputError, match="not a loadable ONNX model"):
+        OnnxForecaster(junk)

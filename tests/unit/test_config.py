@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from lstm_pipeline.config import build_config
+from lstm_pipeline.errors import InputError
+
+
+def test_defaults_match_the_documented_design():
+    cfg = build_config()
+    assert (cfg.features.window, cfg.features.horizon) == (60, 5)
+    assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.model.dropout) == (64, 2, 0.2)
+    assert cfg.tracking.model_name == "lstm-forecaster"
+
+
+def test_yaml_then_overrides(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("features: {window: 20}\ntrain: {max_epochs: 4, lr: 0.01}\n")
+    cfg = build_config(path, train__max_epochs=2, train__seed=None)
+    assert cfg.features.window == 20 and cfg.train.lr == 0.01 and cfg.train.max_epochs == 2
+    assert cfg.flat()["features.window"] == 20 and "data.tickers" in cfg.flat()
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("train: {epochs: 3}", r"invalid train.epochs \(config .*c.yaml\): Extra inputs"),
+        ("features: {window: -5}", r"invalid features.window .*greater than or equal to 2"),
+        ("features: {horizon: 0}", r"invalid features.horizon"),
+        ("model: {hidden_size: lots}", r"invalid model.hidden_size"),
+        ("[1, 2", r"not valid YAML"),
+    ],
+)
+def test_bad_config_files_name_the_file_and_key(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        build_config(path)

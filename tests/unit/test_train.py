@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from lstm_pipeline.config import FeatureConfig, TrainConfig
+from lstm_pipeline.data import FEATURES
+from lstm_pipeline.errors import InputError
+from lstm_pipeline.features import build_window_sets
+from lstm_pipeline.model import LSTMForecaster, PriceForecaster
+from lstm_pipeline.train import EarlyStopping, fit, resolve_device
+from tests.unit.test_features import numbered_prices
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+def test_early_stopping_counts_epochs_without_improvement():
+    stopper = EarlyStopping(patience=2, min_delta=0.01)
+    losses = [1.0, 0.8, 0.795, 0.79, 0.5]  # 0.795 and 0.79 improve by < min_delta
+    stops = [stopper.step(loss, epoch) for epoch, loss in enumerate(losses, start=1)]
+    assert stops == [False, False, False, True, False]
+    assert stopper.best == 0.5 and stopper.best_epoch == 5 and stopper.bad_epochs == 0
+
+
+@pytest.mark.parametrize("layers,dropout", [(1, 0.0), (2, 0.2)])
+def test_forward_maps_raw_windows_to_horizon_outputs(layers, dropout):
+    net = LSTMForecaster(
+        len(FEATURES), horizon=4, hidden_size=8, num_layers=layers, dropout=dropout
+    )
+    x = torch.rand(3, 12, len(FEATURES)) + 1
+    assert net(x).shape == (3, 4)
+    prices = PriceForecaster(net.eval())(x)
+    torch.testing.assert_close(prices, x[:, -1, 3:4] * torch.exp(net(x)))
+
+
+@pytest.fixture
+def sine_windows():
+    """Seeded sine-plus-noise prices for two tickers: a learnable signal."""
+    gen = torch.Generator().manual_seed(0)
+    frames = {}
+    for i, ticker in enumerate(("AAA", "BBB")):
+        frame = numbered_prices(500)
+        t = torch.arange(500, dtype=torch.float64)
+        close = 100 * torch.exp(
+            0.05 * torch.sin(t / 6 + i) + 0.002 * torch.randn(500, generator=gen)
+        )
+        for col in ("Open", "High", "Low", "Close"):
+            frame[col] = close.numpy()
+        frames[ticker] = frame
+    return build_window_sets(frames, FeatureConfig(window=10, horizon=2))
+
+
+def tiny_fit(windows, **train):
+    torch.manual_seed(0)
+    net = LSTMForecaster(len(FEATURES), horizon=2, hidden_size=8, num_layers=1, dropout=0)
+    cfg = TrainConfig(**{"max_epochs": 3, "batch_size": 32, "lr": 0.01, "device": "cpu", **train})
+    return fit(net, windows["train"], windows["val"], cfg)
+
+
+def test_training_reduces_loss_and_reports_throughput(sine_windows):
+    result = tiny_fit(sine_windows)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0] * 0.8
+    assert result.train_windows_per_s > 0 and result.device == "cpu"
+
+
+def test_patience_stops_early_and_restores_the_best_weights(sine_windows):
+    # lr so high that val loss gets worse after the first epoch
+    result = tiny_fit(sine_windows, lr=5.0, patience=1, max_epochs=20)
+    assert result.stopped_epoch < 20
+    best = result.history[result.best_epoch - 1]["val_loss"]
+    assert best == min(h["val_loss"] for h in result.history)
+    from lstm_pipeline.train import eval_loss
+
+    assert eval_loss(result.model, sine_windows["val"]) == pytest.approx(best, rel=1e-5)
+
+
+def test_same_seed_gives_the_same_losses(sine_windows):
+    first, second = tiny_fit(sine_windows, seed=7), tiny_fit(sine_windows, seed=7)
+    assert first.history == second.history
+    assert tiny_fit(sine_windows, seed=8).history != first.history
+
+
+def test_auto_device_prefers_cuda_then_mps_then_cpu():
+    expected = (
+        "cuda"
+        if torch.cuda.is_available()
+        else ("mps" if torch.backends.mps.is_available() else "cpu")
+    )
+    assert resolve_device("auto").type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_asking_for_an_absent_cuda_is_an_input_error():
+    with pytest.raises(InputError, match="device 'cuda' is not available"):
+        resolve_device("cuda")
+
+
+@gpu
+def test_training_runs_on_cuda(sine_windows):
+    result = tiny_fit(sine_windows, device="cuda")
+    assert result.device.startswith("cuda")
+    assert next(result.model.parameters()).is_cuda
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
