@@ -49,6 +49,14 @@ def _data_options(parser: argparse.ArgumentParser, tickers: bool = True) -> None
     parser.add_argument("--end", type=_iso_date, help="last date used (inclusive), YYYY-MM-DD")
 
 
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of config overrides (see flows/configs/)")
+    parser.add_argument("--max-epochs", type=int)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--experiment", help="MLflow experiment (default: lstm-forecaster)")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tracking-uri",
@@ -76,13 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="run the training flow")
     _data_options(train)
-    train.add_argument("--config", help="YAML file of config overrides (see flows/configs/)")
-    train.add_argument("--max-epochs", type=int)
-    train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    train.add_argument("--seed", type=int)
-    train.add_argument("--experiment", help="MLflow experiment (default: lstm-forecaster)")
+    _training_options(train)
     _common(train)
     train.set_defaults(handler=run_train)
+
+    backtest = sub.add_parser("backtest", help="walk-forward backtest against the naive forecast")
+    _data_options(backtest)
+    _training_options(backtest)
+    backtest.add_argument("--folds", type=int, default=4, help="refits (default 4)")
+    backtest.add_argument(
+        "--step",
+        type=int,
+        default=126,
+        help="trading days scored per fold (default 126, half a year)",
+    )
+    _common(backtest)
+    backtest.set_defaults(handler=run_backtest)
 
     forecast = sub.add_parser("forecast", help="run the batch forecast flow")
     _data_options(forecast)
@@ -122,10 +139,10 @@ def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
     return {"tickers": summary}
 
 
-def run_train(args: argparse.Namespace) -> dict[str, Any]:
+def _training_config(args: argparse.Namespace) -> Any:
     from lstm_pipeline.config import build_config
 
-    cfg = build_config(
+    return build_config(
         args.config,
         **_data_overrides(args),
         train__max_epochs=args.max_epochs,
@@ -134,10 +151,37 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         tracking__tracking_uri=args.tracking_uri,
         tracking__experiment=args.experiment,
     )
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = _training_config(args)
     from flows.training import train_flow
 
     result = train_flow(cfg)
     print(format_training(result))
+    return result
+
+
+def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
+    from lstm_pipeline.errors import InputError
+
+    if args.folds < 1 or args.step < 1:
+        raise InputError(f"--folds {args.folds} and --step {args.step} must be at least 1")
+    cfg = _training_config(args)
+    from flows.backtest import backtest_flow
+
+    result = backtest_flow(cfg, args.folds, args.step)
+    for fold in result["folds"]:
+        print(
+            f"fold {fold['fold']}: {fold['first_day']}..{fold['last_day']} MASE "
+            f"{fold['test_mase']:.4f}, direction {fold['test_directional_accuracy']:.1%}"
+        )
+    m = result["metrics"]
+    print(
+        f"pooled over {len(result['folds'])} folds (run {result['run_id']}): MASE "
+        f"{m['test_mase']:.4f}, direction {m['test_directional_accuracy']:.1%} vs base rate "
+        f"{m['test_direction_base_rate']:.1%}\n{result['table']}"
+    )
     return result
 
 

@@ -95,7 +95,15 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     uri = cfg.tracking.tracking_uri
     try:
         result = fit_model(windows, cfg, run_id)
-        tracking.set_tags(uri, run_id, {"device": result.device})
+        tracking.set_tags(
+            uri,
+            run_id,
+            {
+                "device": result.device,
+                "precision": result.precision,
+                "threads": str(result.threads),
+            },
+        )
         metrics = evaluate(result, windows, cfg, run_id)
         version = export_and_register(result, windows, cfg, run_id, data_tags["data.cutoff"])
         decision = promote(cfg, version, run_id, metrics["val_mase"])

@@ -13,6 +13,9 @@ from lstm_pipeline.errors import InputError
 
 Source = Literal["yfinance", "sample", "csv"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+Cell = Literal["lstm", "gru"]
+Loss = Literal["mse", "huber", "mae"]
+Precision = Literal["auto", "fp32", "bf16"]
 
 SAMPLE_TICKERS = ("AAPL", "AMZN", "GOOG", "MSFT", "NVDA", "SPY")
 
@@ -48,9 +51,12 @@ class FeatureConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
+    cell: Cell = "lstm"
     hidden_size: int = Field(64, ge=1)
     num_layers: int = Field(2, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)  # between LSTM layers; ignored with one layer
+    dropout: float = Field(0.2, ge=0, lt=1)  # between recurrent layers; ignored with one layer
+    # add daily return, high-low range and open-close body channels, computed inside the graph
+    derived_features: bool = False
 
 
 class TrainConfig(_Frozen):
@@ -59,6 +65,14 @@ class TrainConfig(_Frozen):
     max_epochs: int = Field(30, ge=1)
     patience: int = Field(5, ge=1)  # epochs without val improvement before stopping
     min_delta: float = Field(0.0, ge=0)  # val-loss improvement that counts as one
+    loss: Loss = "mse"  # on log returns in percent units; huber's delta is 1 (percent)
+    weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled decay
+    grad_clip: float = Field(1.0, ge=0)  # max gradient L2 norm; 0 = no clipping
+    lr_schedule: Literal["plateau", "none"] = "plateau"  # reduce lr when val loss stalls
+    lr_factor: float = Field(0.5, gt=0, lt=1)
+    lr_patience: int = Field(2, ge=1)  # epochs; keep below `patience` so it acts first
+    precision: Precision = "auto"  # auto: bf16 autocast on CUDA GPUs that support it, else fp32
+    threads: int | None = Field(None, ge=1)  # CPU threads for torch; None = torch's default
     seed: int = 42
     device: Device = "auto"
 

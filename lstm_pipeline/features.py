@@ -7,6 +7,7 @@ with one model, and lives inside the ONNX graph (see model.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from lstm_pipeline.config import FeatureConfig
 from lstm_pipeline.data import FEATURES, PRICE_COLUMNS, require_rows
 
-CLOSE = FEATURES.index("Close")
+OPEN, HIGH, LOW, CLOSE = (FEATURES.index(c) for c in PRICE_COLUMNS)
 VOLUME = FEATURES.index("Volume")
 N_PRICES = len(PRICE_COLUMNS)
 SPLITS = ("train", "val", "test")
@@ -89,10 +90,16 @@ class WindowSet:
         return self.values[self.starts + self.window - 1, CLOSE]
 
     def to(self, device: torch.device) -> WindowSet:
+        """A copy on `device`; to CUDA through pinned memory, so the copy runs asynchronously."""
+        cuda = device.type == "cuda"
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return (t.pin_memory() if cuda and not t.is_cuda else t).to(device, non_blocking=cuda)
+
         return WindowSet(
-            self.values.to(device),
-            self.starts.to(device),
-            self.targets.to(device),
+            move(self.values),
+            move(self.starts),
+            move(self.targets),
             self.window,
             self.tickers,
             self.ticker_ids,
@@ -100,14 +107,23 @@ class WindowSet:
         )
 
 
+Splitter = Callable[[pd.DataFrame, FeatureConfig, str], dict[str, pd.DataFrame]]
+
+
 def build_window_sets(
-    prices_by_ticker: dict[str, pd.DataFrame], cfg: FeatureConfig
+    prices_by_ticker: dict[str, pd.DataFrame],
+    cfg: FeatureConfig,
+    splitter: Splitter = split_by_time,
 ) -> dict[str, WindowSet]:
-    """Split every ticker by time, window each split separately, pool the tickers per split."""
+    """Split every ticker by time, window each split separately, pool the tickers per split.
+
+    `splitter` maps one ticker's frame to {"train", "val", "test"} frames (backtests pass their
+    fold's cut); windows never cross the frames it returns.
+    """
     tickers = tuple(prices_by_ticker)
     parts: dict[str, list[tuple[int, pd.DataFrame]]] = {s: [] for s in SPLITS}
     for i, (ticker, prices) in enumerate(prices_by_ticker.items()):
-        for name, frame in split_by_time(prices, cfg, ticker).items():
+        for name, frame in splitter(prices, cfg, ticker).items():
             parts[name].append((i, frame))
     return {name: _pool(parts[name], tickers, cfg) for name in SPLITS}
 
@@ -148,6 +164,23 @@ def normalise_windows(x: torch.Tensor) -> torch.Tensor:
     volume = x[..., VOLUME : VOLUME + 1]
     mean_volume = volume.mean(dim=1, keepdim=True)  # [B, 1, 1]
     return torch.cat([prices, torch.log((volume + 1) / (mean_volume + 1))], dim=-1)
+
+
+N_DERIVED = 3  # channels added by derived_features
+
+
+def derived_features(x: torch.Tensor) -> torch.Tensor:
+    """Extra channels [B, W, 3] from raw windows [B, W, F], in percent (log) units.
+
+    Daily close-to-close return (0 on the first day), high-low range, open-to-close body.
+    Computed in torch so they are traced into the ONNX graph: the input contract is unchanged.
+    """
+    log_close = torch.log(x[..., CLOSE])  # [B, W]
+    steps = log_close[:, 1:] - log_close[:, :-1]  # slices, not diff: ONNX has no diff op
+    daily = torch.cat([torch.zeros_like(log_close[:, :1]), steps], dim=1)
+    high_low = torch.log(x[..., HIGH] / x[..., LOW])
+    body = log_close - torch.log(x[..., OPEN])
+    return torch.stack([daily, high_low, body], dim=-1) * 100
 
 
 def denormalise_windows(

@@ -219,3 +219,8 @@ def _model_version(client: MlflowClient, model_uri: str) -> Any:
     except MlflowException as exc:
         first = str(exc).splitlines()[0]
         raise ModelNotFoundError(f"model {model_uri} not found in the registry ({first})") from None
+
+
+def log_text(uri: str | None, run_id: str, text: str, name: str) -> None:
+    """A text artifact (CSV, markdown...) at `name` in the run."""
+    client_for(uri).log_text(run_id, text, name)

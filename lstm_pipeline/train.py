@@ -5,6 +5,7 @@ No MLflow here: `fit` reports each epoch through an optional callback the flow w
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -78,11 +79,58 @@ class FitResult:
     stopped_epoch: int = 0
     train_windows_per_s: float = 0.0
     device: str = "cpu"
+    precision: str = "fp32"
+    threads: int = 1  # torch CPU threads in use
 
 
-def _loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    # MSE in RETURN_SCALE units keeps loss values readable (~1) in logs and the MLflow UI
-    return nn.functional.mse_loss(pred / RETURN_SCALE, target / RETURN_SCALE)
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the math runs: device, autocast dtype (None = fp32) and the loss."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        )
+
+
+def make_runtime(cfg: TrainConfig) -> Runtime:
+    """Pick the device and precision, and tune the backend for it (cuDNN autotuner, threads)."""
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if cfg.precision == "bf16" and not bf16_ok:
+        raise InputError(f"precision bf16 needs a CUDA GPU with bf16 support, not {device.type}")
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_ok)
+    return Runtime(device, torch.bfloat16 if use_bf16 else None, make_loss(cfg.loss))
+
+
+def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss on log returns, measured in RETURN_SCALE (percent) units.
+
+    Percent units keep loss values readable (~1) and give huber's delta of 1 a meaning.
+    """
+    base = {
+        "mse": nn.functional.mse_loss,
+        "mae": nn.functional.l1_loss,
+        "huber": nn.functional.huber_loss,
+    }[name]
+    return lambda pred, target: base(pred / RETURN_SCALE, target / RETURN_SCALE)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    # fused: one kernel for the whole update on CUDA instead of several per parameter
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+    )
 
 
 def train_epoch(
@@ -91,33 +139,40 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     batch_size: int,
     generator: torch.Generator,
+    runtime: Runtime,
+    grad_clip: float = 0.0,
 ) -> float:
     """One pass over shuffled windows; returns the mean training loss."""
     model.train()
     order = torch.randperm(len(data), generator=generator).to(data.starts.device)
     total = torch.zeros((), device=data.starts.device)
     for idx in order.split(batch_size):
-        loss = _loss(model(data.inputs(idx)), data.targets[idx])
+        with runtime.autocast():
+            loss = runtime.loss(model(data.inputs(idx)), data.targets[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         total += loss.detach() * len(idx)  # no .item() per batch: it would sync the GPU
     return float(total) / len(data)
 
 
 @torch.no_grad()
-def predict_log_returns(model: nn.Module, data: WindowSet, batch_size: int = 4096) -> torch.Tensor:
+def predict_log_returns(
+    model: nn.Module, data: WindowSet, batch_size: int = 4096, runtime: Runtime | None = None
+) -> torch.Tensor:
     """[N, H] predicted log returns for every window, in window order."""
     model.eval()
-    parts = [
-        model(data.inputs(idx))
-        for idx in torch.arange(len(data), device=data.starts.device).split(batch_size)
-    ]
-    return torch.cat(parts)
+    idx = torch.arange(len(data), device=data.starts.device)
+    with runtime.autocast() if runtime else contextlib.nullcontext():
+        parts = [model(data.inputs(batch)) for batch in idx.split(batch_size)]
+    return torch.cat(parts).float()
 
 
-def eval_loss(model: nn.Module, data: WindowSet, batch_size: int = 4096) -> float:
-    return float(_loss(predict_log_returns(model, data, batch_size), data.targets))
+def eval_loss(model: nn.Module, data: WindowSet, runtime: Runtime | None = None) -> float:
+    loss = runtime.loss if runtime else make_loss("mse")
+    return float(loss(predict_log_returns(model, data, runtime=runtime), data.targets))
 
 
 def predict_prices(model: nn.Module, data: WindowSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -135,35 +190,65 @@ def fit(
     cfg: TrainConfig,
     on_epoch_end: EpochCallback | None = None,
 ) -> FitResult:
-    """Adam with early stopping on val loss; restores the best epoch's weights at the end."""
+    """AdamW with early stopping on val loss; restores the best epoch's weights at the end."""
     set_seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    model = model.to(device)
-    train, val = train.to(device), val.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    runtime = make_runtime(cfg)
+    model = model.to(runtime.device)
+    train, val = train.to(runtime.device), val.to(runtime.device)
+    optimizer = make_optimizer(model, cfg, runtime.device)
+    scheduler = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=cfg.lr_factor, patience=cfg.lr_patience
+        )
+        if cfg.lr_schedule == "plateau"
+        else None
+    )
     generator = torch.Generator().manual_seed(cfg.seed)
     stopper = EarlyStopping(cfg.patience, cfg.min_delta)
-    result = FitResult(model=model, device=str(device))
+    result = FitResult(
+        model=model,
+        device=str(runtime.device),
+        precision="bf16" if runtime.autocast_dtype else "fp32",
+        threads=torch.get_num_threads(),
+    )
+    log.info(
+        "training on %s (%s, %d CPU threads): %d train / %d val windows",
+        result.device,
+        result.precision,
+        result.threads,
+        len(train),
+        len(val),
+    )
     best_state = copy.deepcopy(model.state_dict())
     train_seconds = 0.0
     for epoch in range(1, cfg.max_epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
-        train_loss = train_epoch(model, train, optimizer, cfg.batch_size, generator)
-        train_seconds += time.perf_counter() - started
-        val_loss = eval_loss(model, val)
+        train_loss = train_epoch(
+            model, train, optimizer, cfg.batch_size, generator, runtime, cfg.grad_clip
+        )
+        seconds = time.perf_counter() - started
+        train_seconds += seconds
+        val_loss = eval_loss(model, val, runtime)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(f"loss became {train_loss}/{val_loss} at epoch {epoch}")
-        metrics = {"train_loss": train_loss, "val_loss": val_loss}
+        metrics = {
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": lr,
+            "epoch_seconds": seconds,
+        }
         result.history.append(metrics)
         stop = stopper.step(val_loss, epoch)
         if stopper.best_epoch == epoch:
             best_state = copy.deepcopy(model.state_dict())
         log.info(
-            "epoch %d/%d train_loss %.4f val_loss %.4f%s",
+            "epoch %d/%d train_loss %.4f val_loss %.4f lr %.2g%s",
             epoch,
             cfg.max_epochs,
             train_loss,
             val_loss,
+            lr,
             " *" if stopper.best_epoch == epoch else "",
         )
         if on_epoch_end is not None:
@@ -172,6 +257,8 @@ def fit(
         if stop:
             log.info("early stop at epoch %d; best epoch %d", epoch, stopper.best_epoch)
             break
+        if scheduler is not None:
+            scheduler.step(val_loss)
     model.load_state_dict(best_state)
     model.eval()
     result.best_epoch = stopper.best_epoch

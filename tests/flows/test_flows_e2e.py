@@ -111,3 +111,22 @@ def test_forecast_flow_takes_a_plain_onnx_file(prefect_harness, tiny_cfg, tiny_o
     table = pd.read_csv(output)
     assert result["model_version"] == "file" and len(table) == 6
     assert (table["model_version"] == "file").all()
+
+
+def test_backtest_flow_logs_a_parent_run_with_one_nested_run_per_fold(prefect_harness, tiny_cfg):
+    from flows.backtest import backtest_flow
+
+    result = backtest_flow(tiny_cfg, folds=2, step=30)
+    client = MlflowClient(tiny_cfg.tracking.tracking_uri)
+    parent = client.get_run(result["run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["trigger"] == "backtest"
+    for key in ("test_mase", "naive_test_mae", "test_dm_stat_h1", "test_dm_pvalue_h3"):
+        assert key in parent.data.metrics
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{result['run_id']}'"
+    )
+    assert sorted(r.data.params["fold"] for r in children) == ["0", "1"]
+    assert all("test_mase" in r.data.metrics for r in children)
+    scores = pd.read_csv(client.download_artifacts(result["run_id"], "backtest/scores.csv"))
+    assert set(scores["ticker"]) == {"AAA", "BBB", "ALL"} and set(scores["horizon"]) == {1, 2, 3}
+    assert "DM stat" in result["table"]

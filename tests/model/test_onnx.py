@@ -25,10 +25,21 @@ def real_windows():
     return test.inputs(torch.arange(len(test)))
 
 
-@pytest.fixture(scope="module")
-def exported(real_windows, tmp_path_factory):
+@pytest.fixture(
+    scope="module", params=[("lstm", False), ("gru", True)], ids=["lstm", "gru+derived"]
+)
+def exported(real_windows, tmp_path_factory, request):
+    cell, derived = request.param
     torch.manual_seed(0)
-    net = LSTMForecaster(len(FEATURES), horizon=3, hidden_size=16, num_layers=2, dropout=0.2)
+    net = LSTMForecaster(
+        len(FEATURES),
+        horizon=3,
+        hidden_size=16,
+        num_layers=2,
+        dropout=0.2,
+        cell=cell,
+        derived_features=derived,
+    )
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(net, real_windows[:1000], path, {"run_id": "abc123", "data_cutoff": "2024-07-30"})
     return net.eval(), path
@@ -69,7 +80,14 @@ def test_onnx_file_is_self_contained_with_metadata(exported):
 
 def test_parity_check_catches_a_model_that_differs(exported, real_windows):
     net, path = exported
-    other = LSTMForecaster(len(FEATURES), horizon=3, hidden_size=16, num_layers=2).eval()
+    other = LSTMForecaster(
+        len(FEATURES),
+        horizon=3,
+        hidden_size=16,
+        num_layers=2,
+        cell=net.rnn.mode.lower(),
+        derived_features=net.derived_features,
+    ).eval()
     from lstm_pipeline.export import ExportError
 
     with pytest.raises(ExportError, match="ONNX and torch differ"):

@@ -1,0 +1,202 @@
+"""Training throughput on the same shapes, in one run:
+
+(a) our loop: `train.train_epoch` over device-resident `unfold` views, batches drawn by index;
+(b) the bare `nn.LSTM` forward+backward kernel at the same batch size (the ceiling);
+(c) a textbook loop: materialised windows in `DataLoader(TensorDataset)`, moved per batch.
+
+Also the memory the training windows take as the data grows: our views need O(rows), the
+materialised windows O(rows x window). Writes JSON (default benchmarks/results/) and prints a
+markdown table. Usage: python benchmarks/train_throughput.py [--device auto] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lstm_pipeline.config import SAMPLE_TICKERS, DataConfig, FeatureConfig, TrainConfig
+from lstm_pipeline.data import FEATURES, load_prices
+from lstm_pipeline.features import WindowSet, build_window_sets
+from lstm_pipeline.model import LSTMForecaster
+from lstm_pipeline.train import Runtime, make_optimizer, make_runtime, train_epoch
+
+
+def sample_train_windows(features: FeatureConfig, copies: int = 1) -> WindowSet:
+    """The bundled sample's training split; `copies` > 1 repeats the tickers to grow the data."""
+    cfg = DataConfig(source="sample")
+    prices = {t: load_prices(t, cfg) for t in SAMPLE_TICKERS}
+    grown = {f"{t}{i}": p for i in range(copies) for t, p in prices.items()}
+    return build_window_sets(grown, features)["train"]
+
+
+def timed(step: Callable[[], int], seconds: float, device: torch.device) -> float:
+    """Windows per second of `step` (returns windows done), after one warm-up call."""
+    step()
+    sync(device)
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        done += step()
+    sync(device)
+    return done / (time.perf_counter() - started)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def new_model(args: argparse.Namespace, device: torch.device) -> LSTMForecaster:
+    torch.manual_seed(0)
+    return LSTMForecaster(len(FEATURES), args.horizon, args.hidden, args.layers, dropout=0.2).to(
+        device
+    )
+
+
+def ours(args: argparse.Namespace, windows: WindowSet, runtime: Runtime) -> float:
+    model = new_model(args, runtime.device)
+    data = windows.to(runtime.device)
+    optimizer = make_optimizer(model, TrainConfig(), runtime.device)
+    generator = torch.Generator().manual_seed(0)
+
+    def epoch() -> int:
+        train_epoch(model, data, optimizer, args.batch_size, generator, runtime, grad_clip=1.0)
+        return len(data)
+
+    return timed(epoch, args.seconds, runtime.device)
+
+
+def bare_kernel(args: argparse.Namespace, runtime: Runtime) -> float:
+    lstm = nn.LSTM(len(FEATURES), args.hidden, args.layers, batch_first=True, dropout=0.2)
+    lstm = lstm.to(runtime.device).train()
+    x = torch.randn(args.batch_size, args.window, len(FEATURES), device=runtime.device)
+
+    def step() -> int:
+        with runtime.autocast():
+            out, _ = lstm(x)
+        out.float().sum().backward()
+        return args.batch_size
+
+    return timed(step, args.seconds, runtime.device)
+
+
+def textbook_dataloader(args: argparse.Namespace, windows: WindowSet, runtime: Runtime) -> float:
+    idx = torch.arange(len(windows))
+    dataset = TensorDataset(windows.inputs(idx).contiguous(), windows.targets)  # materialised
+    cuda = runtime.device.type == "cuda"
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, pin_memory=cuda)
+    model = new_model(args, runtime.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def epoch() -> int:
+        model.train()
+        for x, y in loader:
+            x, y = x.to(runtime.device, non_blocking=cuda), y.to(runtime.device, non_blocking=cuda)
+            with runtime.autocast():
+                loss = runtime.loss(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        return len(dataset)
+
+    return timed(epoch, args.seconds, runtime.device)
+
+
+def window_memory(features: FeatureConfig, device: torch.device) -> list[dict[str, float]]:
+    """Bytes held by our views vs materialised windows as the number of tickers grows."""
+    rows = []
+    for copies in (1, 2, 4):
+        windows = sample_train_windows(features, copies)
+        ours_bytes = sum(
+            t.numel() * t.element_size() for t in (windows.values, windows.starts, windows.targets)
+        )
+        materialised = (
+            len(windows) * features.window * len(FEATURES) * 4 + windows.targets.numel() * 4
+        )
+        row = {
+            "tickers": 6 * copies,
+            "windows": len(windows),
+            "ours_mb": ours_bytes / 2**20,
+            "materialised_mb": materialised / 2**20,
+        }
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            moved = windows.to(device)
+            batch = moved.inputs(torch.arange(256, device=device))
+            row["cuda_peak_mb"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+            del moved, batch
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--window", type=int, default=60)
+    parser.add_argument("--horizon", type=int, default=5)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+
+    runtime = make_runtime(TrainConfig(device=args.device, precision=args.precision))
+    features = FeatureConfig(window=args.window, horizon=args.horizon)
+    windows = sample_train_windows(features)
+    results = {
+        "ours": ours(args, windows, runtime),
+        "bare_kernel": bare_kernel(args, runtime),
+        "dataloader": textbook_dataloader(args, windows, runtime),
+    }
+    device_name = (
+        torch.cuda.get_device_name(runtime.device)
+        if runtime.device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    report = {
+        "benchmark": "train_throughput",
+        "device": str(runtime.device),
+        "device_name": device_name,
+        "precision": "bf16" if runtime.autocast_dtype else "fp32",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "shape": {
+            k: getattr(args, k) for k in ("batch_size", "window", "horizon", "hidden", "layers")
+        },
+        "train_windows": len(windows),
+        "windows_per_s": results,
+        "ours_vs_bare_kernel": results["ours"] / results["bare_kernel"],
+        "ours_vs_dataloader": results["ours"] / results["dataloader"],
+        "memory": window_memory(features, runtime.device),
+    }
+    output = (
+        args.output
+        or Path(__file__).parent / "results" / f"train_throughput-{runtime.device.type}.json"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"| loop | windows/s ({report['device_name']}, {report['precision']}) |\n|---|---|")
+    for name, value in results.items():
+        print(f"| {name} | {value:,.0f} |")
+    print(
+        f"ours / bare kernel = {report['ours_vs_bare_kernel']:.2f}, "
+        f"ours / dataloader = {report['ours_vs_dataloader']:.2f}"
+    )
+    for row in report["memory"]:
+        print(row)
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

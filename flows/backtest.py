@@ -1,0 +1,81 @@
+"""The backtest flow: walk-forward refits, one nested MLflow run per fold under a parent run."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.fetching import fetch
+from lstm_pipeline import backtest, pipeline, tracking
+from lstm_pipeline.config import PipelineConfig
+
+
+@task(cache_policy=NO_CACHE, task_run_name="fold-{fold}")
+def run_fold(
+    prices: dict[str, pd.DataFrame], cfg: PipelineConfig, fold: int, folds: int, step: int
+) -> backtest.FoldResult:
+    return backtest.run_fold(prices, cfg, fold, folds, step)
+
+
+@task(cache_policy=NO_CACHE)
+def log_fold(cfg: PipelineConfig, parent_id: str, result: backtest.FoldResult) -> str:
+    tags = {
+        "mlflow.parentRunId": parent_id,
+        "trigger": "backtest",
+        "fold.first_day": result.first_day,
+        "fold.last_day": result.last_day,
+    }
+    uri, name = cfg.tracking.tracking_uri, f"fold-{result.fold}"
+    run_id = tracking.start_run(uri, cfg.tracking.experiment, name, {"fold": result.fold}, tags)
+    tracking.log_metrics(uri, run_id, result.metrics)
+    tracking.end_run(uri, run_id)
+    return run_id
+
+
+@flow(name="lstm-backtest", flow_run_name=lambda: f"backtest-{date.today()}")
+def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[str, Any]:
+    """Refit on expanding history `folds` times, each scored on the next `step` trading days."""
+    prices = {ticker: fetch(ticker, cfg.data) for ticker in cfg.data.tickers}
+    uri = cfg.tracking.tracking_uri
+    params = cfg.flat() | {"backtest.folds": folds, "backtest.step": step}
+    tags = pipeline.data_summary(prices) | {"trigger": "backtest"}
+    parent = tracking.start_run(
+        uri, cfg.tracking.experiment, f"backtest-{date.today()}", params, tags
+    )
+    try:
+        results = [run_fold(prices, cfg, k, folds, step) for k in range(folds)]
+        for result in results:
+            log_fold(cfg, parent, result)
+        overall, table = backtest.pooled_scores(results)
+        tracking.log_metrics(uri, parent, overall)
+        tracking.log_text(uri, parent, table.to_csv(index=False), "backtest/scores.csv")
+    except BaseException as exc:
+        tracking.end_run(uri, parent, "FAILED", f"{type(exc).__name__}: {exc}")
+        raise
+    tracking.end_run(uri, parent)
+    return {
+        "run_id": parent,
+        "folds": [
+            {
+                "fold": r.fold,
+                "first_day": r.first_day,
+                "last_day": r.last_day,
+                **{
+                    k: r.metrics[k]
+                    for k in (
+                        "test_mae",
+                        "naive_test_mae",
+                        "test_mase",
+                        "test_directional_accuracy",
+                    )
+                },
+            }
+            for r in results
+        ],
+        "metrics": overall,
+        "table": backtest.format_table(table),
+    }

@@ -1,0 +1,128 @@
+"""Walk-forward backtests: refit on an expanding history, score each next span against naive.
+
+Fold k of K holds out `step` trading days per ticker; everything before them is its history
+(train, then the last `val_frac` as validation for early stopping). The last fold ends at
+each ticker's last row. Only forecasts whose targets fall inside a fold's span are scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from lstm_pipeline.config import FeatureConfig, PipelineConfig
+from lstm_pipeline.data import require_rows
+from lstm_pipeline.evaluate import diebold_mariano, score_forecasts
+from lstm_pipeline.features import build_window_sets
+from lstm_pipeline.pipeline import train_model
+from lstm_pipeline.train import predict_prices
+
+
+def fold_split(
+    prices: pd.DataFrame, cfg: FeatureConfig, ticker: str, fold: int, folds: int, step: int
+) -> dict[str, pd.DataFrame]:
+    """Fold `fold` (0-based) of `folds`: history before the held-out span, and the span.
+
+    The test frame starts `window` rows early so its first window's last day is the day
+    before the span: every target lies inside the span.
+    """
+    per_split = cfg.window + cfg.horizon
+    test_start = len(prices) - (folds - fold) * step
+    history_rows = test_start
+    n_val = max(round(history_rows * cfg.val_frac), per_split)
+    require_rows(prices, ticker, folds * step + n_val + per_split, f"{folds} folds of {step} days")
+    return {
+        "train": prices.iloc[: test_start - n_val],
+        "val": prices.iloc[test_start - n_val : test_start],
+        "test": prices.iloc[test_start - cfg.window : test_start + step],
+    }
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    first_day: str  # earliest forecast origin (as_of) scored in this fold, across tickers
+    last_day: str
+    best_epoch: int
+    metrics: dict[str, float]
+    # [N] per-window arrays, kept to pool the folds for the overall scores
+    tickers: np.ndarray = field(repr=False)
+    forecast: np.ndarray = field(repr=False)
+    actual: np.ndarray = field(repr=False)
+    last_close: np.ndarray = field(repr=False)
+
+
+def run_fold(
+    prices_by_ticker: dict[str, pd.DataFrame], cfg: PipelineConfig, fold: int, folds: int, step: int
+) -> FoldResult:
+    """Fit a fresh model on the fold's history and score its held-out span."""
+    splitter = partial(fold_split, fold=fold, folds=folds, step=step)
+    windows = build_window_sets(prices_by_ticker, cfg.features, splitter)
+    result = train_model(windows, cfg)
+    test = windows["test"]
+    forecast, actual, last_close = predict_prices(result.model, test.to(_device(result.model)))
+    return FoldResult(
+        fold=fold,
+        first_day=str(pd.Timestamp(test.as_of.min()).date()),
+        last_day=str(pd.Timestamp(test.as_of.max()).date()),
+        best_epoch=result.best_epoch,
+        metrics=score_forecasts(forecast, actual, last_close) | {"best_epoch": result.best_epoch},
+        tickers=np.asarray(test.tickers)[test.ticker_ids],
+        forecast=forecast,
+        actual=actual,
+        last_close=last_close,
+    )
+
+
+def _device(model: object) -> object:
+    return next(model.parameters()).device  # type: ignore[attr-defined]
+
+
+def pooled_scores(folds: list[FoldResult]) -> tuple[dict[str, float], pd.DataFrame]:
+    """Scores over every fold's out-of-sample windows: overall metrics (with a Diebold-Mariano
+    test per horizon) and a table per ticker and horizon."""
+    tickers = np.concatenate([f.tickers for f in folds])
+    forecast, actual, last = (
+        np.concatenate([getattr(f, name) for f in folds])
+        for name in ("forecast", "actual", "last_close")
+    )
+    overall = score_forecasts(forecast, actual, last)
+    rows = []
+    for k in range(actual.shape[1]):
+        model_err, naive_err = forecast[:, k] - actual[:, k], last - actual[:, k]
+        stat, p = diebold_mariano(model_err, naive_err, horizon=k + 1)
+        overall |= {f"test_dm_stat_h{k + 1}": stat, f"test_dm_pvalue_h{k + 1}": p}
+        for ticker in [*dict.fromkeys(tickers), "ALL"]:
+            mask = tickers == ticker if ticker != "ALL" else np.ones(len(tickers), bool)
+            s = score_forecasts(forecast[mask, k : k + 1], actual[mask, k : k + 1], last[mask])
+            rows.append(
+                {
+                    "ticker": ticker,
+                    "horizon": k + 1,
+                    "windows": int(mask.sum()),
+                    "mae": s["test_mae"],
+                    "naive_mae": s["naive_test_mae"],
+                    "mase": s["test_mase"],
+                    "directional_accuracy": s["test_directional_accuracy"],
+                    "base_rate": s["test_direction_base_rate"],
+                    "dm_stat": stat if ticker == "ALL" else np.nan,
+                    "dm_pvalue": p if ticker == "ALL" else np.nan,
+                }
+            )
+    return overall, pd.DataFrame(rows)
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The pooled per-horizon rows (ALL tickers) as an aligned text table."""
+    rows = table[table["ticker"] == "ALL"]
+    lines = ["h  windows  MAE      naive MAE  MASE    direction  base rate  DM stat  p-value"]
+    for r in rows.itertuples():
+        lines.append(
+            f"{r.horizon:<2} {r.windows:>7}  {r.mae:<8.4f} {r.naive_mae:<10.4f} {r.mase:<7.4f} "
+            f"{r.directional_accuracy:>8.1%}  {r.base_rate:>9.1%}  "
+            f"{r.dm_stat:>7.2f}  {r.dm_pvalue:>7.3f}"
+        )
+    return "\n".join(lines)
