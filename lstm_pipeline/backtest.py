@@ -63,7 +63,7 @@ def run_fold(
     windows = build_window_sets(prices_by_ticker, cfg.features, splitter)
     result = train_model(windows, cfg)
     test = windows["test"]
-    forecast, actual, last_close = predict_prices(result.model, test.to(_device(result.model)))
+    forecast, actual, last_close = predict_prices(result.model, test)
     return FoldResult(
         fold=fold,
         first_day=str(pd.Timestamp(test.as_of.min()).date()),
@@ -75,10 +75,6 @@ def run_fold(
         actual=actual,
         last_close=last_close,
     )
-
-
-def _device(model: object) -> object:
-    return next(model.parameters()).device  # type: ignore[attr-defined]
 
 
 def pooled_scores(folds: list[FoldResult]) -> tuple[dict[str, float], pd.DataFrame]:

@@ -57,9 +57,7 @@ def evaluate_model(result: FitResult, windows: dict[str, WindowSet]) -> Evaluati
     """Scores on the validation (promotion gate) and test (reported skill) splits."""
     metrics: dict[str, float] = {}
     for split in ("val", "test"):
-        forecast, actual, last_close = predict_prices(
-            result.model, windows[split].to(next(result.model.parameters()).device)
-        )
+        forecast, actual, last_close = predict_prices(result.model, windows[split])
         metrics |= score_forecasts(forecast, actual, last_close, prefix=split)
         if split == "test":
             test_forecast, test_actual = forecast, actual

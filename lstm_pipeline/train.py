@@ -118,7 +118,7 @@ def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
     Percent units keep loss values readable (~1) and give huber's delta of 1 a meaning.
     """
-    base = {
+    base: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = {
         "mse": nn.functional.mse_loss,
         "mae": nn.functional.l1_loss,
         "huber": nn.functional.huber_loss,
@@ -177,6 +177,7 @@ def eval_loss(model: nn.Module, data: WindowSet, runtime: Runtime | None = None)
 
 def predict_prices(model: nn.Module, data: WindowSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(forecast [N, H], actual [N, H], last_close [N]) prices for scoring against naive."""
+    data = data.to(next(model.parameters()).device)
     last_close = data.last_close().double()[:, None]
     forecast = last_close * torch.exp(predict_log_returns(model, data).double())
     actual = last_close * torch.exp(data.targets.double())

@@ -48,7 +48,7 @@ def test_bad_price_file_exits_2_with_one_line_naming_ticker_file_and_date(tmp_pa
         (["train", "--start", "2020-02-30"], "'2020-02-30' is not a date"),
         (["train", "--tickers", "../etc"], "invalid ticker '../etc'"),
         (["forecast", "--model-uri", "nothing.onnx"], "model nothing.onnx: not a models:/ URI"),
-    (["backtest", "--folds", "0"], "--folds 0 and --step 126 must be at least 1"),
+        (["backtest", "--folds", "0"], "--folds 0 and --step 126 must be at least 1"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, fragment):
