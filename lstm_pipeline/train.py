@@ -118,11 +118,12 @@ def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
     Percent units keep loss values readable (~1) and give huber's delta of 1 a meaning.
     """
-    base: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = {
+    losses: dict[str, Callable[..., torch.Tensor]] = {
         "mse": nn.functional.mse_loss,
         "mae": nn.functional.l1_loss,
         "huber": nn.functional.huber_loss,
-    }[name]
+    }
+    base = losses[name]
     return lambda pred, target: base(pred / RETURN_SCALE, target / RETURN_SCALE)
 
 
