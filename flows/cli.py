@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(backtest)
     backtest.set_defaults(handler=run_backtest)
 
+    tune = sub.add_parser("tune", help="Optuna search; writes the best config as YAML")
+    _data_options(tune)
+    _training_options(tune)
+    tune.add_argument("--trials", type=int, default=20)
+    tune.add_argument("--parallel", type=int, default=1, help="trials run at once as tasks")
+    tune.add_argument("--output", default="tuned.yaml", help="best config, for train --config")
+    _common(tune)
+    tune.set_defaults(handler=run_tune)
+
     forecast = sub.add_parser("forecast", help="run the batch forecast flow")
     _data_options(forecast)
     forecast.add_argument(
@@ -181,6 +190,26 @@ def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
         f"pooled over {len(result['folds'])} folds (run {result['run_id']}): MASE "
         f"{m['test_mase']:.4f}, direction {m['test_directional_accuracy']:.1%} vs base rate "
         f"{m['test_direction_base_rate']:.1%}\n{result['table']}"
+    )
+    return result
+
+
+def run_tune(args: argparse.Namespace) -> dict[str, Any]:
+    from lstm_pipeline.errors import InputError
+
+    if args.trials < 1 or args.parallel < 1:
+        raise InputError(f"--trials {args.trials} and --parallel {args.parallel} must be >= 1")
+    cfg = _training_config(args)
+    from flows.tuning import tune_flow
+
+    result = tune_flow(cfg, args.trials, args.parallel, args.output)
+    for trial in result["trials"]:
+        score = f"val MASE {trial['val_mase']:.4f}" if trial["val_mase"] is not None else "pruned"
+        print(f"trial {trial['number']}: {score}")
+    print(
+        f"best trial {result['best_trial']} (val MASE {result['best_val_mase']:.4f}): "
+        f"{result['best_params']}\nwrote {result['output']} (use: train --config "
+        f"{result['output']})"
     )
     return result
 

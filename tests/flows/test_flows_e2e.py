@@ -130,3 +130,27 @@ def test_backtest_flow_logs_a_parent_run_with_one_nested_run_per_fold(prefect_ha
     scores = pd.read_csv(client.download_artifacts(result["run_id"], "backtest/scores.csv"))
     assert set(scores["ticker"]) == {"AAA", "BBB", "ALL"} and set(scores["horizon"]) == {1, 2, 3}
     assert "DM stat" in result["table"]
+
+
+def test_tune_flow_runs_trials_as_tasks_and_writes_a_usable_config(
+    prefect_harness, tiny_cfg, tmp_path
+):
+    from flows.tuning import tune_flow
+    from lstm_pipeline.config import build_config
+
+    output = tmp_path / "tuned.yaml"
+    result = tune_flow(tiny_cfg, trials=3, parallel=2, output=str(output))
+    assert [t["number"] for t in result["trials"]] == [0, 1, 2]
+    completed = [t["val_mase"] for t in result["trials"] if t["state"] == "COMPLETE"]
+    assert result["best_val_mase"] == min(completed)
+    best = build_config(output)
+    assert best.flat()["features.window"] == result["best_params"]["features.window"]
+    client = MlflowClient(tiny_cfg.tracking.tracking_uri)
+    children = client.search_runs(
+        [client.get_experiment_by_name("lstm-forecaster").experiment_id],
+        f"tags.mlflow.parentRunId = '{result['run_id']}'",
+    )
+    assert len(children) == 3 and {r.data.tags["trigger"] for r in children} == {"tune"}
+    assert client.get_run(result["run_id"]).data.metrics["best_val_mase"] == pytest.approx(
+        result["best_val_mase"]
+    )
