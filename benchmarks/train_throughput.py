@@ -1,6 +1,7 @@
 """Training throughput on the same shapes, in one run:
 
-(a) our loop: `train.train_epoch` over device-resident `unfold` views, batches drawn by index;
+(a) our loop: `train.train_epoch` over device-resident `unfold` views, batches drawn by index
+    (on CUDA its step is a replayed CUDA graph; `ours_eager` is the same loop without it);
 (b) the bare `nn.LSTM` forward+backward kernel at the same batch size (the ceiling);
 (c) a textbook loop: materialised windows in `DataLoader(TensorDataset)`, moved per batch.
 
@@ -26,7 +27,9 @@ from lstm_pipeline.config import SAMPLE_TICKERS, DataConfig, FeatureConfig, Trai
 from lstm_pipeline.data import FEATURES, load_prices
 from lstm_pipeline.features import WindowSet, build_window_sets
 from lstm_pipeline.model import LSTMForecaster
-from lstm_pipeline.train import Runtime, make_optimizer, make_runtime, train_epoch
+from lstm_pipeline.runtime import Runtime, make_runtime
+from lstm_pipeline.steps import make_step
+from lstm_pipeline.train import train_epoch
 
 
 def sample_train_windows(features: FeatureConfig, copies: int = 1) -> WindowSet:
@@ -60,15 +63,15 @@ def new_model(args: argparse.Namespace, device: torch.device) -> LSTMForecaster:
     )
 
 
-def ours(args: argparse.Namespace, windows: WindowSet, runtime: Runtime) -> float:
+def ours(args: argparse.Namespace, windows: WindowSet, runtime: Runtime, graphs: bool) -> float:
     model = new_model(args, runtime.device)
     data = windows.to(runtime.device)
-    optimizer = make_optimizer(model, TrainConfig(), runtime.device)
+    cfg = TrainConfig(batch_size=args.batch_size, cuda_graphs=graphs)
+    step, _ = make_step(model, data, cfg, runtime)
     generator = torch.Generator().manual_seed(0)
 
     def epoch() -> int:
-        train_epoch(model, data, optimizer, args.batch_size, generator, runtime, grad_clip=1.0)
-        return len(data)
+        return train_epoch(model, data, step, args.batch_size, generator)[1]
 
     return timed(epoch, args.seconds, runtime.device)
 
@@ -151,14 +154,16 @@ def main() -> None:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
-    runtime = make_runtime(TrainConfig(device=args.device, precision=args.precision))
+    runtime = make_runtime(TrainConfig(device=args.device, precision=args.precision), args.hidden)
     features = FeatureConfig(window=args.window, horizon=args.horizon)
     windows = sample_train_windows(features)
     results = {
-        "ours": ours(args, windows, runtime),
+        "ours": ours(args, windows, runtime, graphs=True),
         "bare_kernel": bare_kernel(args, runtime),
         "dataloader": textbook_dataloader(args, windows, runtime),
     }
+    if runtime.device.type == "cuda":  # what the CUDA graph adds over our eager loop
+        results["ours_eager"] = ours(args, windows, runtime, graphs=False)
     device_name = (
         torch.cuda.get_device_name(runtime.device)
         if runtime.device.type == "cuda"

@@ -71,8 +71,11 @@ class TrainConfig(_Frozen):
     lr_schedule: Literal["plateau", "none"] = "plateau"  # reduce lr when val loss stalls
     lr_factor: float = Field(0.5, gt=0, lt=1)
     lr_patience: int = Field(2, ge=1)  # epochs; keep below `patience` so it acts first
-    precision: Precision = "auto"  # auto: bf16 autocast on CUDA GPUs that support it, else fp32
+    # auto: bf16 autocast on CUDA GPUs that support it when hidden_size >= 256 (faster there),
+    # else fp32; see runtime.BF16_MIN_HIDDEN
+    precision: Precision = "auto"
     threads: int | None = Field(None, ge=1)  # CPU threads for torch; None = torch's default
+    cuda_graphs: bool = True  # on CUDA, replay the captured training step (see steps.py)
     seed: int = 42
     device: Device = "auto"
 

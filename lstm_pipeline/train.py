@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from lstm_pipeline.config import TrainConfig
-from lstm_pipeline.errors import InputError
 from lstm_pipeline.features import WindowSet
-from lstm_pipeline.model import RETURN_SCALE, LSTMForecaster
+from lstm_pipeline.model import LSTMForecaster
+from lstm_pipeline.runtime import Runtime, make_loss, make_runtime
+from lstm_pipeline.steps import TrainStep, make_step
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +31,6 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; nothing from this run may be registered."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is an InputError."""
-    available = {
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-        "cpu": True,
-    }
-    if name == "auto":
-        name = next(d for d, ok in available.items() if ok)
-    elif not available.get(name, False):
-        raise InputError(f"device {name!r} is not available on this machine (try --device auto)")
-    return torch.device(name)
 
 
 def set_seed(seed: int) -> None:
@@ -83,80 +70,21 @@ class FitResult:
     threads: int = 1  # torch CPU threads in use
 
 
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how the math runs: device, autocast dtype (None = fp32) and the loss."""
-
-    device: torch.device
-    autocast_dtype: torch.dtype | None
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-    def autocast(self) -> torch.autocast:
-        return torch.autocast(
-            self.device.type,
-            dtype=self.autocast_dtype or torch.float32,
-            enabled=self.autocast_dtype is not None,
-        )
-
-
-def make_runtime(cfg: TrainConfig) -> Runtime:
-    """Pick the device and precision, and tune the backend for it (cuDNN autotuner, threads)."""
-    device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if cfg.precision == "bf16" and not bf16_ok:
-        raise InputError(f"precision bf16 needs a CUDA GPU with bf16 support, not {device.type}")
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_ok)
-    return Runtime(device, torch.bfloat16 if use_bf16 else None, make_loss(cfg.loss))
-
-
-def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The training loss on log returns, measured in RETURN_SCALE (percent) units.
-
-    Percent units keep loss values readable (~1) and give huber's delta of 1 a meaning.
-    """
-    losses: dict[str, Callable[..., torch.Tensor]] = {
-        "mse": nn.functional.mse_loss,
-        "mae": nn.functional.l1_loss,
-        "huber": nn.functional.huber_loss,
-    }
-    base = losses[name]
-    return lambda pred, target: base(pred / RETURN_SCALE, target / RETURN_SCALE)
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    # fused: one kernel for the whole update on CUDA instead of several per parameter
-    return torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
-    )
-
-
 def train_epoch(
-    model: nn.Module,
-    data: WindowSet,
-    optimizer: torch.optim.Optimizer,
-    batch_size: int,
-    generator: torch.Generator,
-    runtime: Runtime,
-    grad_clip: float = 0.0,
-) -> float:
-    """One pass over shuffled windows; returns the mean training loss."""
+    model: nn.Module, data: WindowSet, step: TrainStep, batch_size: int, generator: torch.Generator
+) -> tuple[float, int]:
+    """One pass over shuffled windows; returns (mean training loss, windows trained)."""
     model.train()
     order = torch.randperm(len(data), generator=generator).to(data.starts.device)
     total = torch.zeros((), device=data.starts.device)
+    trained = 0
     for idx in order.split(batch_size):
-        with runtime.autocast():
-            loss = runtime.loss(model(data.inputs(idx)), data.targets[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        total += loss.detach() * len(idx)  # no .item() per batch: it would sync the GPU
-    return float(total) / len(data)
+        loss = step(idx)
+        if loss is None:  # a graph-captured step skips the last partial batch
+            continue
+        total += loss * len(idx)  # no .item() per batch: it would sync the GPU
+        trained += len(idx)
+    return float(total) / max(trained, 1), trained
 
 
 @torch.no_grad()
@@ -194,10 +122,10 @@ def fit(
 ) -> FitResult:
     """AdamW with early stopping on val loss; restores the best epoch's weights at the end."""
     set_seed(cfg.seed)
-    runtime = make_runtime(cfg)
+    runtime = make_runtime(cfg, model.rnn.hidden_size)
     model = model.to(runtime.device)
     train, val = train.to(runtime.device), val.to(runtime.device)
-    optimizer = make_optimizer(model, cfg, runtime.device)
+    step, optimizer = make_step(model, train, cfg, runtime)
     scheduler = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=cfg.lr_factor, patience=cfg.lr_patience
@@ -222,14 +150,14 @@ def fit(
         len(val),
     )
     best_state = copy.deepcopy(model.state_dict())
-    train_seconds = 0.0
+    train_seconds, windows_trained = 0.0, 0
     for epoch in range(1, cfg.max_epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]
+        # a float32 tensor when graph-captured: 7 significant digits is all it holds
+        lr = float(f"{float(optimizer.param_groups[0]['lr']):.7g}")
         started = time.perf_counter()
-        train_loss = train_epoch(
-            model, train, optimizer, cfg.batch_size, generator, runtime, cfg.grad_clip
-        )
+        train_loss, trained = train_epoch(model, train, step, cfg.batch_size, generator)
         seconds = time.perf_counter() - started
+        windows_trained += trained
         train_seconds += seconds
         val_loss = eval_loss(model, val, runtime)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
@@ -264,5 +192,5 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     result.best_epoch = stopper.best_epoch
-    result.train_windows_per_s = len(train) * result.stopped_epoch / max(train_seconds, 1e-9)
+    result.train_windows_per_s = windows_trained / max(train_seconds, 1e-9)
     return result

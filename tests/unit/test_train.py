@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -6,7 +8,8 @@ from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import InputError
 from lstm_pipeline.features import build_window_sets
 from lstm_pipeline.model import LSTMForecaster, PriceForecaster
-from lstm_pipeline.train import EarlyStopping, fit, resolve_device
+from lstm_pipeline.runtime import resolve_device
+from lstm_pipeline.train import EarlyStopping, fit
 from tests.unit.test_features import numbered_prices
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -160,3 +163,32 @@ def test_training_on_cuda_is_deterministic_for_a_seed(sine_windows):
     first = tiny_fit(sine_windows, device="cuda", seed=3)
     second = tiny_fit(sine_windows, device="cuda", seed=3)
     assert [h["val_loss"] for h in first.history] == [h["val_loss"] for h in second.history]
+
+
+def whole_batches(windows, batch: int):
+    """The windows with the training set cut to a multiple of `batch`: nothing to drop."""
+    train = windows["train"]
+    m = len(train) - len(train) % batch
+    cut = dataclasses.replace(
+        train,
+        starts=train.starts[:m],
+        targets=train.targets[:m],
+        ticker_ids=train.ticker_ids[:m],
+        as_of=train.as_of[:m],
+    )
+    return {**windows, "train": cut}
+
+
+@gpu
+@pytest.mark.parametrize("schedule", [{}, {"lr": 0.5, "lr_patience": 1, "patience": 10}])
+def test_cuda_graph_step_trains_like_the_eager_step(sine_windows, schedule):
+    """Same losses epoch by epoch, also after the plateau schedule lowers the (tensor) lr."""
+    windows = whole_batches(sine_windows, 32)
+    common = {"device": "cuda", "batch_size": 32, "precision": "fp32", "max_epochs": 6}
+    graphed = tiny_fit(windows, **common, **schedule)
+    eager = tiny_fit(windows, cuda_graphs=False, **common, **schedule)
+    assert [h["lr"] for h in graphed.history] == pytest.approx([h["lr"] for h in eager.history])
+    for g, e in zip(graphed.history, eager.history, strict=True):
+        assert g["val_loss"] == pytest.approx(e["val_loss"], rel=1e-3)
+    if schedule:
+        assert min(h["lr"] for h in graphed.history) < schedule["lr"]
