@@ -153,7 +153,11 @@ def fit(
         val_loss = eval_loss(model, val)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             raise TrainingDivergedError(f"loss became {train_loss}/{val_loss} at epoch {epoch}")
-        metrics = {"train_loss": train_loss, "val_loss": val_loss}
+        metrics = {
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": optimizer.param_groups[0]["lr"],
+        }
         result.history.append(metrics)
         stop = stopper.step(val_loss, epoch)
         if stopper.best_epoch == epoch:
@@ -167,7 +171,8 @@ def fit(
             " *" if stopper.best_epoch == epoch else "",
         )
         if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics)
+            # wall time stays out of `history`, so a seeded fit's history is reproducible
+            on_epoch_end(epoch, {**metrics, "epoch_seconds": time.perf_counter() - started})
         result.stopped_epoch = epoch
         if stop:
             log.info("early stop at epoch %d; best epoch %d", epoch, stopper.best_epoch)
