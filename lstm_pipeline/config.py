@@ -13,6 +13,7 @@ from lstm_pipeline.errors import InputError
 
 Source = Literal["yfinance", "sample", "csv"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
+Trigger = Literal["manual", "schedule", "backtest", "tune"]  # what started a training run
 
 SAMPLE_TICKERS = ("AAPL", "AMZN", "GOOG", "MSFT", "NVDA", "SPY")
 
@@ -67,6 +68,10 @@ class TrackingConfig(_Frozen):
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db
     experiment: str = "lstm-forecaster"
     model_name: str = "lstm-forecaster"
+    trigger: Trigger = "manual"  # logged as the run's `trigger` tag
+    # relative improvement the gate demands: val MASE <= 1 - margin, and <= (1 - margin) times
+    # the champion's MASE on the same windows; 0 = no worse than naive and the champion
+    promotion_margin: float = Field(0.0, ge=0, lt=1)
 
 
 class PipelineConfig(_Frozen):
