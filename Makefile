@@ -4,10 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 MLFLOW_PORT ?= 5000
+SERVE_PORT  ?= 5001
+# the registry `serve-model` reads: $MLFLOW_TRACKING_URI, else the local store
+TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow/mlflow.db)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= lstm_pipeline
 
-.PHONY: setup demo test test-fast lint format train forecast mlflow-ui clean check
+.PHONY: setup demo test test-fast lint format train forecast mlflow-ui mlflow-server serve-model \
+	clean check
 
 setup: $(STAMP)
 
@@ -49,6 +53,21 @@ mlflow-ui: setup
 	mkdir -p mlflow
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
 		--backend-store-uri sqlite:///mlflow/mlflow.db
+
+# A tracking server over the local store, loopback only: point every command at it with
+# --tracking-uri http://127.0.0.1:$(MLFLOW_PORT). Artifacts are proxied into mlflow/artifacts.
+mlflow-server: setup
+	mkdir -p mlflow/artifacts
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \
+		--host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+		--backend-store-uri sqlite:///mlflow/mlflow.db --artifacts-destination mlflow/artifacts
+
+# Online forecasts from the registry's champion: POST raw windows to /invocations.
+# The venv's bin goes first on PATH: mlflow starts its uvicorn from there.
+serve-model: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=$(TRACKING_URI) \
+		$(VENV)/bin/mlflow models serve -m models:/lstm-forecaster@champion \
+		--env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info forecasts

@@ -10,8 +10,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.fetching import fetch
-from lstm_pipeline import backtest, pipeline, tracking
-from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline import backtest, pipeline, provenance, tracking
+from lstm_pipeline.config import PipelineConfig, with_trigger
 
 
 @task(cache_policy=NO_CACHE, task_run_name="fold-{fold}")
@@ -41,8 +41,9 @@ def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[
     """Refit on expanding history `folds` times, each scored on the next `step` trading days."""
     prices = {ticker: fetch(ticker, cfg.data) for ticker in cfg.data.tickers}
     uri = cfg.tracking.tracking_uri
-    params = cfg.flat() | {"backtest.folds": folds, "backtest.step": step}
-    tags = pipeline.data_summary(prices) | {"trigger": "backtest"}
+    cfg = with_trigger(cfg, "backtest")
+    params = provenance.run_params(cfg) | {"backtest.folds": folds, "backtest.step": step}
+    tags = provenance.run_tags(cfg, pipeline.data_summary(prices))
     parent = tracking.start_run(
         uri, cfg.tracking.experiment, f"backtest-{date.today()}", params, tags
     )

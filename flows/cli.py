@@ -1,4 +1,4 @@
-"""`lstm-pipeline`: fetch, train and forecast from the shell.
+"""`lstm-pipeline`: fetch, train, forecast, and promote or roll back models from the shell.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 any other failure.
 `--json` prints one JSON object as the last line of stdout. Flows are imported per command,
@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="run the training flow")
     _data_options(train)
     _training_options(train)
+    train.add_argument(
+        "--trigger",
+        choices=["manual", "schedule", "backtest", "tune"],
+        help="what started this run, logged as its `trigger` tag (default: manual)",
+    )
     _common(train)
     train.set_defaults(handler=run_train)
 
@@ -124,7 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(forecast)
     forecast.set_defaults(handler=run_forecast)
+
+    promote = sub.add_parser("promote", help="give the champion alias to a model version")
+    promote.add_argument("version", metavar="VERSION", help="registered version number")
+    _registry_options(promote)
+    promote.set_defaults(handler=run_promote)
+
+    rollback = sub.add_parser("rollback", help="give the champion alias back to the previous one")
+    _registry_options(rollback)
+    rollback.set_defaults(handler=run_rollback)
     return parser
+
+
+def _registry_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reason", default="no reason given", help="stored as a version tag")
+    parser.add_argument(
+        "--model-name",
+        default="lstm-forecaster",
+        help="registered model (default: lstm-forecaster)",
+    )
+    _common(parser)
 
 
 def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,6 +183,7 @@ def _training_config(args: argparse.Namespace) -> Any:
         train__seed=args.seed,
         tracking__tracking_uri=args.tracking_uri,
         tracking__experiment=args.experiment,
+        tracking__trigger=getattr(args, "trigger", None),  # backtest and tune tag their own
     )
 
 
@@ -243,6 +268,30 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
         f"(model version {result['model_version']}, {args.model_uri})"
     )
     return result
+
+
+def run_promote(args: argparse.Namespace) -> dict[str, Any]:
+    from lstm_pipeline import registry
+
+    result = registry.promote(args.tracking_uri, args.model_name, args.version, args.reason)
+    print(_alias_move(result))
+    return result
+
+
+def run_rollback(args: argparse.Namespace) -> dict[str, Any]:
+    from lstm_pipeline import registry
+
+    result = registry.rollback(args.tracking_uri, args.model_name, args.reason)
+    print(_alias_move(result))
+    return result
+
+
+def _alias_move(result: dict[str, Any]) -> str:
+    name, version = result["model_name"], result["champion"]
+    if not result["changed"]:
+        return f"{name} v{version} already holds @champion: nothing changed"
+    before = f"v{result['previous_champion']}" if result["previous_champion"] else "no champion"
+    return f"{name}@champion: {before} -> v{version} ({result['reason']})"
 
 
 def configure_logging(verbose: bool = False) -> None:

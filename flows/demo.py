@@ -26,7 +26,8 @@ def main() -> int:
 
     model_uri = DEFAULT_MODEL_URI
     if not result["promoted"]:
-        from lstm_pipeline.tracking import CHAMPION, client_for, current_alias
+        from lstm_pipeline.registry import current_alias
+        from lstm_pipeline.tracking import CHAMPION, client_for
 
         if current_alias(client_for(), cfg.tracking.model_name, CHAMPION) is None:
             model_uri = f"models:/{result['model_name']}/{result['model_version']}"

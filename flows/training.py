@@ -1,4 +1,4 @@
-"""The training flow: fetch -> windows -> fit -> evaluate -> MLflow -> ONNX -> registry."""
+"""The training flow: fetch -> windows -> fit -> evaluate -> MLflow -> ONNX -> gate -> registry."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.fetching import fetch
-from lstm_pipeline import pipeline, tracking
+from lstm_pipeline import pipeline, provenance, registry, tracking
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.features import WindowSet, build_window_sets
+from lstm_pipeline.gate import GateDecision
 from lstm_pipeline.train import FitResult
 
 # Tasks take frames, tensors and models: no result caching on them.
@@ -28,13 +29,13 @@ def make_windows(prices: dict[str, pd.DataFrame], cfg: PipelineConfig) -> dict[s
 
 
 @step
-def open_run(cfg: PipelineConfig, tags: dict[str, str]) -> str:
+def open_run(cfg: PipelineConfig, data_tags: dict[str, str]) -> str:
     return tracking.start_run(
         cfg.tracking.tracking_uri,
         cfg.tracking.experiment,
-        f"train-{date.today()}",
-        cfg.flat(),
-        tags,
+        provenance.run_name(cfg, date.today().isoformat()),
+        provenance.run_params(cfg),
+        provenance.run_tags(cfg, data_tags),
     )
 
 
@@ -48,46 +49,48 @@ def fit_model(windows: dict[str, WindowSet], cfg: PipelineConfig, run_id: str) -
 
 @step
 def evaluate(
-    result: FitResult, windows: dict[str, WindowSet], cfg: PipelineConfig, run_id: str
-) -> dict[str, float]:
-    evaluation = pipeline.evaluate_model(result, windows)
-    uri = cfg.tracking.tracking_uri
-    tracking.log_metrics(uri, run_id, evaluation.metrics)
-    for name, figure in pipeline.evaluation_figures(result, windows, evaluation).items():
-        tracking.log_figure(uri, run_id, figure, name)  # type: ignore[arg-type]
-    return evaluation.metrics
-
-
-@step
-def export_and_register(
+    cfg: PipelineConfig,
     result: FitResult,
     windows: dict[str, WindowSet],
-    cfg: PipelineConfig,
+    data_tags: dict[str, str],
     run_id: str,
-    cutoff: str,
-) -> str:
-    with tempfile.TemporaryDirectory() as tmp:
-        path, example = pipeline.export_model(
-            result, windows, Path(tmp) / "model.onnx", run_id, cutoff
-        )
-        from lstm_pipeline.predict import OnnxForecaster
-
-        forecast = OnnxForecaster(path).predict(example)
-        return tracking.log_onnx_model(
-            cfg.tracking.tracking_uri, run_id, path, example, forecast, cfg.tracking.model_name
-        )
+) -> pipeline.RunReport:
+    return pipeline.run_report(cfg, result, windows, data_tags, run_id)
 
 
 @step
-def promote(cfg: PipelineConfig, version: str, run_id: str, val_mase: float) -> tracking.Promotion:
-    return tracking.promote_if_better(
-        cfg.tracking.tracking_uri, cfg.tracking.model_name, version, run_id, val_mase
-    )
+def log_report(cfg: PipelineConfig, run_id: str, report: pipeline.RunReport) -> None:
+    tracking.log_report(cfg.tracking.tracking_uri, run_id, *report)
+
+
+@step
+def export(
+    result: FitResult, windows: dict[str, WindowSet], folder: str, run_id: str, cutoff: str
+) -> tuple[Path, np.ndarray]:
+    return pipeline.export_model(result, windows, Path(folder) / "model.onnx", run_id, cutoff)
+
+
+@step
+def judge(cfg: PipelineConfig, onnx_path: Path, val: WindowSet) -> GateDecision:
+    t = cfg.tracking
+    return registry.judge(t.tracking_uri, t.model_name, onnx_path, val, t.promotion_margin)
+
+
+@step
+def register(
+    cfg: PipelineConfig,
+    run_id: str,
+    model: tuple[Path, np.ndarray],
+    decision: GateDecision,
+    card: str,
+) -> tuple[str, registry.Promotion]:
+    t = cfg.tracking
+    return registry.register_and_gate(t.tracking_uri, t.model_name, run_id, *model, decision, card)
 
 
 @flow(name="lstm-train", flow_run_name=lambda: f"train-{date.today()}", log_prints=True)
 def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
-    """Train on cfg.data's tickers, log the run, register the ONNX model, gate the champion."""
+    """Train on cfg.data's tickers, log the run, judge against the champion, register."""
     prices = {ticker: fetch(ticker, cfg.data) for ticker in cfg.data.tickers}
     windows = make_windows(prices, cfg)
     data_tags = pipeline.data_summary(prices)
@@ -104,22 +107,25 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
                 "threads": str(result.threads),
             },
         )
-        metrics = evaluate(result, windows, cfg, run_id)
-        version = export_and_register(result, windows, cfg, run_id, data_tags["data.cutoff"])
-        decision = promote(cfg, version, run_id, metrics["val_mase"])
+        report = evaluate(cfg, result, windows, data_tags, run_id)
+        log_report(cfg, run_id, report)
+        with tempfile.TemporaryDirectory() as folder:
+            model = export(result, windows, folder, run_id, data_tags["data.cutoff"])
+            decision = judge(cfg, model[0], windows["val"])  # before anything is registered
+            version, promotion = register(cfg, run_id, model, decision, report.model_card)
     except BaseException as exc:
         tracking.end_run(uri, run_id, "FAILED", f"{type(exc).__name__}: {exc}")
         raise
     tracking.end_run(uri, run_id)
-    print(decision.reason)
+    print(promotion.reason)
     return {
         "run_id": run_id,
         "model_name": cfg.tracking.model_name,
         "model_version": version,
-        "promoted": decision.promoted,
-        "alias": decision.alias,
-        "reason": decision.reason,
-        "metrics": {k: _plain(v) for k, v in metrics.items()},
+        "promoted": promotion.promoted,
+        "alias": promotion.alias,
+        "reason": promotion.reason,
+        "metrics": {k: _plain(v) for k, v in report.metrics.items()},
     }
 
 

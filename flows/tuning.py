@@ -13,8 +13,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.fetching import fetch
-from lstm_pipeline import pipeline, tracking, tune
-from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline import pipeline, provenance, tracking, tune
+from lstm_pipeline.config import PipelineConfig, with_trigger
 
 
 @task(cache_policy=NO_CACHE, task_run_name="trial-{ticket.number}")
@@ -27,7 +27,11 @@ def log_trial(cfg: PipelineConfig, parent_id: str, outcome: tune.TrialOutcome) -
     uri = cfg.tracking.tracking_uri
     tags = {"mlflow.parentRunId": parent_id, "trigger": "tune", "trial.state": outcome.state}
     run_id = tracking.start_run(
-        uri, cfg.tracking.experiment, f"trial-{outcome.number}", outcome.config.flat(), tags
+        uri,
+        cfg.tracking.experiment,
+        f"trial-{outcome.number}",
+        provenance.run_params(outcome.config),
+        tags,
     )
     for epoch, metrics in enumerate(outcome.history, start=1):
         tracking.log_metrics(uri, run_id, metrics, step=epoch)
@@ -49,8 +53,10 @@ def tune_flow(
     storage = storage or f"sqlite:///{tempfile.mkdtemp(prefix='lstm-tune-')}/optuna.db"
     study = tune.create_study(storage, f"tune-{uuid.uuid4().hex[:8]}", cfg.train.seed)
     uri = cfg.tracking.tracking_uri
-    params = cfg.flat() | {"tune.trials": trials, "tune.parallel": parallel}
-    tags = pipeline.data_summary(prices) | {"trigger": "tune", "optuna.study": study.study_name}
+    cfg = with_trigger(cfg, "tune")
+    params = provenance.run_params(cfg) | {"tune.trials": trials, "tune.parallel": parallel}
+    tags = provenance.run_tags(cfg, pipeline.data_summary(prices))
+    tags["optuna.study"] = study.study_name
     parent = tracking.start_run(uri, cfg.tracking.experiment, f"tune-{date.today()}", params, tags)
     outcomes: dict[int, tune.TrialOutcome] = {}
     try:

@@ -16,6 +16,7 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 Cell = Literal["lstm", "gru"]
 Loss = Literal["mse", "huber", "mae"]
 Precision = Literal["auto", "fp32", "bf16"]
+Trigger = Literal["manual", "schedule", "backtest", "tune"]  # what started a training run
 
 SAMPLE_TICKERS = ("AAPL", "AMZN", "GOOG", "MSFT", "NVDA", "SPY")
 
@@ -84,6 +85,10 @@ class TrackingConfig(_Frozen):
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db
     experiment: str = "lstm-forecaster"
     model_name: str = "lstm-forecaster"
+    trigger: Trigger = "manual"  # logged as the run's `trigger` tag
+    # relative improvement the gate demands: val MASE <= 1 - margin, and <= (1 - margin) times
+    # the champion's MASE on the same windows; 0 = no worse than naive and the champion
+    promotion_margin: float = Field(0.0, ge=0, lt=1)
 
 
 class PipelineConfig(_Frozen):
@@ -100,6 +105,11 @@ class PipelineConfig(_Frozen):
             for key, value in values.items():
                 out[f"{section}.{key}"] = ",".join(value) if isinstance(value, list) else value
         return out
+
+
+def with_trigger(cfg: PipelineConfig, trigger: Trigger) -> PipelineConfig:
+    """`cfg` with the tracking trigger set (backtest and tune runs say what started them)."""
+    return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"trigger": trigger})})
 
 
 def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> PipelineConfig:

@@ -70,3 +70,52 @@ def diebold_mariano(
         return 0.0, 1.0
     statistic = float(d.mean() / math.sqrt(variance / n))
     return statistic, math.erfc(abs(statistic) / math.sqrt(2))
+
+
+TABLE_COLUMNS = (
+    "ticker",
+    "horizon",
+    "windows",
+    "mae",
+    "naive_mae",
+    "mase",
+    "directional_accuracy",
+    "direction_base_rate",
+)
+
+
+def scores_by_ticker_horizon(
+    forecast: np.ndarray,
+    actual: np.ndarray,
+    last_close: np.ndarray,
+    ticker_ids: np.ndarray,
+    tickers: tuple[str, ...],
+) -> list[dict[str, float | int | str]]:
+    """One row per ticker and horizon (and `ALL` tickers), each scored by score_forecasts.
+
+    Args:
+        forecast, actual: [N, H] prices; last_close: [N]; ticker_ids: [N] index into `tickers`.
+    Returns:
+        Rows with TABLE_COLUMNS: model MAE beside the naive MAE, MASE and directional accuracy.
+    """
+    groups = [(name, ticker_ids == i) for i, name in enumerate(tickers)]
+    groups.append(("ALL", np.ones(len(ticker_ids), dtype=bool)))
+    rows: list[dict[str, float | int | str]] = []
+    for name, mask in groups:
+        for k in range(actual.shape[1]):
+            s = score_forecasts(
+                forecast[mask, k : k + 1], actual[mask, k : k + 1], last_close[mask], prefix="x"
+            )
+            rows.append(
+                {
+                    "ticker": name,
+                    "horizon": k + 1,
+                    "windows": int(mask.sum()),
+                    "mae": s["x_mae"],
+                    "naive_mae": s["naive_x_mae"],
+                    "mase": s["x_mase"],
+                    "directional_accuracy": s["x_directional_accuracy"],
+                    "direction_base_rate": s["x_direction_base_rate"],
+                }
+            )
+    return rows

@@ -5,21 +5,24 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
-from lstm_pipeline import plots
+from lstm_pipeline import plots, report
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.data import FEATURES
-from lstm_pipeline.evaluate import score_forecasts
+from lstm_pipeline.evaluate import score_forecasts, scores_by_ticker_horizon
 from lstm_pipeline.export import export_onnx
 from lstm_pipeline.features import WindowSet
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.train import EpochCallback, FitResult, fit, predict_prices
 
 EXPORT_BATCH = 1000  # windows in the export sample: parity is checked at batch 1 and this
+ZOOM_DAYS = 120  # the zoomed actual-vs-forecast plot: recent enough to see daily gaps
 
 
 def data_summary(prices_by_ticker: dict[str, pd.DataFrame]) -> dict[str, str]:
@@ -51,6 +54,7 @@ class Evaluation:
     metrics: dict[str, float]  # val_* and test_* scores beside naive_*, plus training figures
     test_forecast: np.ndarray  # [N, H] prices
     test_actual: np.ndarray  # [N, H] prices
+    test_last_close: np.ndarray  # [N] prices, the naive forecast
 
 
 def evaluate_model(result: FitResult, windows: dict[str, WindowSet]) -> Evaluation:
@@ -60,7 +64,7 @@ def evaluate_model(result: FitResult, windows: dict[str, WindowSet]) -> Evaluati
         forecast, actual, last_close = predict_prices(result.model, windows[split])
         metrics |= score_forecasts(forecast, actual, last_close, prefix=split)
         if split == "test":
-            test_forecast, test_actual = forecast, actual
+            test = (forecast, actual, last_close)
     metrics |= {
         "best_epoch": result.best_epoch,
         "stopped_epoch": result.stopped_epoch,
@@ -69,25 +73,78 @@ def evaluate_model(result: FitResult, windows: dict[str, WindowSet]) -> Evaluati
         "val_windows": len(windows["val"]),
         "test_windows": len(windows["test"]),
     }
-    return Evaluation(metrics, test_forecast, test_actual)
+    return Evaluation(metrics, *test)
 
 
 def evaluation_figures(
     result: FitResult, windows: dict[str, WindowSet], evaluation: Evaluation
-) -> dict[str, object]:
+) -> dict[str, Figure]:
     """The run's PNGs by artifact name."""
     test = windows["test"]
+    forecast, actual = evaluation.test_forecast, evaluation.test_actual
+    series = (test.tickers, test.ticker_ids, test.as_of, actual, forecast)
+    mase = evaluation.metrics["test_mase"]
     return {
         "plots/loss_curve.png": plots.loss_curve(result.history, result.best_epoch),
-        "plots/actual_vs_forecast.png": plots.actual_vs_forecast(
-            test.tickers,
-            test.ticker_ids,
-            test.as_of,
-            evaluation.test_actual,
-            evaluation.test_forecast,
-            evaluation.metrics["test_mase"],
+        "plots/actual_vs_forecast.png": plots.actual_vs_forecast(*series, mase),
+        f"plots/actual_vs_forecast_last{ZOOM_DAYS}.png": plots.actual_vs_forecast(
+            *series, mase, last_days=ZOOM_DAYS
+        ),
+        "plots/residuals.png": plots.residual_histogram(
+            forecast, actual, evaluation.test_last_close
         ),
     }
+
+
+def evaluation_texts(
+    cfg: PipelineConfig,
+    windows: dict[str, WindowSet],
+    evaluation: Evaluation,
+    data_tags: dict[str, str],
+    run_id: str,
+) -> dict[str, str]:
+    """The run's text artifacts by name: config, per ticker x horizon scores, model card."""
+    test = windows["test"]
+    rows = scores_by_ticker_horizon(
+        evaluation.test_forecast,
+        evaluation.test_actual,
+        evaluation.test_last_close,
+        test.ticker_ids,
+        test.tickers,
+    )
+    return {
+        "config.yaml": report.config_yaml(cfg),
+        "metrics/test_by_ticker_horizon.csv": report.table_csv(rows),
+        "model_card.md": report.model_card(cfg, data_tags, evaluation.metrics, run_id),
+    }
+
+
+class RunReport(NamedTuple):
+    """What a run logs after training: final metrics, figures and text files by artifact name."""
+
+    metrics: dict[str, float]
+    figures: dict[str, Figure]
+    texts: dict[str, str]
+
+    @property
+    def model_card(self) -> str:
+        return self.texts["model_card.md"]
+
+
+def run_report(
+    cfg: PipelineConfig,
+    result: FitResult,
+    windows: dict[str, WindowSet],
+    data_tags: dict[str, str],
+    run_id: str,
+) -> RunReport:
+    """Scores beside naive, the run's figures, its config, metrics table and model card."""
+    evaluation = evaluate_model(result, windows)
+    return RunReport(
+        evaluation.metrics,
+        evaluation_figures(result, windows, evaluation),
+        evaluation_texts(cfg, windows, evaluation, data_tags, run_id),
+    )
 
 
 def export_model(

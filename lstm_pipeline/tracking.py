@@ -1,7 +1,8 @@
-"""MLflow: runs, metrics, plots, the ONNX model, the registry and its aliases.
+"""MLflow: runs, metrics, artifacts, the ONNX model and resolving registry URIs.
 
-The only module that imports mlflow. Everything goes through an explicit run id (not mlflow's
-thread-local active run), so Prefect may run the calls in any thread.
+With registry.py (the gate and the `champion` alias moves), the only modules that import
+mlflow. Everything goes through an explicit run id (not mlflow's thread-local active run), so
+Prefect may run the calls in any thread. No torch here: the forecast path resolves models too.
 """
 
 from __future__ import annotations
@@ -12,25 +13,25 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
-from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from lstm_pipeline import __version__
 from lstm_pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure  # only the training path logs figures
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"  # relative to the working directory
 CHAMPION, CHALLENGER = "champion", "challenger"
 DEFAULT_MODEL_URI = f"models:/lstm-forecaster@{CHAMPION}"
-MASE_TO_PROMOTE = 1.0  # a model must at least match the naive forecast on validation
 # what the registered model needs to run anywhere: no torch, no project code
 MODEL_REQUIREMENTS = ["onnx", "onnxruntime", "numpy"]
 
@@ -60,7 +61,7 @@ def start_run(
     run = client.create_run(
         _experiment_id(client, experiment),
         run_name=run_name,
-        tags={"lstm_pipeline.version": __version__, **tags},
+        tags=tags,
     )
     run_id: str = run.info.run_id
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
@@ -76,7 +77,9 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     if uri.startswith("sqlite:///"):
         # keep artifacts beside the db (mlflow/artifacts), not in ./mlruns of whoever ran first
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    # the UI then opens this experiment on its runs and charts, not on GenAI traces
+    kind = {"mlflow.experimentKind": "custom_model_development"}
+    return str(client.create_experiment(name, artifact_location=location, tags=kind))
 
 
 def log_metrics(
@@ -91,8 +94,20 @@ def set_tags(uri: str | None, run_id: str, tags: dict[str, str]) -> None:
     client_for(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
-def log_figure(uri: str | None, run_id: str, figure: Figure, name: str) -> None:
-    client_for(uri).log_figure(run_id, figure, name)
+def log_report(
+    uri: str | None,
+    run_id: str,
+    metrics: dict[str, float],
+    figures: dict[str, Figure],
+    texts: dict[str, str],
+) -> None:
+    """Final metrics, then figures (PNG) and text files, each under its artifact name."""
+    log_metrics(uri, run_id, metrics)
+    client = client_for(uri)
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure, name)
+    for name, text in texts.items():
+        client.log_text(run_id, text, name)
 
 
 def end_run(uri: str | None, run_id: str, status: str = "FINISHED", reason: str = "") -> None:
@@ -107,16 +122,20 @@ def log_onnx_model(
     run_id: str,
     onnx_path: Path,
     example: np.ndarray,
-    forecast: np.ndarray,
     model_name: str,
 ) -> str:
     """Log the ONNX file as the run's model (signature, example of batch >= 2), register it.
 
-    Returns the new model version.
+    The signature comes from a real forecast of `example`. Returns the new model version.
     """
     import onnx
 
+    from lstm_pipeline.predict import OnnxForecaster
+
+    if len(example) < 2:
+        raise ValueError("the input example needs batch >= 2 (batch 1 reads as a fixed batch)")
     resolve_tracking_uri(uri)
+    forecast = OnnxForecaster(onnx_path).predict(example)
     signature = infer_signature(example, {"forecast": forecast})
     with mlflow.start_run(run_id=run_id):  # log_model needs an active run in this thread
         info = mlflow.onnx.log_model(
@@ -131,53 +150,6 @@ def log_onnx_model(
         )
     log.info("registered %s version %s (run %s)", model_name, info.registered_model_version, run_id)
     return str(info.registered_model_version)
-
-
-@dataclass(frozen=True)
-class Promotion:
-    promoted: bool
-    alias: str
-    reason: str
-
-
-def promote_if_better(
-    uri: str | None, model_name: str, version: str, run_id: str, val_mase: float
-) -> Promotion:
-    """`champion` if val MASE <= 1 and no worse than the current champion's, else `challenger`."""
-    client = client_for(uri)
-    champion = current_alias(client, model_name, CHAMPION)
-    champion_mase = float(champion.tags.get("val_mase", "inf")) if champion else None
-    if not val_mase <= MASE_TO_PROMOTE:
-        reason = (
-            f"not promoted: validation MASE {val_mase:.4f} does not beat the naive "
-            f"forecast (needs <= {MASE_TO_PROMOTE})"
-        )
-    elif champion is not None and champion_mase is not None and val_mase > champion_mase:
-        reason = (
-            f"not promoted: validation MASE {val_mase:.4f} is worse than champion "
-            f"v{champion.version}'s {champion_mase:.4f}"
-        )
-    else:
-        reason = f"promoted: validation MASE {val_mase:.4f} <= naive (1.0)" + (
-            f" and <= champion v{champion.version}'s {champion_mase:.4f}"
-            if champion
-            else "; no previous champion"
-        )
-    promoted = reason.startswith("promoted")
-    alias = CHAMPION if promoted else CHALLENGER
-    client.set_model_version_tag(model_name, version, "val_mase", f"{val_mase:.6f}")
-    client.set_model_version_tag(model_name, version, "promotion", reason)
-    client.set_registered_model_alias(model_name, alias, version)
-    client.set_tag(run_id, "promotion", reason)
-    return Promotion(promoted, alias, reason)
-
-
-def current_alias(client: MlflowClient, model_name: str, alias: str) -> Any:
-    """The model version behind `alias`, or None when the model or the alias does not exist."""
-    try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,7 @@ def fit(
             " *" if stopper.best_epoch == epoch else "",
         )
         if on_epoch_end is not None:
+            # wall time stays out of `history`, so a seeded fit's history is reproducible
             on_epoch_end(epoch, metrics)
         result.stopped_epoch = epoch
         if stop:

@@ -1,112 +1,107 @@
-"""Train and forecast through the CLI against a real `mlflow server` on a free loopback port."""
+"""The whole cycle through the CLI against a real `mlflow server` on a free loopback port:
+train -> gate -> forecast with the champion -> train again -> promote / rollback by hand."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import LEARNABLE_CONFIG, ROOT, run_cli
+from tests.flows.processes import MLFLOW, free_port, serving
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path):
     port = free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(mlflow_bin),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path}/server.db",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
+    args = [
+        MLFLOW,
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path}/server.db",
+        "--artifacts-destination",
+        str(tmp_path / "server-artifacts"),
+    ]
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "server.log").read_text()[-2000:]) from None
-            time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers, by our own process id
-    proc.wait(timeout=30)
-    log.close()
+    with serving(args, f"{url}/health", tmp_path / "server.log", env):
+        yield url
 
 
-def test_cli_train_and_forecast_against_a_real_tracking_server(mlflow_server, tmp_path, csv_dir):
-    smoke = str(ROOT / "flows/configs/smoke.yaml")
-    data = ["--source", "csv", "--data-dir", str(csv_dir), "--tickers", "AAA", "BBB"]
-    train = run_cli(
-        "train", *data, "--config", smoke, "--tracking-uri", mlflow_server, "--json", cwd=tmp_path
-    )
-    assert train.returncode == 0, train.stderr
-    result = json.loads(train.stdout.strip().splitlines()[-1])
-    assert set(result) >= {"run_id", "model_name", "model_version", "promoted", "metrics"}
-    for key in (
-        "test_mae",
-        "test_mase",
-        "naive_test_mae",
-        "test_directional_accuracy",
-        "best_epoch",
-        "train_windows_per_s",
-    ):
-        assert isinstance(result["metrics"][key], int | float), key
-    assert "test MAE" in train.stdout and "vs naive" in train.stdout
+def last_json(proc) -> dict:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_train_gate_forecast_promote_rollback_against_a_real_tracking_server(
+    mlflow_server, tmp_path, learnable_csv_dir
+):
+    server = ["--tracking-uri", mlflow_server, "--json"]
+    data = ["--source", "csv", "--data-dir", str(learnable_csv_dir), "--tickers", "AAA", "BBB"]
+    learnable = tmp_path / "learnable.yaml"
+    learnable.write_text(LEARNABLE_CONFIG)
+
+    first = last_json(run_cli("train", *data, "--config", str(learnable), *server, cwd=tmp_path))
+    for key in ("test_mae", "test_mase", "naive_test_mae", "test_directional_accuracy"):
+        assert isinstance(first["metrics"][key], int | float), key
+    assert first["metrics"]["val_mase"] < 0.8  # the pattern is learnt, so the gate must pass
+    assert first["promoted"] and first["alias"] == "champion"
+    assert "no previous champion" in first["reason"]
 
     client = MlflowClient(mlflow_server)
-    run = client.get_run(result["run_id"])
+    run = client.get_run(first["run_id"])
     assert run.info.status == "FINISHED"
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
-    assert [m.step for m in client.get_metric_history(result["run_id"], "val_loss")] == [1, 2]
+    assert (tmp_path / "server-artifacts").is_dir()
     assert not (tmp_path / "mlflow").exists()  # nothing fell back to the local store
 
+    # the default model URI: models:/lstm-forecaster@champion, resolved through the server
     output = tmp_path / "f.csv"
-    forecast = run_cli(
-        "forecast",
-        *data,
-        "--tracking-uri",
-        mlflow_server,
-        "--model-uri",
-        f"models:/lstm-forecaster/{result['model_version']}",
-        "--output",
-        str(output),
-        "--json",
-        cwd=tmp_path,
-    )
-    assert forecast.returncode == 0, forecast.stderr
-    summary = json.loads(forecast.stdout.strip().splitlines()[-1])
-    assert summary["rows"] == 6 and summary["run_id"] == result["run_id"]
+    forecast = run_cli("forecast", *data, "--output", str(output), *server, cwd=tmp_path)
+    summary = last_json(forecast)
+    assert summary["model_uri"] == "models:/lstm-forecaster@champion"
+    assert summary["model_version"] == first["model_version"] == "1"
+    assert summary["rows"] == 6 and summary["run_id"] == first["run_id"]
     assert output.read_text().startswith("ticker,as_of,horizon,target_date,forecast,last_close")
+
+    # two epochs at a small learning rate learn nothing: judged against v1, it stays challenger
+    smoke = str(ROOT / "flows/configs/smoke.yaml")
+    second = last_json(run_cli("train", *data, "--config", smoke, *server, cwd=tmp_path))
+    assert not second["promoted"] and second["alias"] == "challenger"
+    tags = client.get_model_version("lstm-forecaster", second["model_version"]).tags
+    assert tags["gate.champion_version"] == "1"
+    assert float(tags["gate.champion_val_mase"]) == pytest.approx(
+        first["metrics"]["val_mase"],
+        rel=1e-4,  # the champion scored on the same windows
+    )
+    assert float(tags["gate.new_val_mase"]) == pytest.approx(second["metrics"]["val_mase"])
+
+    promoted = last_json(
+        run_cli("promote", "2", "--reason", "try the new one", *server, cwd=tmp_path)
+    )
+    assert (promoted["champion"], promoted["previous_champion"]) == ("2", "1")
+    assert champion_of(client).tags["champion_reason"] == "try the new one"
+    rolled = last_json(run_cli("rollback", "--reason", "worse live", *server, cwd=tmp_path))
+    assert (rolled["champion"], rolled["previous_champion"]) == ("1", "2")
+    assert str(champion_of(client).version) == "1"
+    assert client.get_model_version("lstm-forecaster", "2").tags["rolled_back_reason"] == (
+        "worse live"
+    )
+
+    missing = run_cli("promote", "99", *server, cwd=tmp_path)
+    assert missing.returncode == 2 and "has no version 99" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    nothing_left = run_cli("rollback", *server, cwd=tmp_path)
+    assert nothing_left.returncode == 2 and "has no previous champion" in nothing_left.stderr
+
+
+def champion_of(client: MlflowClient):
+    return client.get_model_version_by_alias("lstm-forecaster", "champion")

@@ -1,52 +1,105 @@
-"""The champion gate on a real (sqlite) MLflow registry."""
+"""The registry on a real (sqlite) MLflow store: the gate's verdicts, promote and rollback."""
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from lstm_pipeline import tracking
+from lstm_pipeline import registry, tracking
+from lstm_pipeline.errors import InputError
+from lstm_pipeline.gate import GateScores, decide
 
 pytestmark = pytest.mark.slow
+MODEL = "lstm-forecaster"
 
 
 def register(uri: str, tiny_onnx) -> tuple[str, str]:
+    """A run with the tiny ONNX model registered under MODEL and no alias: (run id, version)."""
     path, example = tiny_onnx
-    from lstm_pipeline.predict import OnnxForecaster
-
-    run_id = tracking.start_run(uri, "lstm-forecaster", "gate-test", {"a": 1}, {})
-    forecast = OnnxForecaster(path).predict(example)
-    version = tracking.log_onnx_model(uri, run_id, path, example, forecast, "lstm-forecaster")
-    return run_id, version
+    run_id = tracking.start_run(uri, MODEL, "registry-test", {"a": 1}, {})
+    return run_id, tracking.log_onnx_model(uri, run_id, path, example, MODEL)
 
 
-def test_champion_only_when_beating_naive_and_the_current_champion(tracking_uri, tiny_onnx):
+def holder(client: MlflowClient, alias: str = "champion") -> str | None:
+    version = registry.current_alias(client, MODEL, alias)
+    return None if version is None else str(version.version)
+
+
+def test_gate_verdicts_move_the_aliases_and_are_tagged_on_version_and_run(tracking_uri, tiny_onnx):
     client = MlflowClient(tracking_uri)
+    path, example = tiny_onnx
 
-    def gate(val_mase: float) -> tracking.Promotion:
-        run_id, version = register(tracking_uri, tiny_onnx)
-        decision = tracking.promote_if_better(
-            tracking_uri, "lstm-forecaster", version, run_id, val_mase
+    def gate(new: float, champion: float | None = None) -> tuple[str, registry.Promotion]:
+        run_id = tracking.start_run(tracking_uri, MODEL, "gate-test", {}, {})
+        scores = GateScores(new, champion, holder(client), 50, 3)
+        version, promotion = registry.register_and_gate(
+            tracking_uri, MODEL, run_id, path, example, decide(scores, 0.0), "card"
         )
-        holder = client.get_model_version_by_alias("lstm-forecaster", decision.alias)
-        assert str(holder.version) == version
-        assert client.get_run(run_id).data.tags["promotion"] == decision.reason
-        return decision
+        run_tags = client.get_run(run_id).data.tags
+        version_tags = client.get_model_version(MODEL, version).tags
+        for key, value in registry.gate_tags(decide(scores, 0.0)).items():
+            assert run_tags[key] == version_tags[key] == value, key
+        assert client.get_model_version(MODEL, version).description == "card"
+        return version, promotion
 
-    first = gate(1.05)
-    assert not first.promoted and "does not beat the naive forecast" in first.reason
-    assert tracking.current_alias(client, "lstm-forecaster", "champion") is None
-    assert gate(0.95).promoted
-    worse = gate(0.97)
-    assert not worse.promoted and "worse than champion v2's 0.9500" in worse.reason
-    assert str(tracking.current_alias(client, "lstm-forecaster", "champion").version) == "2"
-    assert gate(0.90).promoted
-    assert str(tracking.current_alias(client, "lstm-forecaster", "champion").version) == "4"
-    assert str(tracking.current_alias(client, "lstm-forecaster", "challenger").version) == "3"
+    v1, first = gate(1.05)
+    assert (first.promoted, first.alias, holder(client, "challenger")) == (False, "challenger", v1)
+    assert holder(client) is None
+    v2, second = gate(0.95)
+    assert second.promoted and holder(client) == v2
+    tags = client.get_model_version(MODEL, v2).tags
+    assert (tags["previous_champion"], tags["champion_set_by"]) == ("none", "gate")
+    assert tags["gate.champion_val_mase"] == "none"
+    v3, third = gate(0.97, champion=0.95)
+    assert not third.promoted and "worse than champion v2's 0.9500" in third.reason
+    assert client.get_model_version(MODEL, v3).tags["gate.champion_val_mase"] == "0.950000"
+    v4, fourth = gate(0.90, champion=0.95)
+    assert fourth.promoted and holder(client) == v4 and holder(client, "challenger") == v3
+    assert client.get_model_version(MODEL, v4).tags["previous_champion"] == v2
+
+
+def test_promote_and_rollback_keep_a_history_that_rollback_walks_back(tracking_uri, tiny_onnx):
+    client = MlflowClient(tracking_uri)
+    versions = [register(tracking_uri, tiny_onnx)[1] for _ in range(3)]
+    assert versions == ["1", "2", "3"]
+    for version in versions:
+        moved = registry.promote(tracking_uri, MODEL, version, f"ship v{version}")
+        assert moved["changed"] and moved["champion"] == version
+    tags = client.get_model_version(MODEL, "3").tags
+    assert (tags["previous_champion"], tags["champion_set_by"]) == ("2", "promote")
+    assert tags["champion_reason"] == "ship v3" and tags["champion_set_by_user"]
+
+    back = registry.rollback(tracking_uri, MODEL, "v3 forecasts drift")
+    assert (back["champion"], back["previous_champion"]) == ("2", "3") and holder(client) == "2"
+    assert client.get_model_version(MODEL, "3").tags["rolled_back_reason"] == "v3 forecasts drift"
+    assert client.get_model_version(MODEL, "2").tags["champion_set_by"] == "rollback"
+    registry.rollback(tracking_uri, MODEL, "further")
+    assert holder(client) == "1"
+    with pytest.raises(InputError, match="champion v1 of lstm-forecaster has no previous champion"):
+        registry.rollback(tracking_uri, MODEL, "nothing before v1")
+
+    again = registry.promote(tracking_uri, MODEL, "1", "already there")
+    assert not again["changed"] and holder(client) == "1"
+    with pytest.raises(tracking.ModelNotFoundError, match="has no version 99"):
+        registry.promote(tracking_uri, MODEL, "99", "no such version")
+
+
+def test_promoting_the_challenger_by_hand_clears_that_alias(tracking_uri, tiny_onnx):
+    client = MlflowClient(tracking_uri)
+    _, version = register(tracking_uri, tiny_onnx)
+    client.set_registered_model_alias(MODEL, "challenger", version)
+    registry.promote(tracking_uri, MODEL, version, "good enough")
+    assert holder(client) == version and holder(client, "challenger") is None
+
+
+def test_rollback_without_a_champion_is_an_input_error(tracking_uri, tiny_onnx):
+    register(tracking_uri, tiny_onnx)
+    with pytest.raises(InputError, match="has no champion to roll back"):
+        registry.rollback(tracking_uri, MODEL, "why not")
 
 
 def test_registered_model_resolves_to_a_local_onnx_file(tracking_uri, tiny_onnx):
     run_id, version = register(tracking_uri, tiny_onnx)
     client = MlflowClient(tracking_uri)
-    client.set_registered_model_alias("lstm-forecaster", "champion", version)
+    client.set_registered_model_alias(MODEL, "champion", version)
     for uri in ("models:/lstm-forecaster@champion", f"models:/lstm-forecaster/{version}"):
         resolved = tracking.resolve_model(uri, tracking_uri)
         assert resolved.path.suffix == ".onnx" and resolved.path.is_file()

@@ -1,0 +1,78 @@
+"""Where a run came from: code version, trigger, a readable run name and credential-free params.
+
+No MLflow here: these are plain dicts and strings the tracking module logs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from lstm_pipeline import __version__
+from lstm_pipeline.config import PipelineConfig
+
+UNKNOWN = "unknown"
+_SOURCE_DIR = Path(__file__).resolve().parent  # the code that runs, not the caller's cwd
+
+
+def git_state(folder: Path = _SOURCE_DIR) -> dict[str, str]:
+    """`git.commit` and `git.dirty` of the checkout holding `folder`; `unknown` without git."""
+    commit = _git(folder, "rev-parse", "HEAD")
+    status = _git(folder, "status", "--porcelain", "--untracked-files=no")
+    if commit is None or status is None:
+        return {"git.commit": UNKNOWN, "git.dirty": UNKNOWN}
+    return {"git.commit": commit, "git.dirty": str(bool(status)).lower()}
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    """stdout of one git command, or None when git is absent, fails or hangs."""
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def run_tags(cfg: PipelineConfig, data_tags: dict[str, str]) -> dict[str, str]:
+    """Every tag a training run starts with: data, code version, package version, trigger."""
+    git = git_state()
+    tags = {
+        **data_tags,
+        **git,
+        "lstm_pipeline.version": __version__,
+        "trigger": cfg.tracking.trigger,
+    }
+    if git["git.commit"] != UNKNOWN:
+        tags["mlflow.source.git.commit"] = git["git.commit"]  # shown by the MLflow UI
+    return tags
+
+
+def run_name(cfg: PipelineConfig, day: str) -> str:
+    """`manual-AAPL+SPY-w60h5-2024-06-01`: what tells runs apart in the UI's run list."""
+    tickers = cfg.data.tickers
+    names = "+".join(tickers) if len(tickers) <= 3 else f"{len(tickers)}tickers"
+    window, horizon = cfg.features.window, cfg.features.horizon
+    return f"{cfg.tracking.trigger}-{names}-w{window}h{horizon}-{day}"
+
+
+def run_params(cfg: PipelineConfig) -> dict[str, Any]:
+    """The flattened config as MLflow params, with any credentials in a URI blanked out."""
+    return {
+        key: redact(value) if key.endswith("_uri") else value for key, value in cfg.flat().items()
+    }
+
+
+def redact(uri: Any) -> Any:
+    """`postgresql://user:secret@host/db` -> `postgresql://***@host/db`: a URI's user part may
+    hold a password or a token, so all of it goes; anything else is returned unchanged."""
+    if not isinstance(uri, str) or "@" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))

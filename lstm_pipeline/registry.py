@@ -1,0 +1,221 @@
+"""The model registry: the promotion gate's verdict, and moving `champion` by hand.
+
+With tracking.py, the only modules that import mlflow. Every move of the `champion` alias
+leaves its history in model-version tags, so the registry itself says who held the alias
+before, since when, set by what and why:
+
+- `previous_champion`: the version that held `champion` when this one got it (`none`);
+- `champion_since`, `champion_set_by` (`gate`, `promote`, `rollback`), `champion_reason`,
+  `champion_set_by_user`;
+- `rolled_back_at`, `rolled_back_reason` on a version a rollback took the alias from;
+- `gate.*` and `promotion` from the training run's gate (also on the run).
+
+A rollback gives `champion` back to the current champion's `previous_champion`, leaving that
+version's own `previous_champion` alone, so rolling back again walks further back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from lstm_pipeline import gate, tracking
+from lstm_pipeline.errors import InputError
+from lstm_pipeline.tracking import CHALLENGER, CHAMPION, ModelNotFoundError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from lstm_pipeline.features import WindowSet
+
+log = logging.getLogger(__name__)
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    promoted: bool
+    alias: str
+    reason: str
+
+
+def current_alias(client: MlflowClient, model_name: str, alias: str) -> Any:
+    """The model version behind `alias`, or None when the model or the alias does not exist."""
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def judge(
+    uri: str | None, model_name: str, new_model: Path, val: WindowSet, margin: float
+) -> gate.GateDecision:
+    """Score the new ONNX model and the current champion on `val` alike, then apply the rule."""
+    client = tracking.client_for(uri)
+    holder = current_alias(client, model_name, CHAMPION)
+    champion = None
+    if holder is not None:
+        resolved = tracking.resolve_model(f"models:/{model_name}/{holder.version}", uri)
+        champion = (str(holder.version), resolved.path)
+    return gate.decide(gate.score_both(new_model, champion, val), margin)
+
+
+def register_and_gate(
+    uri: str | None,
+    model_name: str,
+    run_id: str,
+    onnx_path: Path,
+    example: np.ndarray,
+    decision: gate.GateDecision,
+    description: str,
+) -> tuple[str, Promotion]:
+    """Register the run's ONNX model, apply the gate's decision; returns (version, promotion).
+
+    Should anything fail after the version exists, it is deleted again: a failed run never
+    leaves a model behind.
+    """
+    version = tracking.log_onnx_model(uri, run_id, onnx_path, example, model_name)
+    client = tracking.client_for(uri)
+    try:
+        client.update_model_version(model_name, version, description=description)
+        return version, _apply(client, model_name, version, run_id, decision)
+    except BaseException:
+        client.delete_model_version(model_name, version)
+        raise
+
+
+def gate_tags(decision: gate.GateDecision) -> dict[str, str]:
+    """The decision and both scores, as tags for the run and the model version."""
+    s = decision.scores
+    return {
+        "gate.decision": CHAMPION if decision.promote else CHALLENGER,
+        "gate.new_val_mase": f"{s.new_mase:.6f}",
+        "gate.champion_val_mase": NONE if s.champion_mase is None else f"{s.champion_mase:.6f}",
+        "gate.champion_version": s.champion_version or NONE,
+        "gate.margin": str(decision.margin),
+        "gate.windows": str(s.windows),
+        "gate.horizons": str(s.horizons),
+        "promotion": decision.reason,
+    }
+
+
+def _apply(
+    client: MlflowClient, model_name: str, version: str, run_id: str, decision: gate.GateDecision
+) -> Promotion:
+    tags = gate_tags(decision)
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+        client.set_tag(run_id, key, value)
+    if decision.promote:
+        _move_champion(client, model_name, version, "gate", decision.reason)
+    else:
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+    log.info("%s v%s: %s", model_name, version, decision.reason)
+    alias = CHAMPION if decision.promote else CHALLENGER
+    return Promotion(decision.promote, alias, decision.reason)
+
+
+def promote(uri: str | None, model_name: str, version: str, reason: str) -> dict[str, Any]:
+    """Give `champion` to `version` by hand; ModelNotFoundError when it does not exist."""
+    client = tracking.client_for(uri)
+    target = _existing_version(client, model_name, version)
+    holder = current_alias(client, model_name, CHAMPION)
+    if holder is not None and str(holder.version) == str(target.version):
+        return _summary(model_name, str(target.version), None, reason, changed=False)
+    previous = _move_champion(client, model_name, str(target.version), "promote", reason)
+    return _summary(model_name, str(target.version), previous, reason, changed=True)
+
+
+def rollback(uri: str | None, model_name: str, reason: str) -> dict[str, Any]:
+    """Give `champion` back to the current champion's `previous_champion`."""
+    client = tracking.client_for(uri)
+    holder = current_alias(client, model_name, CHAMPION)
+    if holder is None:
+        raise InputError(f"model {model_name} has no champion to roll back")
+    back_to = holder.tags.get("previous_champion", NONE)
+    if back_to == NONE:
+        raise InputError(f"champion v{holder.version} of {model_name} has no previous champion")
+    target = _existing_version(client, model_name, back_to)
+    _set_version_tags(
+        client,
+        model_name,
+        str(holder.version),
+        {"rolled_back_at": _now(), "rolled_back_reason": reason},
+    )
+    # the restored version keeps its own previous_champion: a second rollback goes further back
+    _take_alias(client, model_name, str(target.version), "rollback", reason)
+    return _summary(model_name, str(target.version), str(holder.version), reason, changed=True)
+
+
+def _move_champion(
+    client: MlflowClient, model_name: str, version: str, set_by: str, reason: str
+) -> str | None:
+    """Point `champion` at `version`, recording who held it before; returns that version."""
+    holder = current_alias(client, model_name, CHAMPION)
+    previous = str(holder.version) if holder is not None else None
+    client.set_model_version_tag(model_name, version, "previous_champion", previous or NONE)
+    _take_alias(client, model_name, version, set_by, reason)
+    return previous
+
+
+def _take_alias(
+    client: MlflowClient, model_name: str, version: str, set_by: str, reason: str
+) -> None:
+    tags = {
+        "champion_since": _now(),
+        "champion_set_by": set_by,
+        "champion_reason": reason,
+        "champion_set_by_user": _user(),
+    }
+    _set_version_tags(client, model_name, version, tags)
+    challenger = current_alias(client, model_name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == version:
+        client.delete_registered_model_alias(model_name, CHALLENGER)  # no longer a candidate
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    client.set_registered_model_tag(
+        model_name, "last_champion_change", f"v{version} by {set_by} at {tags['champion_since']}"
+    )
+
+
+def _set_version_tags(
+    client: MlflowClient, model_name: str, version: str, tags: dict[str, str]
+) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+
+
+def _existing_version(client: MlflowClient, model_name: str, version: str) -> Any:
+    try:
+        return client.get_model_version(model_name, version)
+    except MlflowException:
+        raise ModelNotFoundError(f"model {model_name} has no version {version}") from None
+
+
+def _summary(
+    model_name: str, champion: str, previous: str | None, reason: str, changed: bool
+) -> dict[str, Any]:
+    return {
+        "model_name": model_name,
+        "champion": champion,
+        "previous_champion": previous,
+        "changed": changed,
+        "reason": reason,
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return "unknown"

@@ -1,0 +1,93 @@
+"""Text artifacts of a training run: the config YAML, the metrics table and the model card."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import yaml
+
+from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.evaluate import TABLE_COLUMNS
+from lstm_pipeline.provenance import redact
+
+
+def config_yaml(cfg: PipelineConfig) -> str:
+    """The run's whole config as YAML that `--config` accepts back (credentials blanked out)."""
+    tree = cfg.model_dump(mode="json")
+    tree["tracking"]["tracking_uri"] = redact(tree["tracking"]["tracking_uri"])
+    return yaml.safe_dump(tree, sort_keys=False)
+
+
+def table_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows of evaluate.scores_by_ticker_horizon as CSV text, floats to 6 significant digits."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(TABLE_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
+    return out.getvalue()
+
+
+def model_card(
+    cfg: PipelineConfig, data_tags: dict[str, str], metrics: dict[str, float], run_id: str
+) -> str:
+    """A short markdown card: data, config, scores beside naive, and what the model cannot do."""
+    f, m, t = cfg.features, cfg.model, cfg.train
+    lines = [
+        f"# Model card: {cfg.tracking.model_name} (run `{run_id}`)",
+        "",
+        "## Data",
+        f"- Tickers: {data_tags['data.tickers']} from source `{cfg.data.source}`; "
+        f"{data_tags['data.rows']} daily bars, {data_tags['data.first_date']} to "
+        f"{data_tags['data.cutoff']} (cut-off); content hash `{data_tags['data.sha256']}`.",
+        f"- Chronological split per ticker: train {1 - f.val_frac - f.test_frac:.0%} / "
+        f"validation {f.val_frac:.0%} / test {f.test_frac:.0%}; "
+        f"{metrics['train_windows']:.0f} / {metrics['val_windows']:.0f} / "
+        f"{metrics['test_windows']:.0f} windows; no window crosses a split.",
+        "",
+        "## Model and config",
+        f"- LSTM, hidden {m.hidden_size}, {m.num_layers} layer(s), dropout {m.dropout}; input "
+        f"{f.window} trading days of raw OHLCV, output the close {f.horizon} trading day(s) ahead "
+        "(prices; normalisation is inside the ONNX graph).",
+        f"- Adam lr {t.lr}, batch {t.batch_size}, early stopping (patience {t.patience}): best "
+        f"epoch {metrics['best_epoch']:.0f} of {metrics['stopped_epoch']:.0f}; seed {t.seed}.",
+        "- Full config: `config.yaml` in the run's artifacts.",
+        "",
+        "## Scores beside the naive forecast (next close = last close)",
+        "",
+        "| split | MAE | naive MAE | MASE | direction right | base rate |",
+        "|---|---|---|---|---|---|",
+        *(_score_row(split, metrics) for split in ("val", "test")),
+        "",
+        f"Per ticker and horizon: `metrics/test_by_ticker_horizon.csv`. {_verdict(metrics)}",
+        "",
+        "## Limitations",
+        "- Learns from past prices and volume only: no news, earnings or macro data. Not advice.",
+        "- The validation split also chose the best epoch, so validation scores are optimistic; "
+        "the test span is the honest figure, and it is one span, not a walk-forward backtest.",
+        "- MASE near 1 means no practical edge over the naive forecast; a directional accuracy "
+        "at the base rate means the model mostly follows the drift.",
+        "- Scores hold for the tickers and dates above; other tickers or regimes are untested.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _score_row(split: str, metrics: dict[str, float]) -> str:
+    return (
+        f"| {split} | {metrics[f'{split}_mae']:.4f} | {metrics[f'naive_{split}_mae']:.4f} | "
+        f"{metrics[f'{split}_mase']:.4f} | {metrics[f'{split}_directional_accuracy']:.1%} | "
+        f"{metrics[f'{split}_direction_base_rate']:.1%} |"
+    )
+
+
+def _verdict(metrics: dict[str, float]) -> str:
+    mase, hits = metrics["test_mase"], metrics["test_directional_accuracy"]
+    base = metrics["test_direction_base_rate"]
+    edge = "beats" if mase < 1 else "does not beat"
+    return (
+        f"On the test span the model {edge} the naive forecast (MASE {mase:.3f}, below 1 "
+        f"beats it) and gets the direction right {hits:.1%} of the time against a base "
+        f"rate of {base:.1%}."
+    )

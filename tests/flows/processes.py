@@ -1,0 +1,71 @@
+"""Real server processes for tests: a free loopback port, start, wait until healthy, stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+BIN = Path(sys.executable).parent  # the venv's bin: mlflow, and uvicorn that it starts
+MLFLOW = str(BIN / "mlflow")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(args: list[str], url: str, log_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """Run `args` in its own process group until `url` answers 200; stop the group after."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            args,
+            cwd=log_path.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: stopped with its workers, by our own id
+            env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env},
+        )
+        try:
+            _wait_until_healthy(proc, url, log_path)
+            yield url
+        finally:
+            with suppress(ProcessLookupError):  # it may have died already
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+            _wait_for_group_exit(proc.pid)
+
+
+def _wait_until_healthy(proc: subprocess.Popen, url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(log_path.read_text()[-3000:])
+        time.sleep(0.5)
+
+
+def _wait_for_group_exit(pgid: int, seconds: float = 30) -> None:
+    """MLflow's job-runner children outlive the server by ~10 s: wait for the whole group."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    os.killpg(pgid, signal.SIGKILL)

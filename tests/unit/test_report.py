@@ -1,0 +1,116 @@
+"""Run records without MLflow: provenance tags, credential-free params, tables, model card."""
+
+import csv
+import io
+import subprocess
+
+import numpy as np
+import pytest
+
+from lstm_pipeline import provenance, report
+from lstm_pipeline.config import build_config
+from lstm_pipeline.evaluate import TABLE_COLUMNS, score_forecasts, scores_by_ticker_horizon
+
+
+def git(folder, *args):
+    subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+
+
+def test_git_state_names_the_commit_and_whether_the_tree_is_dirty(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "f.py").write_text("x = 1\n")
+    git(tmp_path, "add", "f.py")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    clean = provenance.git_state(tmp_path)
+    assert len(clean["git.commit"]) == 40 and clean["git.dirty"] == "false"
+    (tmp_path / "f.py").write_text("x = 2\n")
+    assert provenance.git_state(tmp_path) == {**clean, "git.dirty": "true"}
+
+
+def test_git_state_is_unknown_outside_a_checkout_or_without_git(tmp_path, monkeypatch):
+    unknown = {"git.commit": "unknown", "git.dirty": "unknown"}
+    assert provenance.git_state(tmp_path) == unknown  # not a checkout
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git binary at all
+    assert provenance.git_state() == unknown
+
+
+def test_run_tags_carry_trigger_version_and_data():
+    cfg = build_config(tracking__trigger="backtest")
+    tags = provenance.run_tags(cfg, {"data.cutoff": "2024-06-28"})
+    assert tags["trigger"] == "backtest" and tags["data.cutoff"] == "2024-06-28"
+    assert tags["lstm_pipeline.version"] and tags["git.commit"]
+
+
+def test_run_names_tell_configs_apart():
+    few = build_config(data__tickers=("SPY", "AAPL"), features__window=20, features__horizon=2)
+    assert provenance.run_name(few, "2024-06-28") == "manual-SPY+AAPL-w20h2-2024-06-28"
+    assert provenance.run_name(build_config(), "d").startswith("manual-6tickers-w60h5")
+
+
+@pytest.mark.parametrize(
+    "uri,expected",
+    [
+        ("postgresql://bob:s3cret@db:5432/mlflow", "postgresql://***@db:5432/mlflow"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("https://s3cret@host/x", "https://***@host/x"),
+        (None, None),
+    ],
+)
+def test_passwords_never_reach_params_or_the_config_artifact(uri, expected):
+    cfg = build_config(tracking__tracking_uri=uri)
+    assert provenance.run_params(cfg)["tracking.tracking_uri"] == expected
+    assert "s3cret" not in report.config_yaml(cfg)
+
+
+@pytest.fixture
+def scored():
+    rng = np.random.default_rng(0)
+    last = rng.uniform(50, 150, 60)
+    actual = last[:, None] * np.exp(rng.normal(0, 0.02, (60, 2)))
+    forecast = last[:, None] * np.exp(rng.normal(0, 0.02, (60, 2)))
+    ids = np.repeat([0, 1, 2], 20)
+    forecast[ids == 1] = actual[ids == 1]  # BBB is forecast perfectly
+    return forecast, actual, last, ids
+
+
+def test_table_has_a_row_per_ticker_and_horizon_plus_all(scored):
+    forecast, actual, last, ids = scored
+    rows = scores_by_ticker_horizon(forecast, actual, last, ids, ("AAA", "BBB", "CCC"))
+    assert [(r["ticker"], r["horizon"]) for r in rows] == [
+        (t, h) for t in ("AAA", "BBB", "CCC", "ALL") for h in (1, 2)
+    ]
+    bbb = [r for r in rows if r["ticker"] == "BBB"]
+    assert all(r["mae"] == 0 and r["mase"] == 0 and r["directional_accuracy"] == 1 for r in bbb)
+    overall = score_forecasts(forecast, actual, last)
+    for r in (r for r in rows if r["ticker"] == "ALL"):
+        assert r["mase"] == pytest.approx(overall[f"test_mase_h{r['horizon']}"])
+        assert r["windows"] == 60
+    parsed = list(csv.DictReader(io.StringIO(report.table_csv(rows))))
+    assert tuple(parsed[0]) == TABLE_COLUMNS and len(parsed) == 8
+    assert float(parsed[0]["mae"]) == pytest.approx(rows[0]["mae"], rel=1e-5)
+
+
+def test_model_card_puts_scores_beside_naive_and_states_limits(scored):
+    forecast, actual, last, _ = scored
+    metrics = {
+        **score_forecasts(forecast, actual, last, prefix="val"),
+        **score_forecasts(forecast, actual, last, prefix="test"),
+        "best_epoch": 3,
+        "stopped_epoch": 5,
+        "train_windows": 700,
+        "val_windows": 60,
+        "test_windows": 60,
+    }
+    tags = {
+        "data.tickers": "AAA,BBB",
+        "data.rows": "1000",
+        "data.first_date": "2020-01-01",
+        "data.cutoff": "2024-06-28",
+        "data.sha256": "abc",
+    }
+    card = report.model_card(build_config(), tags, metrics, "run123")
+    assert card.startswith("# Model card: lstm-forecaster (run `run123`)")
+    assert "train 70% / validation 15% / test 15%; 700 / 60 / 60 windows" in card
+    assert "2020-01-01 to 2024-06-28" in card and "best epoch 3 of 5" in card
+    assert f"| test | {metrics['test_mae']:.4f} | {metrics['naive_test_mae']:.4f} |" in card
+    assert "## Limitations" in card and "not a walk-forward backtest" in card
