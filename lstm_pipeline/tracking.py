@@ -10,17 +10,21 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from lstm_pipeline import __version__
 from lstm_pipeline.errors import InputError
@@ -89,6 +93,24 @@ def log_metrics(
 
 def set_tags(uri: str | None, run_id: str, tags: dict[str, str]) -> None:
     client_for(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_dataset(
+    uri: str | None, run_id: str, frame: pd.DataFrame, digest: str, source: str, context: str
+) -> None:
+    """Record `frame` (from the folder `source`) as the run's dataset input for `context`.
+
+    The digest is the data's content hash (the `data.sha256` tag), so runs on the same data
+    share a dataset in the MLflow UI and runs on new data do not.
+    """
+    with warnings.catch_warnings():
+        # a local path resolves to two equivalent source classes; mlflow warns and picks one
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        dataset = from_pandas(frame, source=source, name=f"prices-{digest}", digest=digest)
+    context_tag = InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)
+    client_for(uri).log_inputs(
+        run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context_tag])]
+    )
 
 
 def log_figure(uri: str | None, run_id: str, figure: Figure, name: str) -> None:
