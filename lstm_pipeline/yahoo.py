@@ -12,6 +12,7 @@ import random
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -34,7 +35,9 @@ _TRANSIENT = re.compile(
     r"|temporar|http error 5\d\d",
     re.IGNORECASE,
 )
-_LOGGED_TICKERS = re.compile(r"^\[[^\]]*\]:\s*")  # yfinance's "['AAPL']: " before a reason
+# yfinance's "['AAPL']: " before a reason, and curl's pointer to its docs after one
+_LOGGED_TICKERS = re.compile(r"^\[[^\]]*\]:\s*")
+_CURL_DOCS = re.compile(r"\.?\s*See https?://\S+ first for more details\.?")
 T = TypeVar("T")
 
 
@@ -78,7 +81,9 @@ def download_once(
     use_cache_location(cfg.yfinance_cache())
     if start is None and cfg.interval == "1h":
         start = date.today() - timedelta(days=INTRADAY_LOOKBACK_DAYS)
-    with logged_errors() as errors:
+    with logged_errors() as errors, warnings.catch_warnings():
+        # yfinance 1.7 on pandas 3 warns (Pandas4Warning, a DeprecationWarning) on every call
+        warnings.simplefilter("ignore", DeprecationWarning)
         frame = yf.download(
             ticker,
             start=start.isoformat() if start else None,
@@ -92,7 +97,7 @@ def download_once(
             threads=False,
         )
     if frame is None or frame.empty:
-        reason = _LOGGED_TICKERS.sub("", errors[-1]) if errors else ""
+        reason = _CURL_DOCS.sub("", _LOGGED_TICKERS.sub("", errors[-1])) if errors else ""
         if _TRANSIENT.search(reason):
             raise _NetworkEmptyFrame(reason)
         span = (f" from {start}" if start else "") + (f" to {end}" if end else "")

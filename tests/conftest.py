@@ -15,12 +15,14 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ["LSTM_PIPELINE_TEST_STATE"] = str(_STATE)
+os.environ["LSTM_PIPELINE_CACHE"] = str(_STATE / "price-cache")  # never the repo's data/cache
 ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from lstm_pipeline.config import PipelineConfig, build_config  # noqa: E402
+from lstm_pipeline.config import DataConfig, PipelineConfig, build_config  # noqa: E402
+from tests.fake_yahoo import FakeYahoo  # noqa: E402
 from tests.synthetic import make_prices  # noqa: E402, F401 (tests import it from here)
 
 
@@ -32,6 +34,28 @@ def csv_dir(tmp_path: Path) -> Path:
     for seed, ticker in enumerate(("AAA", "BBB")):
         make_prices(seed=seed).to_csv(folder / f"{ticker}.csv", index=False)
     return folder
+
+
+@pytest.fixture
+def yf_cfg(tmp_path: Path) -> DataConfig:
+    """The yfinance source for AAPL, its cache in tmp_path, retries that never sleep."""
+    return DataConfig(
+        tickers=("AAPL",),
+        source="yfinance",
+        cache_dir=str(tmp_path / "cache"),
+        retry_attempts=4,
+        retry_base_delay=0.0,
+    )
+
+
+@pytest.fixture
+def fake_yahoo(monkeypatch: pytest.MonkeyPatch) -> FakeYahoo:
+    """yfinance.download replaced by a FakeYahoo serving no ticker yet (fill its `history`)."""
+    import yfinance
+
+    fake = FakeYahoo({})
+    monkeypatch.setattr(yfinance, "download", fake.download)
+    return fake
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ or returning an empty frame after logging the reason, which is what the real one
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import pandas as pd
@@ -18,6 +19,7 @@ from tests.synthetic import make_prices
 YF_COLUMNS = ["Adj Close", "Close", "High", "Low", "Open", "Volume"]
 OFFLINE = "offline"  # script entry: log a curl DNS error and return an empty frame, like yfinance
 DNS_ERROR = "DNSError('Failed to perform, curl: (6) Could not resolve host')"
+NOISE = "The inplace keyword in DataFrame.rename is deprecated (Pandas4Warning)"
 UNKNOWN = "YFPricesMissingError('possibly delisted; no price data found')"
 
 
@@ -44,6 +46,7 @@ class FakeYahoo:
 
     def download(self, tickers: str, **kwargs: Any) -> pd.DataFrame:
         self.calls.append({"ticker": tickers, **kwargs})
+        warnings.warn(NOISE, DeprecationWarning, stacklevel=2)  # yfinance 1.7 on pandas 3 does
         if self.script:
             outcome = self.script.pop(0)
             if isinstance(outcome, BaseException):

@@ -140,15 +140,13 @@ def test_forecast_flow_forecasts_the_good_tickers_and_lists_the_bad(
 
 
 def test_fetch_flow_caches_the_good_ticker_and_lists_the_unknown_one(
-    prefect_harness, monkeypatch, tmp_path
+    prefect_harness, fake_yahoo, tmp_path
 ):
-    import yfinance
-
     from flows.fetching import fetch_flow
     from lstm_pipeline.config import DataConfig
-    from tests.fake_yahoo import FakeYahoo, yahoo_frame
+    from tests.fake_yahoo import yahoo_frame
 
-    monkeypatch.setattr(yfinance, "download", FakeYahoo({"GOOD": yahoo_frame(50)}).download)
+    fake_yahoo.history["GOOD"] = yahoo_frame(50)
     cfg = DataConfig(tickers=("GOOD", "NOPE"), source="yfinance", cache_dir=str(tmp_path))
     result = fetch_flow(cfg)
     assert result["tickers"]["GOOD"]["rows"] == 50

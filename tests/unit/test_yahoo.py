@@ -1,6 +1,7 @@
 """The hardened yfinance call: explicit options, empty frames, retries, backoff, unfinished bars."""
 
 import logging
+import warnings
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -19,25 +20,13 @@ NOW = pd.Timestamp("2024-06-01 12:00", tz="UTC")
 
 
 @pytest.fixture
-def cfg(tmp_path: Path) -> DataConfig:
-    """yfinance source, cache in tmp, retries that never sleep."""
-    return DataConfig(
-        source="yfinance",
-        cache_dir=str(tmp_path / "cache"),
-        retry_attempts=4,
-        retry_base_delay=0.0,
-    )
+def fake(fake_yahoo: FakeYahoo) -> FakeYahoo:
+    fake_yahoo.history["MSFT"] = yahoo_frame(30)
+    return fake_yahoo
 
 
-@pytest.fixture
-def fake(monkeypatch) -> FakeYahoo:
-    fake = FakeYahoo({"MSFT": yahoo_frame(30)})
-    monkeypatch.setattr(yfinance, "download", fake.download)
-    return fake
-
-
-def test_download_passes_every_option_explicitly(cfg, fake):
-    bars = yahoo.download_bars("MSFT", cfg, date(2020, 1, 1), date(2020, 2, 11), now=NOW)
+def test_download_passes_every_option_explicitly(yf_cfg, fake):
+    bars = yahoo.download_bars("MSFT", yf_cfg, date(2020, 1, 1), date(2020, 2, 11), now=NOW)
     ((call),) = fake.calls
     assert call["ticker"] == "MSFT"
     assert call["auto_adjust"] is False and call["multi_level_index"] is False
@@ -47,74 +36,103 @@ def test_download_passes_every_option_explicitly(cfg, fake):
     assert bars.index[-1] == pd.Timestamp("2020-02-11") and bars.index.name == "Date"
 
 
-def test_no_start_asks_for_the_whole_history(cfg, fake):
-    yahoo.download_bars("MSFT", cfg, None, None, now=NOW)
+def test_pandas_deprecation_noise_from_yfinance_is_filtered(yf_cfg, fake):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning escaping the call would raise here
+        assert len(yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)) == 30
+
+
+def test_a_logged_curl_error_is_retried_and_reported_without_its_docs_link(yf_cfg, monkeypatch):
+    """What yfinance 1.7 really does offline: log the curl error, return an empty frame."""
+    calls = []
+
+    def offline(ticker, **kwargs):
+        calls.append(ticker)
+        logging.getLogger("yfinance").error(
+            "['%s']: DNSError('Failed to perform, curl: (6) Could not resolve host: h."
+            " See https://curl.se/libcurl/c/libcurl-errors.html first for more details.')",
+            ticker,
+        )
+        return pd.DataFrame()
+
+    monkeypatch.setattr(yfinance, "download", offline)
+    with pytest.raises(yahoo.DownloadError) as err:
+        yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)
+    assert len(calls) == 4
+    assert str(err.value) == (
+        "MSFT: yfinance failed after 4 attempt(s)"
+        " (DNSError('Failed to perform, curl: (6) Could not resolve host: h'))"
+    )
+
+
+def test_no_start_asks_for_the_whole_history(yf_cfg, fake):
+    yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)
     assert fake.calls[0]["period"] == "max" and fake.calls[0]["end"] is None
 
 
 @pytest.mark.parametrize("interval", ["1h", "1wk"])
-def test_hourly_and_weekly_intervals_are_passed_through(cfg, fake, interval):
+def test_hourly_and_weekly_intervals_are_passed_through(yf_cfg, fake, interval):
     fake.history["MSFT"] = yahoo_frame(30, start=str(date.today() - timedelta(days=60)))
-    yahoo.download_bars("MSFT", cfg.model_copy(update={"interval": interval}), None, None)
+    yahoo.download_bars("MSFT", yf_cfg.model_copy(update={"interval": interval}), None, None)
     assert fake.calls[0]["interval"] == interval
     if interval == "1h":  # Yahoo serves two years of hourly bars, so "max" would fail
         assert fake.calls[0]["period"] is None and fake.calls[0]["start"] is not None
 
 
-def test_yfinance_caches_go_to_the_configured_folder(cfg, fake):
+def test_yfinance_caches_go_to_the_configured_folder(yf_cfg, fake):
     from yfinance.cache import _TzDBManager
 
-    yahoo.download_bars("MSFT", cfg, None, None, now=NOW)
-    assert Path(_TzDBManager.get_location()) == Path(cfg.cache_dir or "") / "yfinance"
-    assert (Path(cfg.cache_dir or "") / "yfinance").is_dir()
+    yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)
+    assert Path(_TzDBManager.get_location()) == Path(yf_cfg.cache_dir or "") / "yfinance"
+    assert (Path(yf_cfg.cache_dir or "") / "yfinance").is_dir()
 
 
-def test_an_empty_frame_is_a_failure_never_data(cfg, fake):
+def test_an_empty_frame_is_a_failure_never_data(yf_cfg, fake):
     with pytest.raises(
         yahoo.NoDataError, match="ZZZZ: yfinance returned no 1d bars .unknown or delisted"
     ):
-        yahoo.download_bars("ZZZZ", cfg, None, None, now=NOW)
+        yahoo.download_bars("ZZZZ", yf_cfg, None, None, now=NOW)
     assert len(fake.calls) == 1  # an unknown ticker stays unknown: no retries
     assert issubclass(yahoo.NoDataError, InputError)
 
 
-def test_fails_n_times_then_succeeds(cfg, fake, caplog):
+def test_fails_n_times_then_succeeds(yf_cfg, fake, caplog):
     fake.script = [ConnectionResetError("reset"), TimeoutError("slow"), OSError("curl: (7)")]
     with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
-        bars = yahoo.download_bars("MSFT", cfg, None, None, now=NOW)
+        bars = yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)
     assert len(bars) == 30 and len(fake.calls) == 4
     retries = [r.getMessage() for r in caplog.records]
     assert len(retries) == 3 and "attempt 1/4 failed (ConnectionResetError: reset)" in retries[0]
 
 
-def test_rate_limits_are_retried(cfg, fake):
+def test_rate_limits_are_retried(yf_cfg, fake):
     fake.script = [YFRateLimitError(), YFRateLimitError()]
-    assert len(yahoo.download_bars("MSFT", cfg, None, None, now=NOW)) == 30
+    assert len(yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)) == 30
     assert len(fake.calls) == 3
 
 
-def test_an_empty_frame_logged_as_a_network_error_is_retried(cfg, fake):
+def test_an_empty_frame_logged_as_a_network_error_is_retried(yf_cfg, fake):
     fake.script = [OFFLINE, OFFLINE]
-    assert len(yahoo.download_bars("MSFT", cfg, None, None, now=NOW)) == 30
+    assert len(yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)) == 30
     assert len(fake.calls) == 3
 
 
-def test_retries_are_bounded_by_count(cfg, fake):
+def test_retries_are_bounded_by_count(yf_cfg, fake):
     fake.script = [YFRateLimitError()] * 10
     with pytest.raises(yahoo.DownloadError, match="MSFT: yfinance failed after 4 attempt"):
-        yahoo.download_bars("MSFT", cfg, None, None, now=NOW)
+        yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)
     assert len(fake.calls) == 4
 
 
-def test_other_errors_are_not_retried(cfg, fake):
+def test_other_errors_are_not_retried(yf_cfg, fake):
     fake.script = [KeyError("chart")]
     with pytest.raises(KeyError):
-        yahoo.download_bars("MSFT", cfg, None, None, now=NOW)
+        yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)
     assert len(fake.calls) == 1
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap_and_the_total_budget():
-    cfg = DataConfig(
+    yf_cfg = DataConfig(
         retry_attempts=10, retry_base_delay=1.0, retry_max_delay=4.0, retry_max_total=9.0
     )
     slept: list[float] = []
@@ -128,7 +146,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap_and_the_total_budget():
         raise ConnectionError("down")
 
     with pytest.raises(yahoo.DownloadError, match="failed after [0-9] attempt"):
-        yahoo.call_with_retries(always_down, cfg, "X", sleep=sleep, clock=lambda: clock[0])
+        yahoo.call_with_retries(always_down, yf_cfg, "X", sleep=sleep, clock=lambda: clock[0])
     caps = [1.0, 2.0, 4.0, 4.0, 4.0][: len(slept)]
     assert all(cap / 2 <= s <= cap for s, cap in zip(slept, caps, strict=True)), slept
     assert sum(slept) <= 9.0 and len(slept) < 9  # the total budget stopped it, not the count
