@@ -9,9 +9,10 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import fetch
+from flows.fetching import each_ticker, fetch
 from lstm_pipeline import backtest, pipeline, provenance, tracking
 from lstm_pipeline.config import PipelineConfig, with_trigger
+from lstm_pipeline.errors import require_survivors
 
 
 @task(cache_policy=NO_CACHE, task_run_name="fold-{fold}")
@@ -39,11 +40,12 @@ def log_fold(cfg: PipelineConfig, parent_id: str, result: backtest.FoldResult) -
 @flow(name="lstm-backtest", flow_run_name=lambda: f"backtest-{date.today()}")
 def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[str, Any]:
     """Refit on expanding history `folds` times, each scored on the next `step` trading days."""
-    prices = {ticker: fetch(ticker, cfg.data) for ticker in cfg.data.tickers}
+    prices, failures = each_ticker(fetch, cfg.data)
+    require_survivors(prices, failures, cfg.data.min_tickers, "backtest")
     uri = cfg.tracking.tracking_uri
     cfg = with_trigger(cfg, "backtest")
     params = provenance.run_params(cfg) | {"backtest.folds": folds, "backtest.step": step}
-    tags = provenance.run_tags(cfg, pipeline.data_summary(prices))
+    tags = provenance.run_tags(cfg, pipeline.data_summary(prices, failures))
     parent = tracking.start_run(
         uri, cfg.tracking.experiment, f"backtest-{date.today()}", params, tags
     )

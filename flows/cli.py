@@ -1,6 +1,8 @@
 """`lstm-pipeline`: fetch, train, forecast, and promote or roll back models from the shell.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 any other failure.
+When `fetch` or `forecast` loses some tickers but not all, the others are done and each failure
+is listed on stderr; the exit code is then 2 if every failure is bad input, else 1.
 `--json` prints one JSON object as the last line of stdout. Flows are imported per command,
 so `forecast` never imports torch.
 """
@@ -16,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any, NoReturn
 
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import InputError, exit_code_for
 
 PROG = "lstm-pipeline"
 
@@ -45,12 +47,20 @@ def _data_options(parser: argparse.ArgumentParser, tickers: bool = True) -> None
         help="where prices come from (default: yfinance; sample = bundled data)",
     )
     parser.add_argument("--data-dir", help="directory of TICKER.csv files (source csv)")
+    parser.add_argument(
+        "--cache-dir",
+        help="price cache of the yfinance source (default: $LSTM_PIPELINE_CACHE, else data/cache)",
+    )
     parser.add_argument("--start", type=_iso_date, help="first date used, YYYY-MM-DD")
     parser.add_argument("--end", type=_iso_date, help="last date used (inclusive), YYYY-MM-DD")
 
 
-def _training_options(parser: argparse.ArgumentParser) -> None:
+def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file of config overrides (see flows/configs/)")
+
+
+def _training_options(parser: argparse.ArgumentParser) -> None:
+    _config_option(parser)
     parser.add_argument("--max-epochs", type=int)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--seed", type=int)
@@ -78,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch = sub.add_parser("fetch", help="fill the local price cache")
     fetch.add_argument("tickers", nargs="+", metavar="TICKER")
     _data_options(fetch, tickers=False)
-    fetch.add_argument("--cache-dir", default=os.environ.get("LSTM_PIPELINE_CACHE", "data/cache"))
+    fetch.add_argument(
+        "--interval", choices=["1d", "1h", "1wk"], help="bar size to cache (default: 1d)"
+    )
+    _config_option(fetch)
     fetch.add_argument("--json", action="store_true", help="print one JSON object as last line")
     fetch.set_defaults(handler=run_fetch)
 
@@ -117,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     forecast = sub.add_parser("forecast", help="run the batch forecast flow")
     _data_options(forecast)
+    _config_option(forecast)
     forecast.add_argument(
         "--model-uri",
         default="models:/lstm-forecaster@champion",
@@ -156,6 +170,7 @@ def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "data__tickers": tuple(args.tickers) if args.tickers else None,
         "data__source": args.source,
         "data__data_dir": args.data_dir,
+        "data__cache_dir": args.cache_dir,
         "data__start": args.start,
         "data__end": args.end,
     }
@@ -165,11 +180,11 @@ def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
     from flows.fetching import fetch_flow
     from lstm_pipeline.config import build_config
 
-    cfg = build_config(**_data_overrides(args), data__cache_dir=args.cache_dir)
-    summary = fetch_flow(cfg.data)
-    for ticker, info in summary.items():
+    cfg = build_config(args.config, **_data_overrides(args), data__interval=args.interval)
+    result = fetch_flow(cfg.data)
+    for ticker, info in result["tickers"].items():
         print(f"{ticker}: {info['rows']} rows {info['first']}..{info['last']} -> {info['path']}")
-    return {"tickers": summary}
+    return result
 
 
 def _training_config(args: argparse.Namespace) -> Any:
@@ -261,7 +276,7 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     from flows.inference import forecast_flow
     from lstm_pipeline.config import build_config
 
-    cfg = build_config(**_data_overrides(args))
+    cfg = build_config(args.config, **_data_overrides(args))
     result = forecast_flow(cfg.data, args.model_uri, args.output, args.tracking_uri)
     print(
         f"wrote {result['rows']} forecasts to {result['output']} "
@@ -326,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     where = f"{PROG} {args.command}"
     try:
         result = handler(args)
+        code = report_failures(where, result.get("failed", {}))
     except InputError as exc:
         print(f"{where}: error: {exc}", file=sys.stderr)
         return 2
@@ -338,7 +354,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.json:
         print(json.dumps(result, default=str))
-    return 0
+    return code
+
+
+def report_failures(where: str, failed: dict[str, dict[str, Any]]) -> int:
+    """One stderr line per failed ticker and a count; the exit code they call for."""
+    for info in failed.values():
+        print(f"{where}: error: {info['error']}", file=sys.stderr)
+    if failed:
+        print(f"{where}: {len(failed)} ticker(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return exit_code_for(failed)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Fetching prices: the retried task shared by every flow, and the flow behind `fetch`."""
+"""Fetching prices: the per-ticker task shared by every flow, and the flow behind `fetch`.
+
+Each ticker is its own task run; a failure is collected with its reason instead of failing the
+flow, so one bad ticker never costs the good ones. Network retries (with backoff) and the cache
+fallback live in the library, so they work, and are tested, without Prefect.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from prefect.states import State
 
 from lstm_pipeline import data
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import InputError, describe_failures
 
 
 def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:
@@ -21,32 +26,31 @@ def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:
     return not isinstance(state.result(raise_on_failure=False), InputError)
 
 
-@task(
-    retries=3,
-    retry_delay_seconds=[5, 30, 120],
-    retry_condition_fn=transient_only,
-    cache_policy=NO_CACHE,
-    task_run_name="fetch-{ticker}",
-)
-def fetch(ticker: str, cfg: DataConfig) -> pd.DataFrame:
-    return data.load_prices(ticker, cfg)
+@task(cache_policy=NO_CACHE, task_run_name="fetch-{ticker}")
+def fetch(
+    ticker: str, cfg: DataConfig, min_rows: int = data.MIN_ROWS, purpose: str = "a price series"
+) -> pd.DataFrame:
+    return data.load_prices(ticker, cfg, min_rows, purpose)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="cache-{ticker}")
-def save_to_cache(prices: pd.DataFrame, cache_dir: str, ticker: str) -> str:
-    return str(data.save_cache(prices, cache_dir, ticker))
+def fill_cache(ticker: str, cfg: DataConfig) -> dict[str, Any]:
+    return data.fill_cache(ticker, cfg)
+
+
+def each_ticker(
+    ticker_task: Any, cfg: DataConfig, *args: Any
+) -> tuple[dict[str, Any], dict[str, BaseException]]:
+    """`ticker_task(ticker, cfg, *args)` per ticker: (results, failures), both by ticker."""
+    states = {t: ticker_task(t, cfg, *args, return_state=True) for t in cfg.tickers}
+    outcomes = {t: state.result(raise_on_failure=False) for t, state in states.items()}
+    results = {t: r for t, r in outcomes.items() if not isinstance(r, BaseException)}
+    failures = {t: r for t, r in outcomes.items() if isinstance(r, BaseException)}
+    return results, failures
 
 
 @flow(name="lstm-fetch", flow_run_name=lambda: f"fetch-{date.today()}")
-def fetch_flow(cfg: DataConfig) -> dict[str, dict[str, Any]]:
-    """Load, adjust and validate each ticker, then write it to the parquet cache."""
-    summary = {}
-    for ticker in cfg.tickers:
-        prices = fetch(ticker, cfg)
-        summary[ticker] = {
-            "rows": len(prices),
-            "first": prices.index[0].date().isoformat(),
-            "last": prices.index[-1].date().isoformat(),
-            "path": save_to_cache(prices, cfg.cache_dir, ticker),
-        }
-    return summary
+def fetch_flow(cfg: DataConfig) -> dict[str, Any]:
+    """Update (yfinance) or import (sample, csv) each ticker's cache; failures are listed."""
+    summary, failures = each_ticker(fill_cache, cfg)
+    return {"tickers": summary, "failed": describe_failures(failures)}

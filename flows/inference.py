@@ -12,9 +12,10 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import fetch, transient_only
+from flows.fetching import each_ticker, fetch, transient_only
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DataConfig
+from lstm_pipeline.errors import describe_failures, require_survivors
 
 DEFAULT_OUTPUT = "forecasts/forecasts.csv"
 
@@ -25,8 +26,16 @@ def load_model(model_uri: str, tracking_uri: str | None) -> tracking.ResolvedMod
 
 
 @task(cache_policy=NO_CACHE)
-def forecast(model: tracking.ResolvedModel, prices: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    forecaster = predict.OnnxForecaster(model.path)
+def open_model(model: tracking.ResolvedModel) -> predict.OnnxForecaster:
+    return predict.OnnxForecaster(model.path)
+
+
+@task(cache_policy=NO_CACHE)
+def forecast(
+    forecaster: predict.OnnxForecaster,
+    model: tracking.ResolvedModel,
+    prices: dict[str, pd.DataFrame],
+) -> pd.DataFrame:
     return predict.forecast_table(forecaster, prices, model.version, model.run_id)
 
 
@@ -42,10 +51,16 @@ def forecast_flow(
     output: str = DEFAULT_OUTPUT,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Forecast every ticker's next `horizon` trading days with the model at `model_uri`."""
+    """Forecast each ticker's next `horizon` trading days with the model at `model_uri`.
+
+    Tickers that fail to load are left out and listed under "failed"; the file is written for
+    the others. With none left, nothing is written and the failure is raised.
+    """
     model = load_model(model_uri, tracking_uri)
-    prices = {ticker: fetch(ticker, data) for ticker in data.tickers}
-    table = forecast(model, prices)
+    forecaster = open_model(model)
+    prices, failures = each_ticker(fetch, data, forecaster.window, "one input window")
+    require_survivors(prices, failures, 1, "the forecast")
+    table = forecast(forecaster, model, prices)
     path = write(table, output)
     print(f"wrote {len(table)} forecasts to {path} (model version {model.version})")
     return {
@@ -54,4 +69,5 @@ def forecast_flow(
         "model_version": model.version,
         "run_id": model.run_id,
         "model_uri": model_uri,
+        "failed": describe_failures(failures),
     }

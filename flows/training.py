@@ -12,10 +12,11 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import fetch
-from lstm_pipeline import pipeline, provenance, registry, tracking
+from flows.fetching import each_ticker, fetch
+from lstm_pipeline import data, pipeline, provenance, registry, tracking
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.features import WindowSet, build_window_sets
+from lstm_pipeline.errors import describe_failures, require_survivors
+from lstm_pipeline.features import WindowSet, build_window_sets, rows_needed, split_purpose
 from lstm_pipeline.gate import GateDecision
 from lstm_pipeline.train import FitResult
 
@@ -36,6 +37,20 @@ def open_run(cfg: PipelineConfig, data_tags: dict[str, str]) -> str:
         provenance.run_name(cfg, date.today().isoformat()),
         provenance.run_params(cfg),
         provenance.run_tags(cfg, data_tags),
+    )
+
+
+@step
+def log_training_data(
+    cfg: PipelineConfig, run_id: str, prices: dict[str, pd.DataFrame], digest: str
+) -> None:
+    tracking.log_dataset(
+        cfg.tracking.tracking_uri,
+        run_id,
+        pipeline.training_frame(prices),
+        digest,
+        source=data.source_location(cfg.data),
+        context="training",
     )
 
 
@@ -91,12 +106,15 @@ def register(
 @flow(name="lstm-train", flow_run_name=lambda: f"train-{date.today()}", log_prints=True)
 def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     """Train on cfg.data's tickers, log the run, judge against the champion, register."""
-    prices = {ticker: fetch(ticker, cfg.data) for ticker in cfg.data.tickers}
+    needed = rows_needed(cfg.features)
+    prices, failures = each_ticker(fetch, cfg.data, needed, split_purpose(cfg.features))
+    require_survivors(prices, failures, cfg.data.min_tickers, "training")
     windows = make_windows(prices, cfg)
-    data_tags = pipeline.data_summary(prices)
+    data_tags = pipeline.data_summary(prices, failures)
     run_id = open_run(cfg, data_tags)
     uri = cfg.tracking.tracking_uri
     try:
+        log_training_data(cfg, run_id, prices, data_tags["data.sha256"])
         result = fit_model(windows, cfg, run_id)
         tracking.set_tags(
             uri,
@@ -126,6 +144,7 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
         "alias": promotion.alias,
         "reason": promotion.reason,
         "metrics": {k: _plain(v) for k, v in report.metrics.items()},
+        "skipped": describe_failures(failures),  # tickers trained without, with the reason
     }
 
 

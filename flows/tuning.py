@@ -12,9 +12,10 @@ from optuna.trial import TrialState
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import fetch
+from flows.fetching import each_ticker, fetch
 from lstm_pipeline import pipeline, provenance, tracking, tune
 from lstm_pipeline.config import PipelineConfig, with_trigger
+from lstm_pipeline.errors import require_survivors
 
 
 @task(cache_policy=NO_CACHE, task_run_name="trial-{ticket.number}")
@@ -49,13 +50,14 @@ def tune_flow(
     storage: str | None = None,
 ) -> dict[str, Any]:
     """Search SEARCH_SPACE around `cfg`, `parallel` trials at a time; write the best config."""
-    prices = {ticker: fetch(ticker, cfg.data) for ticker in cfg.data.tickers}
+    prices, failures = each_ticker(fetch, cfg.data)
+    require_survivors(prices, failures, cfg.data.min_tickers, "tuning")
     storage = storage or f"sqlite:///{tempfile.mkdtemp(prefix='lstm-tune-')}/optuna.db"
     study = tune.create_study(storage, f"tune-{uuid.uuid4().hex[:8]}", cfg.train.seed)
     uri = cfg.tracking.tracking_uri
     cfg = with_trigger(cfg, "tune")
     params = provenance.run_params(cfg) | {"tune.trials": trials, "tune.parallel": parallel}
-    tags = provenance.run_tags(cfg, pipeline.data_summary(prices))
+    tags = provenance.run_tags(cfg, pipeline.data_summary(prices, failures))
     tags["optuna.study"] = study.study_name
     parent = tracking.start_run(uri, cfg.tracking.experiment, f"tune-{date.today()}", params, tags)
     outcomes: dict[int, tune.TrialOutcome] = {}

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lstm_pipeline.errors import InputError
+from lstm_pipeline.validate import validate_ticker
 
 Source = Literal["yfinance", "sample", "csv"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -17,6 +26,10 @@ Cell = Literal["lstm", "gru"]
 Loss = Literal["mse", "huber", "mae"]
 Precision = Literal["auto", "fp32", "bf16"]
 Trigger = Literal["manual", "schedule", "backtest", "tune"]  # what started a training run
+Interval = Literal["1d", "1h", "1wk"]
+
+CACHE_ENV = "LSTM_PIPELINE_CACHE"
+DEFAULT_CACHE_DIR = "data/cache"
 
 SAMPLE_TICKERS = ("AAPL", "AMZN", "GOOG", "MSFT", "NVDA", "SPY")
 
@@ -26,12 +39,28 @@ class _Frozen(BaseModel):
 
 
 class DataConfig(_Frozen):
-    tickers: tuple[str, ...] = SAMPLE_TICKERS
+    tickers: tuple[str, ...] = SAMPLE_TICKERS  # upper-cased and checked before any path or request
     source: Source = "sample"
     data_dir: str | None = None  # directory of TICKER.csv files, for source "csv"
-    cache_dir: str = "data/cache"  # parquet price cache written by `fetch`
+    cache_dir: str | None = None  # parquet price cache; None: $LSTM_PIPELINE_CACHE, else data/cache
+    yfinance_cache_dir: str | None = None  # yfinance's own tz/cookie caches; None: CACHE/yfinance
+    interval: Interval = "1d"  # bar size fetched and cached; the model and forecast dates use 1d
     start: date | None = None  # first date used (inclusive); None = all the source has
-    end: date | None = None  # last date used (inclusive); None = up to the latest bar
+    end: date | None = None  # last date used (inclusive); None = up to the latest finished bar
+    overlap_days: int = Field(7, ge=0)  # calendar days re-downloaded before the last cached bar
+    min_tickers: int = Field(1, ge=1)  # training refuses to start with fewer usable tickers
+    max_gap_days: int = Field(10, ge=1)  # calendar days between bars before a warning
+    zero_volume_bars: int = Field(3, ge=1)  # consecutive zero-volume bars before a warning
+    retry_attempts: int = Field(5, ge=1)  # yfinance calls per fetch, the first one included
+    retry_base_delay: float = Field(2.0, ge=0)  # seconds before the first retry, doubled each time
+    retry_max_delay: float = Field(60.0, ge=0)  # seconds, cap on one backoff delay
+    retry_max_total: float = Field(300.0, ge=0)  # seconds, cap on the whole retry sequence
+
+    @field_validator("tickers")
+    @classmethod
+    def _symbols(cls, tickers: tuple[str, ...]) -> tuple[str, ...]:
+        # validate_ticker raises InputError, a ValueError: pydantic reports it for the field
+        return tuple(dict.fromkeys(validate_ticker(t) for t in tickers))  # dedupe, keep order
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
@@ -42,6 +71,14 @@ class DataConfig(_Frozen):
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}")
         return self
+
+    def cache_root(self) -> Path:
+        """The price cache folder: cache_dir, else $LSTM_PIPELINE_CACHE, else data/cache."""
+        return Path(self.cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR)
+
+    def yfinance_cache(self) -> Path:
+        """Where yfinance keeps its own caches (never the home directory)."""
+        return Path(self.yfinance_cache_dir or self.cache_root() / "yfinance")
 
 
 class FeatureConfig(_Frozen):
@@ -131,7 +168,8 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> Pipel
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "config"
-        raise InputError(f"invalid {loc}{where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise InputError(f"invalid {loc}{where}: {message}") from None
 
 
 def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:

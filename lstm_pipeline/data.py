@@ -1,16 +1,18 @@
-"""Daily prices: three sources behind `load_prices`, split/dividend adjustment, validation, cache.
+"""Daily prices: three sources behind `load_prices`, split/dividend adjustment, the yfinance cache.
 
-Never imports torch: the batch forecast path uses this module.
+`sample` and `csv` are read directly. `yfinance` goes through the parquet cache: download what
+is missing, validate, write atomically, load; when the download fails the cache is used with a
+warning saying how stale it is. Never imports torch: the batch forecast path uses this module.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Callable
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,54 +20,79 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstm_pipeline import cache, yahoo
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import DataValidationError, InputError
+from lstm_pipeline.validate import (
+    ADJ_CLOSE,
+    FEATURES,
+    PRICE_COLUMNS,
+    day,
+    require_columns,
+    require_rows,
+    validate_prices,
+    validate_ticker,
+)
 
 log = logging.getLogger(__name__)
 
-PRICE_COLUMNS = ("Open", "High", "Low", "Close")
-FEATURES = (*PRICE_COLUMNS, "Volume")  # model input order; stored in the ONNX metadata
-_TICKER = re.compile(r"^[A-Z0-9.\-^=]{1,15}$")
+MIN_ROWS = 2  # the least any use of a series needs; training and forecasting ask for more
 
 
-def validate_ticker(ticker: str) -> str:
-    """Upper-cased ticker, or InputError; tickers become file names, so this runs first."""
-    symbol = ticker.strip().upper()
-    if not _TICKER.match(symbol):
-        raise InputError(
-            f"invalid ticker {ticker!r}: use 1-15 letters, digits or . - ^ = (e.g. AAPL, BRK-B)"
-        )
-    return symbol
+def load_prices(
+    ticker: str, cfg: DataConfig, min_rows: int = MIN_ROWS, purpose: str = "a price series"
+) -> pd.DataFrame:
+    """Adjusted, validated bars of one ticker from `cfg.source`, cut to [start, end].
 
-
-def load_prices(ticker: str, cfg: DataConfig) -> pd.DataFrame:
-    """Adjusted, validated daily bars of one ticker from `cfg.source`, cut to [start, end].
-
-    Returns a frame indexed by date with columns FEATURES (OHLC adjusted by Adj Close / Close).
+    Returns a frame indexed by date with columns FEATURES (OHLC adjusted by Adj Close / Close);
+    DataValidationError when fewer than `min_rows` remain (they are needed for `purpose`).
     """
     ticker = validate_ticker(ticker)
-    if cfg.source == "sample":
-        raw, origin = read_sample(ticker)
-    elif cfg.source == "csv":
-        path = Path(cfg.data_dir or ".") / f"{ticker}.csv"
-        raw, origin = read_price_csv(path, ticker), f"file {path}"
+    if cfg.source == "yfinance":
+        prices = refresh_cache(ticker, cfg).prices
     else:
-        raw, origin = download_yfinance(ticker, cfg.start, cfg.end), "yfinance"
-    prices = validate_prices(adjust_ohlc(raw, f"{ticker}: {origin}"), ticker, origin)
-    prices = prices.loc[_as_ts(cfg.start) : _as_ts(cfg.end)]
-    if prices.empty:
+        raw, origin = read_local(ticker, cfg)
+        prices = to_prices(check_bars(raw, ticker, origin, cfg), origin)
+    return select_dates(prices, ticker, cfg, min_rows, purpose)
+
+
+def select_dates(
+    prices: pd.DataFrame, ticker: str, cfg: DataConfig, min_rows: int, purpose: str
+) -> pd.DataFrame:
+    """The rows in [cfg.start, cfg.end], at least `min_rows` of them."""
+    selected = prices.loc[_as_ts(cfg.start) : _as_ts(cfg.end)]
+    if selected.empty:
         raise DataValidationError(
-            f"{ticker}: {origin} has no rows between {cfg.start or 'start'} and {cfg.end or 'end'}"
+            f"{ticker}: {prices.attrs['origin']}: no rows between {cfg.start or 'start'}"
+            f" and {cfg.end or 'end'} (it has {day(prices.index[0])} to {day(prices.index[-1])})"
         )
+    require_rows(selected, ticker, min_rows, purpose)
     log.info(
         "%s: %d rows %s..%s from %s",
         ticker,
-        len(prices),
-        _day(prices.index[0]),
-        _day(prices.index[-1]),
-        origin,
+        len(selected),
+        day(selected.index[0]),
+        day(selected.index[-1]),
+        prices.attrs["origin"],
     )
-    return prices
+    return selected
+
+
+def read_local(ticker: str, cfg: DataConfig) -> tuple[pd.DataFrame, str]:
+    """Raw bars and where they came from, for the `sample` and `csv` sources."""
+    if cfg.source == "sample":
+        return read_sample(ticker)
+    path = Path(cfg.data_dir or ".") / f"{ticker}.csv"
+    return read_price_csv(path, ticker), f"file {path}"
+
+
+def source_location(cfg: DataConfig) -> str:
+    """The folder the prices are read from: the csv folder, the bundled sample or the cache."""
+    if cfg.source == "csv":
+        return str(Path(cfg.data_dir or ".").resolve())
+    if cfg.source == "sample":
+        return str(resources.files("lstm_pipeline") / "sample_data")
+    return str((cfg.cache_root() / cfg.interval).resolve())
 
 
 def read_sample(ticker: str) -> tuple[pd.DataFrame, str]:
@@ -91,103 +118,123 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
             f"{ticker}: file {path} is not a readable CSV ({first_line})"
         ) from None
     if "Date" not in frame.columns:
-        raise DataValidationError(f"{ticker}: file {path} has no Date column")
+        raise DataValidationError(f"{ticker}: file {path}: no Date column")
     dates = pd.to_datetime(frame["Date"], format="ISO8601", errors="coerce")
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna())[0])
         raise DataValidationError(
-            f"{ticker}: file {path} row {row + 2}: bad date {frame['Date'].iloc[row]!r}"
+            f"{ticker}: file {path}: bad date {frame['Date'].iloc[row]!r} in row {row + 2}"
         )
     return frame.drop(columns="Date").set_index(pd.DatetimeIndex(dates, name="Date"))
 
 
-def download_yfinance(ticker: str, start: date | None, end: date | None) -> pd.DataFrame:
-    """The project's one call to Yahoo: raw daily bars with `Adj Close`, or InputError if none."""
-    import yfinance as yf  # imported here: it is slow to import and only this source needs it
+def check_bars(raw: pd.DataFrame, ticker: str, origin: str, cfg: DataConfig) -> pd.DataFrame:
+    """Validated numeric raw bars (see validate.validate_prices) with the configured limits."""
+    return validate_prices(raw, ticker, origin, cfg.max_gap_days, cfg.zero_volume_bars)
 
-    frame = yf.download(
-        ticker,
-        start=start.isoformat() if start else None,
-        # yfinance's end is exclusive; ours is inclusive
-        end=(end + timedelta(days=1)).isoformat() if end else None,
-        period=None if start else "max",
-        interval="1d",
-        auto_adjust=False,  # keep Adj Close; we adjust OHLC ourselves, like the csv source
-        actions=False,
-        multi_level_index=False,
-        progress=False,
-        threads=False,
-    )
-    if frame is None or frame.empty:  # yf.download logs failures and returns an empty frame
-        raise InputError(f"{ticker}: yfinance returned no data (unknown ticker or network error)")
-    if isinstance(frame.index, pd.DatetimeIndex) and frame.index.tz is not None:
-        frame.index = frame.index.tz_localize(None)
-    frame.index = frame.index.normalize()
-    frame.index.name = "Date"
-    return frame
+
+def to_prices(bars: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """Model-ready prices from validated bars; `attrs["origin"]` names where they came from."""
+    prices = adjust_ohlc(bars, origin)
+    prices.attrs = {"origin": origin}
+    return prices
 
 
 def adjust_ohlc(raw: pd.DataFrame, where: str = "prices") -> pd.DataFrame:
-    """OHLC scaled by `Adj Close / Close` so splits and dividends are not jumps; FEATURES only."""
-    missing = [c for c in FEATURES if c not in raw.columns]
-    if missing:
-        raise DataValidationError(f"{where}: missing column(s) {', '.join(missing)}")
+    """OHLC scaled by `Adj Close / Close` so splits and dividends are not jumps; FEATURES only.
+
+    All four prices of a row share the factor, so High >= Open, Close >= Low still hold.
+    """
+    require_columns(raw, where)
     frame = raw.loc[:, list(FEATURES)].apply(pd.to_numeric, errors="coerce").astype("float64")
-    if "Adj Close" in raw.columns:
-        factor = pd.to_numeric(raw["Adj Close"], errors="coerce") / frame["Close"]
+    if ADJ_CLOSE in raw.columns:
+        factor = pd.to_numeric(raw[ADJ_CLOSE], errors="coerce") / frame["Close"]
         frame[list(PRICE_COLUMNS)] = frame[list(PRICE_COLUMNS)].mul(factor, axis=0)
     return frame
 
 
-def validate_prices(prices: pd.DataFrame, ticker: str, origin: str) -> pd.DataFrame:
-    """The frame unchanged, or DataValidationError naming ticker, origin and the first bad date.
+@dataclass(frozen=True)
+class CachedPrices:
+    prices: pd.DataFrame  # adjusted and validated, as load_prices returns them
+    path: Path  # the cache file
+    stale: str = ""  # why the cache was used without an update; "" when it is current
 
-    Rules: dates unique and increasing, no NaN, prices > 0, volume >= 0, at least 2 rows.
+
+def refresh_cache(ticker: str, cfg: DataConfig, allow_stale: bool = True) -> CachedPrices:
+    """Bring the ticker's cache up to date from yfinance and load it.
+
+    Downloads only what is missing, validates the merged bars before writing (a bad download
+    never replaces a good cache), writes atomically. When the download fails the cache is used
+    with a warning (`allow_stale`), else the failure is raised naming the cache's age.
     """
-    where = f"{ticker}: {origin}"
-    dates = prices.index
-    if dates.has_duplicates:
-        raise DataValidationError(f"{where}: date {_day(dates[dates.duplicated()][0])} repeats")
-    if not dates.is_monotonic_increasing:
-        bad = int(np.flatnonzero(np.diff(dates.to_numpy()) < np.timedelta64(0))[0]) + 1
-        raise DataValidationError(
-            f"{where}: dates not increasing at {_day(dates[bad])} (after {_day(dates[bad - 1])})"
-        )
-    checks: list[tuple[pd.Series, str]] = [
-        (prices.isna().any(axis=1), "missing or non-numeric value"),
-        ((prices[list(PRICE_COLUMNS)] <= 0).any(axis=1), "non-positive price"),
-        (prices["Volume"] < 0, "negative volume"),
-    ]
-    for bad_rows, what in checks:
-        if bad_rows.any():
-            raise DataValidationError(f"{where}: {what} on {_day(bad_rows.idxmax())}")
-    if len(prices) < 2:
-        raise DataValidationError(f"{where}: only {len(prices)} row(s)")
-    return prices
+    path = cache.cache_path(cfg.cache_root(), ticker, cfg.interval)
+    cached = cache.read_cache(path)
+    request = cache.missing_range(cached, cfg.start, cfg.end, cfg.overlap_days)
+    if cached is not None and request is None:
+        return CachedPrices(load_cached(cached, ticker, path, cfg), path)
+    try:
+        merged, first = download_into(ticker, cfg, cached, request or (cfg.start, cfg.end))
+    except (yahoo.DownloadError, yahoo.NoDataError) as exc:
+        return fall_back_on_cache(exc, ticker, cfg, cached, path, allow_stale)
+    origin = f"yfinance {cfg.interval} bars"
+    bars = check_bars(merged, ticker, origin, cfg)
+    save_cache(bars, path, first)
+    log.info("%s: cache %s holds %d bars up to %s", ticker, path, len(bars), day(bars.index[-1]))
+    return CachedPrices(to_prices(bars, origin), path)
 
 
-def require_rows(prices: pd.DataFrame, ticker: str, needed: int, why: str) -> None:
-    """InputError unless the series has at least `needed` rows (for `why`, e.g. one window)."""
-    if len(prices) < needed:
-        raise DataValidationError(
-            f"{ticker}: {len(prices)} rows, but {needed} are needed for {why}"
-            f" ({_day(prices.index[0])} to {_day(prices.index[-1])})"
-        )
+def download_into(
+    ticker: str,
+    cfg: DataConfig,
+    cached: pd.DataFrame | None,
+    request: tuple[date | None, date | None],
+) -> tuple[pd.DataFrame, date | None]:
+    """Cached bars merged with a download of `request`, and the first date the result covers.
+
+    If the source re-adjusted history since the cache was written, the whole history the
+    cache covers is downloaded again instead of merging bars on two different bases.
+    """
+    fresh = yahoo.download_bars(ticker, cfg, *request)
+    if cached is None:
+        return fresh, request[0]
+    first = cache.covered_from(cached)
+    if cache.adjustment_changed(cached, fresh):
+        log.info("%s: Yahoo re-adjusted past prices (dividend or split): refetching them", ticker)
+        start = None if first is None or request[0] is None else min(first, request[0])
+        return yahoo.download_bars(ticker, cfg, start, cfg.end), start
+    if first is not None and (request[0] is None or request[0] < first):
+        first = request[0]
+    return cache.merge_bars(cached, fresh), first
 
 
-def latest_window(prices: pd.DataFrame, window: int) -> np.ndarray:
-    """The last `window` rows of FEATURES as float32 [window, n_features]."""
-    return prices.loc[:, list(FEATURES)].to_numpy(np.float32)[-window:]
+def fall_back_on_cache(
+    exc: yahoo.DownloadError | yahoo.NoDataError,
+    ticker: str,
+    cfg: DataConfig,
+    cached: pd.DataFrame | None,
+    path: Path,
+    allow_stale: bool,
+) -> CachedPrices:
+    """The cached prices with a staleness warning, or `exc` again saying what the cache holds."""
+    if cached is None:
+        raise type(exc)(f"{exc}; no cache at {path} to fall back on") from None
+    age = cache.describe_age(cached)
+    if not allow_stale:
+        raise type(exc)(f"{exc}; cache {path} kept ({age})") from None
+    log.warning("%s; using the cache %s instead (%s)", exc, path, age)
+    return CachedPrices(load_cached(cached, ticker, path, cfg), path, stale=f"{exc} ({age})")
 
 
-def cache_path(cache_dir: str | Path, ticker: str) -> Path:
-    return Path(cache_dir) / f"{validate_ticker(ticker)}.parquet"
+def load_cached(cached: pd.DataFrame, ticker: str, path: Path, cfg: DataConfig) -> pd.DataFrame:
+    origin = f"cache {path}"
+    return to_prices(check_bars(cached, ticker, origin, cfg), origin)
 
 
-def save_cache(prices: pd.DataFrame, cache_dir: str | Path, ticker: str) -> Path:
-    """Write one ticker's prices to the parquet cache atomically; returns the path."""
-    path = cache_path(cache_dir, ticker)
-    write_atomic(path, lambda tmp: prices.to_parquet(tmp))
+def save_cache(bars: pd.DataFrame, path: Path, covered_from: date | None) -> Path:
+    """Write raw bars to `path` atomically, recording the first date they cover (None = all)."""
+    bars = bars.copy()
+    bars.attrs = {cache.COVERED_FROM: covered_from.isoformat() if covered_from else ""}
+    write_atomic(path, lambda tmp: bars.to_parquet(tmp))
     return path
 
 
@@ -203,14 +250,40 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        with open(tmp, "rb+") as done:  # on disk before the rename makes it visible
+            os.fsync(done.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def latest_window(prices: pd.DataFrame, window: int) -> np.ndarray:
+    """The last `window` rows of FEATURES as float32 [window, n_features]."""
+    return prices.loc[:, list(FEATURES)].to_numpy(np.float32)[-window:]
 
 
 def _as_ts(day: date | None) -> pd.Timestamp | None:
     return pd.Timestamp(day) if day else None
 
 
-def _day(ts: Any) -> str:
-    return pd.Timestamp(ts).strftime("%Y-%m-%d")
+def fill_cache(ticker: str, cfg: DataConfig) -> dict[str, str | int]:
+    """Update one ticker's cache from yfinance, or import it from `sample`/`csv`; a summary.
+
+    Unlike training and forecasting, a fetch whose download fails is a failure even when a
+    cache exists: the job's purpose is a current cache.
+    """
+    ticker = validate_ticker(ticker)
+    if cfg.source == "yfinance":
+        cached = refresh_cache(ticker, cfg, allow_stale=False)
+        bars, path = cached.prices, cached.path
+    else:
+        raw, origin = read_local(ticker, cfg)
+        bars = check_bars(raw, ticker, origin, cfg)
+        path = cache.cache_path(cfg.cache_root(), ticker, cfg.interval)
+        save_cache(bars, path, covered_from=None)  # the file is the whole history
+    return {
+        "rows": len(bars),
+        "first": day(bars.index[0]),
+        "last": day(bars.index[-1]),
+        "path": str(path),
+    }

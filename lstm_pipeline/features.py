@@ -23,6 +23,29 @@ N_PRICES = len(PRICE_COLUMNS)
 SPLITS = ("train", "val", "test")
 
 
+def rows_needed(cfg: FeatureConfig) -> int:
+    """The fewest rows split_by_time accepts: each split holds at least one window + horizon."""
+    n = 3 * (cfg.window + cfg.horizon)
+    while n < _split_rows(n, cfg):
+        n += 1
+    return n
+
+
+def split_purpose(cfg: FeatureConfig) -> str:
+    """Why a training series needs rows_needed(cfg) rows, for the error message."""
+    return (
+        f"train/val/test windows (each split needs window {cfg.window}"
+        f" + horizon {cfg.horizon} rows at least)"
+    )
+
+
+def _split_rows(n: int, cfg: FeatureConfig) -> int:
+    per_split = cfg.window + cfg.horizon
+    n_test = max(round(n * cfg.test_frac), per_split)
+    n_val = max(round(n * cfg.val_frac), per_split)
+    return n_test + n_val + per_split
+
+
 def split_by_time(prices: pd.DataFrame, cfg: FeatureConfig, ticker: str) -> dict[str, pd.DataFrame]:
     """Cut one ticker's rows, oldest first, into train / val / test by the configured fractions.
 
@@ -31,7 +54,8 @@ def split_by_time(prices: pd.DataFrame, cfg: FeatureConfig, ticker: str) -> dict
     per_split = cfg.window + cfg.horizon
     n_test = max(round(len(prices) * cfg.test_frac), per_split)
     n_val = max(round(len(prices) * cfg.val_frac), per_split)
-    require_rows(prices, ticker, n_test + n_val + per_split, "train/val/test windows")
+    needed = max(rows_needed(cfg), _split_rows(len(prices), cfg))
+    require_rows(prices, ticker, needed, split_purpose(cfg))
     n_train = len(prices) - n_val - n_test
     return {
         "train": prices.iloc[:n_train],

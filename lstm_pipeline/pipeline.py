@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -15,29 +16,57 @@ from matplotlib.figure import Figure
 from lstm_pipeline import plots, report
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.data import FEATURES
+from lstm_pipeline.errors import one_line
 from lstm_pipeline.evaluate import score_forecasts, scores_by_ticker_horizon
 from lstm_pipeline.export import export_onnx
 from lstm_pipeline.features import WindowSet
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.train import EpochCallback, FitResult, fit, predict_prices
+from lstm_pipeline.validate import day as _day
 
 EXPORT_BATCH = 1000  # windows in the export sample: parity is checked at batch 1 and this
 ZOOM_DAYS = 120  # the zoomed actual-vs-forecast plot: recent enough to see daily gaps
+MAX_TAG_CHARS = 8000  # MLflow's limit on a tag value
 
 
-def data_summary(prices_by_ticker: dict[str, pd.DataFrame]) -> dict[str, str]:
-    """Run tags describing the training data: tickers, rows, cut-off date and a content hash."""
+def data_summary(
+    prices_by_ticker: dict[str, pd.DataFrame], skipped: Mapping[str, BaseException] | None = None
+) -> dict[str, str]:
+    """Run tags describing the training data, so runs on the same data can be told apart.
+
+    `data.sha256` hashes every ticker's dates and values; `data.per_ticker` lists
+    `TICKER:first..last:rows` (MLflow keys cannot hold every ticker character, so one tag);
+    `data.origins` says where each series came from; `data.skipped` the tickers left out.
+    """
     digest = hashlib.sha256()
     for ticker, prices in prices_by_ticker.items():
         digest.update(ticker.encode())
         digest.update(pd.util.hash_pandas_object(prices).to_numpy().tobytes())
-    return {
+    frames = prices_by_ticker.values()
+    tags = {
         "data.tickers": ",".join(prices_by_ticker),
-        "data.rows": str(sum(len(p) for p in prices_by_ticker.values())),
-        "data.first_date": min(p.index[0] for p in prices_by_ticker.values()).date().isoformat(),
-        "data.cutoff": max(p.index[-1] for p in prices_by_ticker.values()).date().isoformat(),
+        "data.rows": str(sum(len(p) for p in frames)),
+        "data.first_date": min(p.index[0] for p in frames).date().isoformat(),
+        "data.cutoff": max(p.index[-1] for p in frames).date().isoformat(),
         "data.sha256": digest.hexdigest()[:16],
+        "data.per_ticker": ";".join(
+            f"{t}:{_day(p.index[0])}..{_day(p.index[-1])}:{len(p)}"
+            for t, p in prices_by_ticker.items()
+        ),
+        "data.origins": ";".join(
+            f"{t}:{p.attrs.get('origin', '?')}" for t, p in prices_by_ticker.items()
+        ),
     }
+    if skipped:
+        tags["data.skipped"] = ";".join(one_line(e) for e in skipped.values())
+    return {k: v[:MAX_TAG_CHARS] for k, v in tags.items()}
+
+
+def training_frame(prices_by_ticker: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """All tickers' prices in one long frame (Date, ticker, FEATURES): the run's dataset input."""
+    return pd.concat(
+        [p.reset_index().assign(ticker=t) for t, p in prices_by_ticker.items()], ignore_index=True
+    ).loc[:, ["Date", "ticker", *FEATURES]]
 
 
 def train_model(

@@ -11,16 +11,20 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
-from mlflow.entities import Metric, Param, RunTag
+import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from lstm_pipeline.errors import InputError
 
@@ -108,6 +112,24 @@ def log_report(
         client.log_figure(run_id, figure, name)
     for name, text in texts.items():
         client.log_text(run_id, text, name)
+
+
+def log_dataset(
+    uri: str | None, run_id: str, frame: pd.DataFrame, digest: str, source: str, context: str
+) -> None:
+    """Record `frame` (from the folder `source`) as the run's dataset input for `context`.
+
+    The digest is the data's content hash (the `data.sha256` tag), so runs on the same data
+    share a dataset in the MLflow UI and runs on new data do not.
+    """
+    with warnings.catch_warnings():
+        # a local path resolves to two equivalent source classes; mlflow warns and picks one
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        dataset = from_pandas(frame, source=source, name=f"prices-{digest}", digest=digest)
+    context_tag = InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)
+    client_for(uri).log_inputs(
+        run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context_tag])]
+    )
 
 
 def end_run(uri: str | None, run_id: str, status: str = "FINISHED", reason: str = "") -> None:

@@ -16,35 +16,16 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ["LSTM_PIPELINE_TEST_STATE"] = str(_STATE)
+os.environ["LSTM_PIPELINE_CACHE"] = str(_STATE / "price-cache")  # never the repo's data/cache
 ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lstm_pipeline.config import PipelineConfig, build_config  # noqa: E402
-
-
-def make_prices(n: int = 400, seed: int = 0, start: str = "2020-01-01") -> pd.DataFrame:
-    """Seeded synthetic daily bars in yfinance layout (with Adj Close), Date as a column."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    log_close = np.log(50 + 10 * seed) + 0.05 * np.sin(t / 15) + np.cumsum(rng.normal(0, 0.01, n))
-    close = np.exp(log_close)
-    open_ = close * np.exp(rng.normal(0, 0.004, n))
-    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n))
-    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n))
-    return pd.DataFrame(
-        {
-            "Date": pd.bdate_range(start, periods=n).strftime("%Y-%m-%d"),
-            "Open": open_,
-            "High": high,
-            "Low": low,
-            "Close": close,
-            "Adj Close": close * 0.98,  # a constant dividend adjustment
-            "Volume": rng.integers(1_000_000, 5_000_000, n),
-        }
-    )
+from lstm_pipeline.config import DataConfig, PipelineConfig, build_config  # noqa: E402
+from tests.fake_yahoo import FakeYahoo  # noqa: E402
+from tests.synthetic import make_prices  # noqa: E402, F401 (tests import it from here)
 
 
 def make_learnable_prices(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -87,6 +68,28 @@ def learnable_csv_dir(tmp_path: Path) -> Path:
 def csv_dir(tmp_path: Path) -> Path:
     """A directory of TICKER.csv files for two synthetic tickers."""
     return write_price_csvs(tmp_path / "prices", make_prices)
+
+
+@pytest.fixture
+def yf_cfg(tmp_path: Path) -> DataConfig:
+    """The yfinance source for AAPL, its cache in tmp_path, retries that never sleep."""
+    return DataConfig(
+        tickers=("AAPL",),
+        source="yfinance",
+        cache_dir=str(tmp_path / "cache"),
+        retry_attempts=4,
+        retry_base_delay=0.0,
+    )
+
+
+@pytest.fixture
+def fake_yahoo(monkeypatch: pytest.MonkeyPatch) -> FakeYahoo:
+    """yfinance.download replaced by a FakeYahoo serving no ticker yet (fill its `history`)."""
+    import yfinance
+
+    fake = FakeYahoo({})
+    monkeypatch.setattr(yfinance, "download", fake.download)
+    return fake
 
 
 @pytest.fixture

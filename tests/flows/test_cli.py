@@ -30,14 +30,48 @@ def test_bad_price_file_exits_2_with_one_line_naming_ticker_file_and_date(tmp_pa
         "--data-dir",
         str(csv_dir),
         "--tickers",
-        "AAA",
         "BBB",
         "--tracking-uri",
         f"sqlite:///{tmp_path}/m.db",
         cwd=tmp_path,
     )
-    assert_one_line_error(proc, "BBB", str(bad), "date 2020-01-03 repeats")
+    assert_one_line_error(proc, f"BBB: file {bad}: date 2020-01-03 repeats")
     assert not (tmp_path / "mlflow").exists() and not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize(
+    "failure,code,reason",
+    [
+        ("unknown", 2, "NOPE: yfinance returned no 1d bars (unknown or delisted"),
+        ("offline", 1, "NOPE: yfinance failed after 2 attempt(s) (DNSError("),
+    ],
+)
+def test_fetch_with_one_failing_ticker_caches_the_other_and_exits_non_zero(
+    tmp_path, failure, code, reason
+):
+    config = tmp_path / "fast-retries.yaml"
+    config.write_text("data: {retry_attempts: 2, retry_base_delay: 0}\n")
+    offline = ("NOPE",) if failure == "offline" else ()
+    proc = run_cli(
+        "fetch",
+        "GOOD",
+        "NOPE",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--config",
+        str(config),
+        "--json",
+        cwd=tmp_path,
+        prelude=f"from tests.fake_yahoo import install\ninstall({{'GOOD': 50}}, {offline!r})",
+    )
+    assert proc.returncode == code, proc.stderr
+    assert (tmp_path / "cache" / "1d" / "GOOD.parquet").is_file()
+    errors = [line for line in proc.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and reason in errors[0], proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "lstm-pipeline fetch: 1 ticker(s) failed: NOPE"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["tickers"]["GOOD"]["rows"] == 50 and list(result["failed"]) == ["NOPE"]
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -47,6 +81,8 @@ def test_bad_price_file_exits_2_with_one_line_naming_ticker_file_and_date(tmp_pa
         (["train", "--source", "ftp"], "argument --source: invalid choice: 'ftp'"),
         (["train", "--start", "2020-02-30"], "'2020-02-30' is not a date"),
         (["train", "--tickers", "../etc"], "invalid ticker '../etc'"),
+        (["fetch", "A B"], "invalid data.tickers: invalid ticker 'A B'"),
+        (["forecast", "--tickers", "AAPL", "../x"], "invalid ticker '../x'"),
         (["forecast", "--model-uri", "nothing.onnx"], "model nothing.onnx: not a models:/ URI"),
         (["backtest", "--folds", "0"], "--folds 0 and --step 126 must be at least 1"),
     ],

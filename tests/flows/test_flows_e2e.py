@@ -1,5 +1,6 @@
 """Both flows end to end under the Prefect test harness, MLflow on a temporary sqlite store."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,12 @@ def test_train_flow_logs_a_complete_run_and_registers_the_onnx_model(prefect_har
     assert run.data.params["features.window"] == "10"
     assert run.data.params["model.hidden_size"] == "8"
     assert run.data.tags["data.tickers"] == "AAA,BBB" and len(run.data.tags["data.sha256"]) == 16
+    assert run.data.tags["data.per_ticker"].startswith("AAA:2020-01-01..2021-07-13:400;BBB:")
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == run.data.tags["data.sha256"]
+    assert json.loads(dataset_input.dataset.profile)["num_rows"] == 800
+    assert {(t.key, t.value) for t in dataset_input.tags} == {("mlflow.data.context", "training")}
+    assert result["skipped"] == {}
     epochs = result["metrics"]["stopped_epoch"]
     for name in ("train_loss", "val_loss"):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, name)]
@@ -90,16 +97,63 @@ def test_forecast_flow_without_a_champion_fails_with_a_clear_message(prefect_har
         forecast_flow(tiny_cfg.data, tracking_uri=tiny_cfg.tracking.tracking_uri)
 
 
-def test_a_bad_file_fails_the_flow_before_any_run_is_logged(prefect_harness, tiny_cfg):
-    from flows.training import train_flow
-    from lstm_pipeline.errors import DataValidationError
-
-    bad = Path(tiny_cfg.data.data_dir or "") / "BBB.csv"
+def break_bbb(cfg) -> Path:
+    bad = Path(cfg.data.data_dir or "") / "BBB.csv"
     bad.write_text(bad.read_text().replace("2020-01-0", "2020-13-0"))
-    with pytest.raises(DataValidationError, match="BBB: file .*BBB.csv row .*: bad date"):
-        train_flow(tiny_cfg)
+    return bad
+
+
+def test_training_goes_on_without_a_bad_ticker_and_records_what_it_used(prefect_harness, tiny_cfg):
+    from flows.training import train_flow
+
+    bad = break_bbb(tiny_cfg)
+    result = train_flow(tiny_cfg)
+    message = f"BBB: file {bad}: bad date '2020-13-01' in row 2"
+    assert result["skipped"] == {"BBB": {"error": message, "bad_input": True}}
+    run = MlflowClient(tiny_cfg.tracking.tracking_uri).get_run(result["run_id"])
+    assert run.data.tags["data.tickers"] == "AAA" and run.data.tags["data.skipped"] == message
+    assert run.data.tags["data.per_ticker"] == "AAA:2020-01-01..2021-07-13:400"
+
+
+def test_too_few_good_tickers_fail_the_flow_before_any_run_is_logged(prefect_harness, tiny_cfg):
+    from flows.training import train_flow
+    from lstm_pipeline.errors import InputError
+
+    break_bbb(tiny_cfg)
+    cfg = tiny_cfg.model_copy(update={"data": tiny_cfg.data.model_copy(update={"min_tickers": 2})})
+    with pytest.raises(InputError, match=r"training needs 2 usable ticker\(s\), got 1: BBB: file"):
+        train_flow(cfg)
     client = MlflowClient(tiny_cfg.tracking.tracking_uri)
     assert client.get_experiment_by_name("lstm-forecaster") is None
+
+
+def test_forecast_flow_forecasts_the_good_tickers_and_lists_the_bad(
+    prefect_harness, tiny_cfg, tiny_onnx, tmp_path
+):
+    from flows.inference import forecast_flow
+
+    break_bbb(tiny_cfg)
+    output = tmp_path / "f.csv"
+    result = forecast_flow(tiny_cfg.data, str(tiny_onnx[0]), str(output))
+    assert list(result["failed"]) == ["BBB"] and result["failed"]["BBB"]["bad_input"]
+    assert set(pd.read_csv(output)["ticker"]) == {"AAA"} and result["rows"] == 3
+
+
+def test_fetch_flow_caches_the_good_ticker_and_lists_the_unknown_one(
+    prefect_harness, fake_yahoo, tmp_path
+):
+    from flows.fetching import fetch_flow
+    from lstm_pipeline.config import DataConfig
+    from tests.fake_yahoo import yahoo_frame
+
+    fake_yahoo.history["GOOD"] = yahoo_frame(50)
+    cfg = DataConfig(tickers=("GOOD", "NOPE"), source="yfinance", cache_dir=str(tmp_path))
+    result = fetch_flow(cfg)
+    assert result["tickers"]["GOOD"]["rows"] == 50
+    assert (tmp_path / "1d" / "GOOD.parquet").is_file()
+    assert not (tmp_path / "1d" / "NOPE.parquet").exists()
+    assert result["failed"]["NOPE"]["bad_input"] is True
+    assert result["failed"]["NOPE"]["error"].startswith("NOPE: yfinance returned no 1d bars")
 
 
 def test_forecast_flow_takes_a_plain_onnx_file(prefect_harness, tiny_cfg, tiny_onnx, tmp_path):

@@ -38,5 +38,7 @@ def test_fold_targets_lie_inside_the_held_out_span():
 
 
 def test_too_many_folds_for_the_data_is_an_input_error():
-    with pytest.raises(DataValidationError, match="AAA: 100 rows, but .* needed for 5 folds"):
+    with pytest.raises(
+        DataValidationError, match="AAA: 100 rows .*, but 176 are needed for 5 folds of 30 days"
+    ):
         fold_split(numbered_prices(100), CFG, "AAA", 0, 5, 30)

@@ -1,0 +1,197 @@
+"""Rules a price series must pass before anything trains on it, forecasts from it or caches it.
+
+Errors are DataValidationError, one line: `TICKER: ORIGIN: what on YYYY-MM-DD`, where ORIGIN
+names the file or source (`file prices/AAPL.csv`, `yfinance`). Suspicious but usable data
+(dropped market-closed rows, long gaps, zero-volume runs) is a warning on this module's logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lstm_pipeline.errors import DataValidationError, InputError
+
+log = logging.getLogger(__name__)
+
+PRICE_COLUMNS = ("Open", "High", "Low", "Close")
+FEATURES = (*PRICE_COLUMNS, "Volume")  # model input order; stored in the ONNX metadata
+ADJ_CLOSE = "Adj Close"  # optional: close adjusted for splits and dividends
+# adjusted prices are products of floats: a High a hair under the Close is rounding, not data
+HIGH_LOW_RTOL = 1e-6
+# starts like a symbol (AAPL, ^GSPC), so "." or ".." can never be one; tickers become file names
+_TICKER = re.compile(r"[A-Z0-9^][A-Z0-9.\-^=]{0,14}")
+
+
+def validate_ticker(ticker: str) -> str:
+    """Upper-cased ticker, or InputError; tickers become file names, so this runs first."""
+    symbol = ticker.strip().upper()
+    if not _TICKER.fullmatch(symbol):
+        raise InputError(
+            f"invalid ticker {ticker!r}: use 1-15 letters, digits or . - ^ = (e.g. AAPL, BRK-B)"
+        )
+    return symbol
+
+
+def require_columns(frame: pd.DataFrame, where: str) -> None:
+    """DataValidationError unless every one of FEATURES is a column of `frame`."""
+    missing = [c for c in FEATURES if c not in frame.columns]
+    if missing:
+        raise DataValidationError(f"{where}: missing column(s) {', '.join(missing)}")
+
+
+def validate_prices(
+    raw: pd.DataFrame,
+    ticker: str,
+    origin: str,
+    max_gap_days: int = 10,
+    zero_volume_bars: int = 3,
+) -> pd.DataFrame:
+    """The numeric columns of a raw frame less market-closed rows, or DataValidationError.
+
+    Checks the values as the source has them (before any adjustment, so messages quote the
+    file). Errors name the first bad date: dates not unique and increasing, a NaN or text, a
+    price <= 0, High or Low on the wrong side of Open/Close, negative volume, fewer than 2 rows.
+    Warnings: rows with every price NaN (dropped), gaps over `max_gap_days` calendar days,
+    `zero_volume_bars` or more zero-volume bars in a row.
+    """
+    where = f"{ticker}: {origin}"
+    require_columns(raw, where)
+    check_dates(raw.index, where)
+    prices = drop_closed_rows(numeric_columns(raw), where)
+    for bad_rows, what in row_problems(prices):
+        if bad_rows.any():
+            first = int(np.flatnonzero(bad_rows.to_numpy())[0])
+            raise DataValidationError(
+                f"{where}: {what(prices.iloc[first])} on {day(prices.index[first])}"
+            )
+    if len(prices) < 2:
+        raise DataValidationError(f"{where}: only {len(prices)} row(s) with prices")
+    warn_about_gaps(prices.index, where, max_gap_days)
+    warn_about_zero_volume(prices["Volume"], where, zero_volume_bars)
+    return prices
+
+
+def numeric_columns(raw: pd.DataFrame) -> pd.DataFrame:
+    """FEATURES and, when present, Adj Close as float64; text becomes NaN (reported as such)."""
+    columns = [*FEATURES, *([ADJ_CLOSE] if ADJ_CLOSE in raw.columns else [])]
+    return raw.loc[:, columns].apply(pd.to_numeric, errors="coerce").astype("float64")
+
+
+def check_dates(dates: pd.Index, where: str) -> None:
+    """DataValidationError unless the dates are unique and strictly increasing."""
+    if dates.has_duplicates:
+        raise DataValidationError(f"{where}: date {day(dates[dates.duplicated()][0])} repeats")
+    if not dates.is_monotonic_increasing:
+        bad = int(np.flatnonzero(np.diff(dates.to_numpy()) < np.timedelta64(0))[0]) + 1
+        raise DataValidationError(
+            f"{where}: dates not increasing at {day(dates[bad])} (after {day(dates[bad - 1])})"
+        )
+
+
+def drop_closed_rows(prices: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Rows where every price is NaN dropped with a warning: yfinance emits them for closed days."""
+    closed = prices[price_columns(prices)].isna().all(axis=1)
+    if closed.any():
+        log.warning(
+            "%s: dropped %d row(s) without any price (market closed?), the first on %s",
+            where,
+            int(closed.sum()),
+            day(closed.idxmax()),
+        )
+    return prices.loc[~closed]
+
+
+def price_columns(prices: pd.DataFrame) -> list[str]:
+    return [c for c in (*PRICE_COLUMNS, ADJ_CLOSE) if c in prices.columns]
+
+
+Describe = Callable[[pd.Series], str]  # the first bad row -> what is wrong with it
+
+
+def row_problems(prices: pd.DataFrame) -> list[tuple[pd.Series, Describe]]:
+    """(bad-row mask, describe the first bad row) per rule, in the order they are reported."""
+    high, low, volume = prices["High"], prices["Low"], prices["Volume"]
+    top = prices[["Open", "Close"]].max(axis=1)
+    bottom = prices[["Open", "Close"]].min(axis=1)
+    every, priced = list(prices.columns), price_columns(prices)
+    return [
+        (
+            prices.isna().any(axis=1),
+            lambda r: f"missing or non-numeric {', '.join(c for c in every if pd.isna(r[c]))}",
+        ),
+        (
+            (prices[priced] <= 0).any(axis=1),
+            lambda r: "non-positive " + ", ".join(f"{c} {r[c]:g}" for c in priced if r[c] <= 0),
+        ),
+        (high < low, lambda r: f"High {r['High']:g} below Low {r['Low']:g}"),
+        (
+            high < top * (1 - HIGH_LOW_RTOL),
+            lambda r: f"High {r['High']:g} below max(Open, Close) {max(r['Open'], r['Close']):g}",
+        ),
+        (
+            low > bottom * (1 + HIGH_LOW_RTOL),
+            lambda r: f"Low {r['Low']:g} above min(Open, Close) {min(r['Open'], r['Close']):g}",
+        ),
+        (volume < 0, lambda r: f"negative Volume {r['Volume']:g}"),
+    ]
+
+
+def warn_about_gaps(dates: pd.Index, where: str, max_gap_days: int) -> None:
+    """One warning when consecutive bars lie more than `max_gap_days` calendar days apart."""
+    gaps = pd.Series(dates[1:] - dates[:-1], index=dates[1:]).dt.days
+    long_gaps = gaps[gaps > max_gap_days]
+    if not long_gaps.empty:
+        worst = long_gaps.idxmax()
+        log.warning(
+            "%s: %d gap(s) longer than %d days; the longest %d days, before %s",
+            where,
+            len(long_gaps),
+            max_gap_days,
+            int(long_gaps.max()),
+            day(worst),
+        )
+
+
+def warn_about_zero_volume(volume: pd.Series, where: str, min_run: int) -> None:
+    """One warning when `min_run` or more consecutive bars have zero volume."""
+    zero = volume.eq(0).to_numpy()
+    run_id = np.cumsum(~zero)  # constant within each run of zeros
+    lengths = pd.Series(run_id[zero]).value_counts()
+    runs = lengths[lengths >= min_run]
+    if not runs.empty:
+        starts = volume.index[zero & (run_id == runs.idxmax())]
+        log.warning(
+            "%s: %d run(s) of %d+ zero-volume bars; the longest %d bars from %s",
+            where,
+            len(runs),
+            min_run,
+            int(runs.max()),
+            day(starts[0]),
+        )
+
+
+def require_rows(prices: pd.DataFrame, ticker: str, needed: int, why: str) -> None:
+    """DataValidationError unless the series has at least `needed` rows (for `why`).
+
+    Names the series' origin when the loader recorded it (`prices.attrs["origin"]`).
+    """
+    if len(prices) >= needed:
+        return
+    origin = prices.attrs.get("origin")
+    where = f"{ticker}: {origin}" if origin else ticker
+    span = f" from {day(prices.index[0])} to {day(prices.index[-1])}" if len(prices) else ""
+    raise DataValidationError(
+        f"{where}: {len(prices)} rows{span}, but {needed} are needed for {why}"
+    )
+
+
+def day(ts: Any) -> str:
+    """YYYY-MM-DD, or YYYY-MM-DD HH:MM for intraday bars."""
+    stamp = pd.Timestamp(ts)
+    return stamp.strftime("%Y-%m-%d %H:%M" if stamp != stamp.normalize() else "%Y-%m-%d")

@@ -1,0 +1,206 @@
+"""The parquet cache behind the yfinance source: incremental updates, fallback, atomic writes."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lstm_pipeline import cache, data, yahoo
+from lstm_pipeline.config import DataConfig
+from lstm_pipeline.errors import DataValidationError
+from tests.conftest import ROOT
+from tests.fake_yahoo import DNS_ERROR, OFFLINE, FakeYahoo, yahoo_frame
+
+FULL = yahoo_frame(320)  # business days 2020-01-01 .. 2021-03-23; the first 300 end 2021-02-23
+
+
+@pytest.fixture
+def fake(fake_yahoo: FakeYahoo) -> FakeYahoo:
+    fake_yahoo.history["AAPL"] = FULL.iloc[:300]
+    return fake_yahoo
+
+
+def cached_bars(yf_cfg: DataConfig) -> pd.DataFrame:
+    return pd.read_parquet(cache.cache_path(yf_cfg.cache_root(), "AAPL", yf_cfg.interval))
+
+
+def test_cache_lives_per_ticker_and_interval(yf_cfg, fake):
+    result = data.refresh_cache("AAPL", yf_cfg)
+    assert result.path == Path(yf_cfg.cache_dir or "") / "1d" / "AAPL.parquet"
+    assert result.path.is_file() and result.stale == ""
+    weekly = yf_cfg.model_copy(update={"interval": "1wk"})
+    assert data.refresh_cache("AAPL", weekly).path.parent.name == "1wk"
+
+
+def test_cache_dir_defaults_to_the_environment_variable(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("LSTM_PIPELINE_CACHE", str(tmp_path / "env-cache"))
+    assert DataConfig().cache_root() == tmp_path / "env-cache"
+    monkeypatch.delenv("LSTM_PIPELINE_CACHE")
+    assert DataConfig().cache_root() == Path("data/cache")
+
+
+def test_incremental_update_downloads_from_the_last_bar_and_adds_exactly_the_new_rows(yf_cfg, fake):
+    before = data.refresh_cache("AAPL", yf_cfg).prices
+    fake.history["AAPL"] = FULL.copy()
+    fake.history["AAPL"].loc[FULL.index[297], "Volume"] = 123  # a late revision in the overlap
+    after = data.refresh_cache("AAPL", yf_cfg).prices
+    overlap_start = (FULL.index[299] - timedelta(days=yf_cfg.overlap_days)).date().isoformat()
+    assert fake.starts() == [None, overlap_start]
+    assert after.index.difference(before.index).equals(FULL.index[300:])
+    stored = cached_bars(yf_cfg)
+    assert len(stored) == 320 and stored.index.is_unique and stored.index.is_monotonic_increasing
+    assert stored.loc[FULL.index[297], "Volume"] == 123  # the new value wins
+    pd.testing.assert_frame_equal(
+        stored.drop(columns="Volume"), FULL[stored.columns].drop(columns="Volume"), check_freq=False
+    )
+
+
+def test_a_cache_that_covers_the_range_is_read_without_any_download(yf_cfg, fake):
+    data.refresh_cache("AAPL", yf_cfg)
+    past = yf_cfg.model_copy(update={"start": date(2020, 3, 2), "end": date(2020, 6, 30)})
+    prices = data.load_prices("AAPL", past)
+    assert len(fake.calls) == 1
+    assert prices.index[0] == pd.Timestamp("2020-03-02") and prices.index[-1].month == 6
+
+
+def test_older_dates_than_the_cache_covers_are_downloaded_once(yf_cfg, fake):
+    data.refresh_cache("AAPL", yf_cfg.model_copy(update={"start": date(2020, 6, 1)}))
+    data.refresh_cache("AAPL", yf_cfg.model_copy(update={"start": date(2020, 1, 1)}))
+    data.refresh_cache("AAPL", yf_cfg.model_copy(update={"start": date(2020, 3, 1)}))
+    assert fake.starts()[:2] == ["2020-06-01", "2020-01-01"]
+    assert fake.starts()[2] > "2021"  # covered: only the newest bars are asked for
+    assert cached_bars(yf_cfg).index[0] == pd.Timestamp("2020-01-01")
+
+
+def test_a_new_dividend_rebases_history_so_the_whole_history_is_downloaded_again(yf_cfg, fake):
+    data.refresh_cache("AAPL", yf_cfg)
+    fake.history["AAPL"] = FULL.assign(**{"Adj Close": FULL["Adj Close"] * 0.99})
+    data.refresh_cache("AAPL", yf_cfg)
+    assert fake.starts()[-1] is None and len(fake.calls) == 3
+    stored = cached_bars(yf_cfg)
+    pd.testing.assert_series_equal(stored["Adj Close"], FULL["Adj Close"] * 0.99, check_freq=False)
+
+
+def test_offline_run_falls_back_to_the_cache_saying_how_stale_it_is(yf_cfg, fake, caplog):
+    before = data.refresh_cache("AAPL", yf_cfg).prices
+    fake.script = [OFFLINE] * 5
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
+        result = data.refresh_cache("AAPL", yf_cfg)
+    pd.testing.assert_frame_equal(result.prices, before, check_freq=False)
+    age = (date.today() - date(2021, 2, 23)).days
+    warning = caplog.records[-1].getMessage()
+    assert warning == (
+        f"AAPL: yfinance failed after 4 attempt(s) ({DNS_ERROR});"
+        f" using the cache {result.path} instead (last bar 2021-02-23, {age} days old)"
+    )
+    assert result.stale.endswith(f"{age} days old)")
+
+
+def test_offline_without_a_cache_is_a_clear_error(yf_cfg, fake):
+    fake.script = [ConnectionError("no route")] * 5
+    with pytest.raises(yahoo.DownloadError) as err:
+        data.load_prices("AAPL", yf_cfg)
+    assert str(err.value) == (
+        "AAPL: yfinance failed after 4 attempt(s) (ConnectionError: no route);"
+        f" no cache at {yf_cfg.cache_root() / '1d' / 'AAPL.parquet'} to fall back on"
+    )
+
+
+def test_fetch_command_reports_a_failed_update_even_with_a_cache(yf_cfg, fake):
+    data.refresh_cache("AAPL", yf_cfg)
+    fake.script = [OFFLINE] * 5
+    with pytest.raises(
+        yahoo.DownloadError, match=r"cache .*AAPL.parquet kept \(last bar 2021-02-23"
+    ):
+        data.fill_cache("AAPL", yf_cfg)
+
+
+def test_a_bad_download_never_replaces_a_good_cache(yf_cfg, fake):
+    path = data.refresh_cache("AAPL", yf_cfg).path
+    good = path.read_bytes()
+    fake.history["AAPL"] = FULL.copy()
+    fake.history["AAPL"].loc[FULL.index[310], "Open"] = -1.0
+    with pytest.raises(
+        DataValidationError, match="AAPL: yfinance 1d bars: non-positive Open -1 on 2021-03-10"
+    ):
+        data.load_prices("AAPL", yf_cfg)
+    assert path.read_bytes() == good
+
+
+def test_todays_unfinished_bar_is_never_cached(yf_cfg, fake):
+    today = pd.Timestamp(date.today())
+    fake.history["AAPL"] = FULL.iloc[:40].set_axis(
+        pd.date_range(end=today, periods=40, freq="D", name="Date")
+    )
+    stored = data.refresh_cache("AAPL", yf_cfg).prices
+    assert stored.index[-1] == today - pd.Timedelta(days=1)
+
+
+def test_an_unreadable_cache_file_is_replaced_by_a_fresh_download(yf_cfg, fake, caplog):
+    path = cache.cache_path(yf_cfg.cache_root(), "AAPL")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PAR1 not really parquet")
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
+        assert len(data.refresh_cache("AAPL", yf_cfg).prices) == 300
+    assert "ignoring unreadable cache" in caplog.records[0].getMessage()
+    assert len(pd.read_parquet(path)) == 300
+
+
+def test_csv_and_sample_sources_never_touch_the_cache(yf_cfg, csv_dir: Path):
+    local = yf_cfg.model_copy(
+        update={"source": "csv", "data_dir": str(csv_dir), "tickers": ("AAA",)}
+    )
+    data.load_prices("AAA", local)
+    assert not Path(yf_cfg.cache_dir or "").exists()
+
+
+def test_fetch_imports_a_csv_file_into_the_cache(yf_cfg, csv_dir: Path):
+    local = yf_cfg.model_copy(update={"source": "csv", "data_dir": str(csv_dir)})
+    summary = data.fill_cache("AAA", local)
+    assert summary == {
+        "rows": 400,
+        "first": "2020-01-01",
+        "last": "2021-07-13",
+        "path": str(Path(yf_cfg.cache_dir or "") / "1d" / "AAA.parquet"),
+    }
+
+
+def test_a_writer_killed_mid_write_leaves_the_old_cache_readable(tmp_path: Path):
+    path = tmp_path / "1d" / "AAPL.parquet"
+    old = FULL.iloc[:50].astype("float64")
+    data.save_cache(old, path, covered_from=None)
+    script = f"""
+import time
+import pandas as pd
+from lstm_pipeline import data
+
+payload = pd.read_parquet({str(path)!r}).iloc[:10].to_parquet()
+
+def slow_writer(tmp):
+    with open(tmp, "wb") as out:
+        out.write(payload[: len(payload) // 2])
+        out.flush()
+        print("half written", flush=True)
+        time.sleep(120)
+        out.write(payload[len(payload) // 2 :])
+
+data.write_atomic({str(path)!r}, slow_writer)
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "half written"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    pd.testing.assert_frame_equal(pd.read_parquet(path), old, check_freq=False)
+    (half,) = path.parent.glob(".AAPL.parquet.*.tmp")  # the torn write, beside but never read
+    assert half.stat().st_size > 0

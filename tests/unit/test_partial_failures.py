@@ -1,0 +1,96 @@
+"""Per-ticker failures: who survives, which exit code, and what a training run records."""
+
+import logging
+
+import pandas as pd
+import pytest
+
+from lstm_pipeline import data, pipeline
+from lstm_pipeline.config import DataConfig, FeatureConfig
+from lstm_pipeline.errors import (
+    DataUnavailableError,
+    DataValidationError,
+    InputError,
+    describe_failures,
+    exit_code_for,
+    require_survivors,
+)
+from lstm_pipeline.features import rows_needed, split_by_time, split_purpose
+from lstm_pipeline.yahoo import DownloadError, NoDataError
+
+BROKEN = DataValidationError("BBB: file x/BBB.csv: date 2020-01-03 repeats")
+UNKNOWN = NoDataError("ZZZ: yfinance returned no 1d bars")
+OFFLINE = DownloadError("CCC: yfinance failed after 5 attempt(s) (DNSError)")
+
+
+@pytest.mark.parametrize(
+    "failures,code",
+    [({}, 0), ({"BBB": BROKEN}, 2), ({"BBB": BROKEN, "ZZZ": UNKNOWN}, 2), ({"CCC": OFFLINE}, 1)],
+)
+def test_exit_code_is_2_only_when_every_failure_is_bad_input(failures, code):
+    assert exit_code_for(describe_failures(failures)) == code
+
+
+def test_failures_are_described_in_one_line_each():
+    assert describe_failures({"BBB": BROKEN, "CCC": OFFLINE}) == {
+        "BBB": {"error": str(BROKEN), "bad_input": True},
+        "CCC": {"error": str(OFFLINE), "bad_input": False},
+    }
+
+
+def test_enough_survivors_go_on_with_a_warning_listing_the_failures(caplog):
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
+        require_survivors({"AAA": 1}, {"BBB": BROKEN, "CCC": OFFLINE}, 1, "training")
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning == f"training goes on without 2 ticker(s): {BROKEN}; {OFFLINE}"
+
+
+def test_a_lone_failure_is_raised_as_it_is():
+    with pytest.raises(DataValidationError) as err:
+        require_survivors({}, {"BBB": BROKEN}, 1, "training")
+    assert err.value is BROKEN
+
+
+def test_too_few_survivors_is_bad_input_only_if_every_failure_is():
+    with pytest.raises(InputError, match=r"training needs 2 usable ticker\(s\), got 1: BBB: file"):
+        require_survivors({"AAA": 1}, {"BBB": BROKEN}, 2, "training")
+    with pytest.raises(DataUnavailableError, match="got 0: BBB: .*; CCC: yfinance failed"):
+        require_survivors({}, {"BBB": BROKEN, "CCC": OFFLINE}, 1, "training")
+
+
+def test_rows_needed_is_what_split_by_time_accepts(csv_dir):
+    cfg = FeatureConfig(window=10, horizon=3)
+    prices = data.load_prices("AAA", DataConfig(source="csv", data_dir=str(csv_dir)))
+    needed = rows_needed(cfg)
+    assert needed == 39
+    assert len(split_by_time(prices.iloc[:needed], cfg, "AAA")["test"]) == 13
+    with pytest.raises(DataValidationError) as err:
+        split_by_time(prices.iloc[: needed - 1], cfg, "AAA")
+    assert str(err.value) == (
+        f"AAA: file {csv_dir}/AAA.csv: 38 rows from 2020-01-01 to 2020-02-21,"
+        f" but 39 are needed for {split_purpose(cfg)}"
+    )
+
+
+def test_data_summary_tells_runs_on_the_same_data_from_runs_on_new_data(csv_dir):
+    cfg = DataConfig(source="csv", data_dir=str(csv_dir))
+    prices = {t: data.load_prices(t, cfg) for t in ("AAA", "BBB")}
+    tags = pipeline.data_summary(prices, {"CCC": OFFLINE})
+    assert tags == pipeline.data_summary(
+        {t: data.load_prices(t, cfg) for t in ("AAA", "BBB")}, {"CCC": OFFLINE}
+    )
+    assert tags["data.per_ticker"] == (
+        "AAA:2020-01-01..2021-07-13:400;BBB:2020-01-01..2021-07-13:400"
+    )
+    assert tags["data.origins"] == f"AAA:file {csv_dir}/AAA.csv;BBB:file {csv_dir}/BBB.csv"
+    assert tags["data.skipped"] == str(OFFLINE) and tags["data.rows"] == "800"
+    revised = {**prices, "BBB": prices["BBB"].iloc[:-1]}
+    assert pipeline.data_summary(revised)["data.sha256"] != tags["data.sha256"]
+
+
+def test_training_frame_is_long_format_with_a_ticker_column(csv_dir):
+    cfg = DataConfig(source="csv", data_dir=str(csv_dir))
+    frame = pipeline.training_frame({t: data.load_prices(t, cfg) for t in ("AAA", "BBB")})
+    assert list(frame.columns) == ["Date", "ticker", *data.FEATURES] and len(frame) == 800
+    assert frame["Date"].dtype.kind == "M" and set(frame["ticker"]) == {"AAA", "BBB"}
+    assert isinstance(frame.index, pd.RangeIndex)
