@@ -55,12 +55,14 @@ mlflow-ui: setup
 		--backend-store-uri sqlite:///mlflow/mlflow.db
 
 # A tracking server over the local store, loopback only: point every command at it with
-# --tracking-uri http://127.0.0.1:$(MLFLOW_PORT). Artifacts are proxied into mlflow/artifacts.
+# --tracking-uri http://127.0.0.1:$(MLFLOW_PORT). Artifacts stay plain files in mlflow/artifacts,
+# so runs logged through the server and straight to the sqlite file share one store.
 mlflow-server: setup
 	mkdir -p mlflow/artifacts
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \
 		--host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
-		--backend-store-uri sqlite:///mlflow/mlflow.db --artifacts-destination mlflow/artifacts
+		--backend-store-uri sqlite:///mlflow/mlflow.db \
+		--default-artifact-root mlflow/artifacts --no-serve-artifacts
 
 # Online forecasts from the registry's champion: POST raw windows to /invocations.
 # The venv's bin goes first on PATH: mlflow starts its uvicorn from there.

@@ -2,6 +2,8 @@
 train -> gate -> forecast with the champion -> train again -> promote / rollback by hand."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,26 +15,39 @@ from tests.flows.processes import MLFLOW, free_port, serving
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
+def server_args(port: int, folder: Path, proxied: bool) -> list[str]:
+    """`make mlflow-server`'s command (plain artifact files beside the sqlite store), or the
+    team layout of mlflow/README.md, where the server proxies an artifact destination."""
+    store = ["--backend-store-uri", f"sqlite:///{folder}/mlflow/mlflow.db"]
+    if proxied:
+        artifacts = ["--artifacts-destination", str(folder / "server-artifacts")]
+    else:
+        artifacts = ["--default-artifact-root", str(folder / "mlflow/artifacts")]
+        artifacts.append("--no-serve-artifacts")
+    network = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    return [MLFLOW, "server", *network, *store, *artifacts]
+
+
+@contextmanager
+def running_server(folder: Path, proxied: bool = False) -> Iterator[str]:
+    """A real `mlflow server` with its store in `folder`, on a free port; yields its URL."""
     port = free_port()
-    args = [
-        MLFLOW,
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{tmp_path}/server.db",
-        "--artifacts-destination",
-        str(tmp_path / "server-artifacts"),
-    ]
+    (folder / "mlflow").mkdir(parents=True)
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     url = f"http://127.0.0.1:{port}"
-    with serving(args, f"{url}/health", tmp_path / "server.log", env):
+    with serving(server_args(port, folder, proxied), f"{url}/health", folder / "server.log", env):
+        yield url
+
+
+@pytest.fixture
+def server_dir(tmp_path: Path) -> Path:
+    return tmp_path / "server"
+
+
+@pytest.fixture
+def mlflow_server(server_dir: Path) -> Iterator[str]:
+    """The server `make mlflow-server` starts, over a temporary store."""
+    with running_server(server_dir) as url:
         yield url
 
 
@@ -42,7 +57,7 @@ def last_json(proc) -> dict:
 
 
 def test_train_gate_forecast_promote_rollback_against_a_real_tracking_server(
-    mlflow_server, tmp_path, learnable_csv_dir
+    mlflow_server, server_dir, tmp_path, learnable_csv_dir
 ):
     server = ["--tracking-uri", mlflow_server, "--json"]
     data = ["--source", "csv", "--data-dir", str(learnable_csv_dir), "--tickers", "AAA", "BBB"]
@@ -59,9 +74,9 @@ def test_train_gate_forecast_promote_rollback_against_a_real_tracking_server(
     client = MlflowClient(mlflow_server)
     run = client.get_run(first["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
-    assert (tmp_path / "server-artifacts").is_dir()
-    assert not (tmp_path / "mlflow").exists()  # nothing fell back to the local store
+    assert run.info.artifact_uri.startswith(str(server_dir / "mlflow/artifacts"))
+    assert (Path(run.info.artifact_uri) / "model_card.md").is_file()
+    assert not (tmp_path / "mlflow").exists()  # nothing fell back to the client's own store
 
     # the default model URI: models:/lstm-forecaster@champion, resolved through the server
     output = tmp_path / "f.csv"
@@ -105,3 +120,21 @@ def test_train_gate_forecast_promote_rollback_against_a_real_tracking_server(
 
 def champion_of(client: MlflowClient):
     return client.get_model_version_by_alias("lstm-forecaster", "champion")
+
+
+def test_train_and_forecast_through_a_server_that_proxies_artifacts(tmp_path, csv_dir):
+    """The team layout: clients reach artifacts only through the server."""
+    server_dir = tmp_path / "server"
+    data = ["--source", "csv", "--data-dir", str(csv_dir), "--tickers", "AAA", "BBB"]
+    smoke = str(ROOT / "flows/configs/smoke.yaml")
+    with running_server(server_dir, proxied=True) as url:
+        server = ["--tracking-uri", url, "--json"]
+        trained = last_json(run_cli("train", *data, "--config", smoke, *server, cwd=tmp_path))
+        run = MlflowClient(url).get_run(trained["run_id"])
+        version = f"models:/lstm-forecaster/{trained['model_version']}"
+        forecast = run_cli("forecast", *data, "--model-uri", version, *server, cwd=tmp_path)
+        assert last_json(forecast)["run_id"] == trained["run_id"]
+    assert run.info.status == "FINISHED"
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
+    assert list((server_dir / "server-artifacts").rglob("model_card.md"))
+    assert not (tmp_path / "mlflow").exists()
