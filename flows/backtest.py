@@ -49,17 +49,13 @@ def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[
     parent = tracking.start_run(
         uri, cfg.tracking.experiment, f"backtest-{date.today()}", params, tags
     )
-    try:
+    with tracking.closing_run(uri, parent):
         results = [run_fold(prices, cfg, k, folds, step) for k in range(folds)]
         for result in results:
             log_fold(cfg, parent, result)
         overall, table = backtest.pooled_scores(results)
         tracking.log_metrics(uri, parent, overall)
         tracking.log_text(uri, parent, table.to_csv(index=False), "backtest/scores.csv")
-    except BaseException as exc:
-        tracking.end_run(uri, parent, "FAILED", f"{type(exc).__name__}: {exc}")
-        raise
-    tracking.end_run(uri, parent)
     return {
         "run_id": parent,
         "folds": [

@@ -324,6 +324,7 @@ def configure_logging(verbose: bool = False) -> None:
         return  # library records reach Prefect's console handler through the root logger
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no db-migration chatter
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download
     formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
     progress = logging.StreamHandler(sys.stdout)
     progress.addFilter(lambda record: record.levelno < logging.WARNING)

@@ -113,7 +113,7 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     data_tags = pipeline.data_summary(prices, failures)
     run_id = open_run(cfg, data_tags)
     uri = cfg.tracking.tracking_uri
-    try:
+    with tracking.closing_run(uri, run_id):
         log_training_data(cfg, run_id, prices, data_tags["data.sha256"])
         result = fit_model(windows, cfg, run_id)
         tracking.set_tags(
@@ -131,10 +131,6 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
             model = export(result, windows, folder, run_id, data_tags["data.cutoff"])
             decision = judge(cfg, model[0], windows["val"])  # before anything is registered
             version, promotion = register(cfg, run_id, model, decision, report.model_card)
-    except BaseException as exc:
-        tracking.end_run(uri, run_id, "FAILED", f"{type(exc).__name__}: {exc}")
-        raise
-    tracking.end_run(uri, run_id)
     print(promotion.reason)
     return {
         "run_id": run_id,

@@ -61,7 +61,7 @@ def tune_flow(
     tags["optuna.study"] = study.study_name
     parent = tracking.start_run(uri, cfg.tracking.experiment, f"tune-{date.today()}", params, tags)
     outcomes: dict[int, tune.TrialOutcome] = {}
-    try:
+    with tracking.closing_run(uri, parent):
         while len(outcomes) < trials:
             batch = min(parallel, trials - len(outcomes))
             tickets = [tune.ask(study, storage, cfg) for _ in range(batch)]
@@ -84,10 +84,6 @@ def tune_flow(
                 "pruned_trials": sum(o.state == "PRUNED" for o in outcomes.values()),
             },
         )
-    except BaseException as exc:
-        tracking.end_run(uri, parent, "FAILED", f"{type(exc).__name__}: {exc}")
-        raise
-    tracking.end_run(uri, parent)
     return {
         "run_id": parent,
         "best_trial": best.number,

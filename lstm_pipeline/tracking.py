@@ -12,6 +12,8 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,6 +139,17 @@ def end_run(uri: str | None, run_id: str, status: str = "FINISHED", reason: str 
     if reason:
         client.set_tag(run_id, "failure_reason", reason[:5000])
     client.set_terminated(run_id, status)
+
+
+@contextmanager
+def closing_run(uri: str | None, run_id: str) -> Iterator[None]:
+    """End the run FINISHED when the block completes, FAILED (with the reason) when it raises."""
+    try:
+        yield
+    except BaseException as exc:
+        end_run(uri, run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+        raise
+    end_run(uri, run_id)
 
 
 def log_onnx_model(
