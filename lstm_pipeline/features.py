@@ -21,12 +21,20 @@ OPEN, HIGH, LOW, CLOSE = (FEATURES.index(c) for c in PRICE_COLUMNS)
 VOLUME = FEATURES.index("Volume")
 N_PRICES = len(PRICE_COLUMNS)
 SPLITS = ("train", "val", "test")
+# windows each split holds at least: the ONNX export checks parity on a batch of >= 2 test
+# windows (a batch-1 example would fix the batch axis), so one window is not enough
+MIN_WINDOWS_PER_SPLIT = 2
+
+
+def min_split_rows(cfg: FeatureConfig) -> int:
+    """Rows of the smallest split: MIN_WINDOWS_PER_SPLIT windows with their horizons."""
+    return cfg.window + cfg.horizon + MIN_WINDOWS_PER_SPLIT - 1
 
 
 def rows_needed(cfg: FeatureConfig) -> int:
-    """The fewest rows split_by_time accepts: each split holds at least one window + horizon."""
-    n = 3 * (cfg.window + cfg.horizon)
-    while n < _split_rows(n, cfg):
+    """The fewest rows split_by_time accepts: every split holds MIN_WINDOWS_PER_SPLIT windows."""
+    n = 3 * min_split_rows(cfg)
+    while n < sum(_val_test_rows(n, cfg)) + min_split_rows(cfg):
         n += 1
     return n
 
@@ -34,27 +42,25 @@ def rows_needed(cfg: FeatureConfig) -> int:
 def split_purpose(cfg: FeatureConfig) -> str:
     """Why a training series needs rows_needed(cfg) rows, for the error message."""
     return (
-        f"train/val/test windows (each split needs window {cfg.window}"
-        f" + horizon {cfg.horizon} rows at least)"
+        f"train/val/test windows ({MIN_WINDOWS_PER_SPLIT} windows of {cfg.window} rows"
+        f" + horizon {cfg.horizon} per split)"
     )
 
 
-def _split_rows(n: int, cfg: FeatureConfig) -> int:
-    per_split = cfg.window + cfg.horizon
-    n_test = max(round(n * cfg.test_frac), per_split)
-    n_val = max(round(n * cfg.val_frac), per_split)
-    return n_test + n_val + per_split
+def _val_test_rows(n: int, cfg: FeatureConfig) -> tuple[int, int]:
+    """Validation and test rows of an n-row series: the fractions, but never a too-small split."""
+    per_split = min_split_rows(cfg)
+    return max(round(n * cfg.val_frac), per_split), max(round(n * cfg.test_frac), per_split)
 
 
 def split_by_time(prices: pd.DataFrame, cfg: FeatureConfig, ticker: str) -> dict[str, pd.DataFrame]:
     """Cut one ticker's rows, oldest first, into train / val / test by the configured fractions.
 
-    Each part must hold at least one window plus its horizon, since windows never cross a split.
+    Each part holds at least MIN_WINDOWS_PER_SPLIT windows with their horizons, since windows
+    never cross a split.
     """
-    per_split = cfg.window + cfg.horizon
-    n_test = max(round(len(prices) * cfg.test_frac), per_split)
-    n_val = max(round(len(prices) * cfg.val_frac), per_split)
-    needed = max(rows_needed(cfg), _split_rows(len(prices), cfg))
+    n_val, n_test = _val_test_rows(len(prices), cfg)
+    needed = max(rows_needed(cfg), n_val + n_test + min_split_rows(cfg))
     require_rows(prices, ticker, needed, split_purpose(cfg))
     n_train = len(prices) - n_val - n_test
     return {

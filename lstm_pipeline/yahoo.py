@@ -97,9 +97,12 @@ def download_once(
             threads=False,
         )
     if frame is None or frame.empty:
-        reason = _CURL_DOCS.sub("", _LOGGED_TICKERS.sub("", errors[-1])) if errors else ""
-        if _TRANSIENT.search(reason):
-            raise _NetworkEmptyFrame(reason)
+        # offline, yfinance may end with "possibly delisted; no timezone found": an earlier
+        # line saying the request itself failed is what tells the outage from an unknown ticker
+        network = [line for line in errors if _TRANSIENT.search(line)]
+        if network:
+            raise _NetworkEmptyFrame(_short_reason(network[-1]))
+        reason = _short_reason(errors[-1]) if errors else ""
         span = (f" from {start}" if start else "") + (f" to {end}" if end else "")
         raise NoDataError(
             f"{ticker}: yfinance returned no {cfg.interval} bars{span}"
@@ -107,6 +110,10 @@ def download_once(
             + (f": {reason}" if reason else "")
         )
     return normalise_index(frame, cfg.interval)
+
+
+def _short_reason(logged: str) -> str:
+    return _CURL_DOCS.sub("", _LOGGED_TICKERS.sub("", logged))
 
 
 def normalise_index(frame: pd.DataFrame, interval: str) -> pd.DataFrame:

@@ -115,6 +115,20 @@ def test_training_goes_on_without_a_bad_ticker_and_records_what_it_used(prefect_
     assert run.data.tags["data.per_ticker"] == "AAA:2020-01-01..2021-07-13:400"
 
 
+def test_the_fewest_rows_validation_accepts_are_enough_to_train_and_export(
+    prefect_harness, tiny_cfg
+):
+    from flows.training import train_flow
+    from lstm_pipeline.features import rows_needed
+    from tests.synthetic import make_prices
+
+    folder = Path(tiny_cfg.data.data_dir or "")
+    make_prices(rows_needed(tiny_cfg.features)).to_csv(folder / "CCC.csv", index=False)
+    data_cfg = tiny_cfg.data.model_copy(update={"tickers": ("CCC",)})
+    result = train_flow(tiny_cfg.model_copy(update={"data": data_cfg}))
+    assert result["model_version"] and result["metrics"]["test_windows"] == 2
+
+
 def test_too_few_good_tickers_fail_the_flow_before_any_run_is_logged(prefect_harness, tiny_cfg):
     from flows.training import train_flow
     from lstm_pipeline.errors import InputError

@@ -82,7 +82,7 @@ def test_splits_are_chronological_and_cover_every_row():
 
 def test_split_of_a_short_series_says_how_many_rows_are_needed():
     with pytest.raises(
-        DataValidationError, match=r"AAA: 50 rows from 2021-01-01 to 2021-03-11, but 195 are needed"
+        DataValidationError, match=r"AAA: 50 rows from 2021-01-01 to 2021-03-11, but 198 are needed"
     ):
         split_by_time(numbered_prices(50), FeatureConfig(window=60, horizon=5), "AAA")
 

@@ -192,3 +192,27 @@ def test_cuda_graph_step_trains_like_the_eager_step(sine_windows, schedule):
         assert g["val_loss"] == pytest.approx(e["val_loss"], rel=1e-3)
     if schedule:
         assert min(h["lr"] for h in graphed.history) < schedule["lr"]
+
+
+def test_same_seed_data_and_device_give_identical_metrics(sine_windows):
+    """The whole training job, not just the loop: weights init, batches, scores."""
+    from lstm_pipeline import pipeline
+    from lstm_pipeline.config import build_config
+
+    cfg = build_config(
+        features__window=10,
+        features__horizon=2,
+        model__hidden_size=8,
+        model__num_layers=1,
+        train__max_epochs=3,
+        train__device="cpu",
+    )
+
+    def scores():
+        metrics = pipeline.evaluate_model(
+            pipeline.train_model(sine_windows, cfg), sine_windows
+        ).metrics
+        return {k: v for k, v in metrics.items() if k != "train_windows_per_s"}
+
+    first = scores()
+    assert scores() == first and "test_mase" in first

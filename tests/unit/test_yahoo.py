@@ -42,27 +42,45 @@ def test_pandas_deprecation_noise_from_yfinance_is_filtered(yf_cfg, fake):
         assert len(yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)) == 30
 
 
-def test_a_logged_curl_error_is_retried_and_reported_without_its_docs_link(yf_cfg, monkeypatch):
-    """What yfinance 1.7 really does offline: log the curl error, return an empty frame."""
+CURL_FAILURE = (
+    "Failed to perform, curl: (6) Could not resolve host: h."
+    " See https://curl.se/libcurl/c/libcurl-errors.html first for more details."
+)
+
+
+@pytest.mark.parametrize(
+    "logged,reason",
+    [
+        (  # what yfinance 1.7 logs offline on a first call
+            ["['MSFT']: DNSError('" + CURL_FAILURE + "')"],
+            "DNSError('Failed to perform, curl: (6) Could not resolve host: h')",
+        ),
+        (  # and on later calls of the same process: the last line blames the ticker
+            [
+                "Failed to get ticker 'MSFT' reason: " + CURL_FAILURE,
+                "$MSFT: possibly delisted; no timezone found",
+            ],
+            "Failed to get ticker 'MSFT' reason: Failed to perform, curl: (6)"
+            " Could not resolve host: h",
+        ),
+    ],
+)
+def test_an_empty_frame_after_a_logged_network_error_is_retried(
+    yf_cfg, monkeypatch, logged, reason
+):
     calls = []
 
     def offline(ticker, **kwargs):
         calls.append(ticker)
-        logging.getLogger("yfinance").error(
-            "['%s']: DNSError('Failed to perform, curl: (6) Could not resolve host: h."
-            " See https://curl.se/libcurl/c/libcurl-errors.html first for more details.')",
-            ticker,
-        )
+        for line in logged:
+            logging.getLogger("yfinance").error(line)
         return pd.DataFrame()
 
     monkeypatch.setattr(yfinance, "download", offline)
     with pytest.raises(yahoo.DownloadError) as err:
         yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)
     assert len(calls) == 4
-    assert str(err.value) == (
-        "MSFT: yfinance failed after 4 attempt(s)"
-        " (DNSError('Failed to perform, curl: (6) Could not resolve host: h'))"
-    )
+    assert str(err.value) == f"MSFT: yfinance failed after 4 attempt(s) ({reason})"
 
 
 def test_no_start_asks_for_the_whole_history(yf_cfg, fake):
