@@ -10,7 +10,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow/mlflow.db)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= lstm_pipeline
 
-.PHONY: setup demo test test-fast lint format train forecast mlflow-ui mlflow-server serve-model \
+.PHONY: setup demo test test-fast lint format bench train forecast mlflow-ui mlflow-server serve-model \
 	clean check
 
 setup: $(STAMP)
@@ -42,6 +42,12 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 
 check: lint test
+
+# Speed and accuracy benchmarks: JSON in benchmarks/results/, tables in the README.
+bench: setup
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/train_sample.py
+	$(PY) benchmarks/backtest_sample.py
 
 train: setup
 	$(VENV)/bin/lstm-pipeline train --source sample
