@@ -48,10 +48,12 @@ def model_card(
         f"{metrics['test_windows']:.0f} windows; no window crosses a split.",
         "",
         "## Model and config",
-        f"- LSTM, hidden {m.hidden_size}, {m.num_layers} layer(s), dropout {m.dropout}; input "
-        f"{f.window} trading days of raw OHLCV, output the close {f.horizon} trading day(s) ahead "
+        f"- {m.cell.upper()}, hidden {m.hidden_size}, {m.num_layers} layer(s), dropout "
+        f"{m.dropout}{', derived features' if m.derived_features else ''}; input {f.window} "
+        f"trading days of raw OHLCV, output the closes 1 to {f.horizon} trading day(s) ahead "
         "(prices; normalisation is inside the ONNX graph).",
-        f"- Adam lr {t.lr}, batch {t.batch_size}, early stopping (patience {t.patience}): best "
+        f"- AdamW lr {t.lr} (weight decay {t.weight_decay}, schedule {t.lr_schedule}), "
+        f"{t.loss} loss, batch {t.batch_size}, early stopping (patience {t.patience}): best "
         f"epoch {metrics['best_epoch']:.0f} of {metrics['stopped_epoch']:.0f}; seed {t.seed}.",
         "- Full config: `config.yaml` in the run's artifacts.",
         "",
