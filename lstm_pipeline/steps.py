@@ -119,8 +119,11 @@ def make_step(
     cfg: TrainConfig,
     runtime: Runtime,
 ) -> tuple[TrainStep, torch.optim.AdamW]:
-    """The step `fit` uses: graph-captured on CUDA when `cfg.cuda_graphs`, else eager."""
-    graphed = cfg.cuda_graphs and runtime.device.type == "cuda"
+    """The step `fit` uses: graph-captured on CUDA when `cfg.cuda_graphs` and the data holds
+    enough full batches, else eager."""
+    # a capture pays off only over many full batches; with fewer, every window must be trained
+    enough_batches = len(data) >= 4 * cfg.batch_size * (GraphedTrainStep.WARMUP_STEPS + 1)
+    graphed = cfg.cuda_graphs and runtime.device.type == "cuda" and enough_batches
     optimizer = make_optimizer(model, cfg, runtime.device, capturable=graphed)
     if graphed:
         return GraphedTrainStep(model, data, optimizer, runtime, cfg.grad_clip, cfg.batch_size), (

@@ -1,5 +1,6 @@
-"""Training: device choice, seeding, early stopping, the epoch loop and price predictions.
+"""Training: seeding, early stopping, the epoch loop and price predictions.
 
+Device and precision live in runtime.py, the optimisation step (eager or CUDA graph) in steps.py.
 No MLflow here: `fit` reports each epoch through an optional callback the flow wires to tracking.
 """
 

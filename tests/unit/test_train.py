@@ -216,3 +216,17 @@ def test_same_seed_data_and_device_give_identical_metrics(sine_windows):
 
     first = scores()
     assert scores() == first and "test_mase" in first
+
+
+@gpu
+def test_cuda_graphs_only_when_the_data_holds_enough_full_batches(sine_windows):
+    from lstm_pipeline.runtime import make_runtime
+    from lstm_pipeline.steps import GraphedTrainStep, make_step
+
+    cfg = TrainConfig(device="cuda", batch_size=32)
+    runtime = make_runtime(cfg, hidden_size=8)
+    net = LSTMForecaster(len(FEATURES), horizon=2, hidden_size=8, num_layers=1).cuda()
+    train = sine_windows["train"].to(runtime.device)
+    assert isinstance(make_step(net, train, cfg, runtime)[0], GraphedTrainStep)
+    big_batches = TrainConfig(device="cuda", batch_size=256)
+    assert not isinstance(make_step(net, train, big_batches, runtime)[0], GraphedTrainStep)
