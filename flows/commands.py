@@ -131,14 +131,13 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     from flows import deploy
+    from lstm_pipeline import tracking
 
     # Every check before the server is contacted: a bad value must not register anything.
     deploy.check_schedule("--retrain-cron", args.retrain_cron, args.timezone)
     deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)
     cfg = _training_config(args)
     url = deploy.require_server()
-    from lstm_pipeline import tracking
-
     # a retraining and a forecast due at the same minute would race to create a new store
     tracking.ensure_experiment(cfg.tracking.tracking_uri, cfg.tracking.experiment)
     deployments = deploy.build_deployments(

@@ -37,7 +37,9 @@ def check_schedule(option: str, cron: str, timezone: str) -> None:
     try:
         CronSchedule(cron=cron, timezone=timezone)  # the server's own validation, offline
     except ValidationError:
-        raise InputError(f"{option} {cron!r} is not a 5-field cron expression") from None
+        raise InputError(
+            f"{option} {cron!r} is not a cron expression (minute hour day month weekday)"
+        ) from None
 
 
 def require_server() -> str:

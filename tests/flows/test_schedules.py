@@ -22,8 +22,16 @@ EVERY_MINUTE = "* * * * *"
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--retrain-cron", "0 6 * *", "--retrain-cron '0 6 * *' is not a 5-field cron expression"),
-        ("--forecast-cron", "61 17 * * 1-5", "--forecast-cron '61 17 * * 1-5' is not a 5-field"),
+        (
+            "--retrain-cron",
+            "0 6 * *",
+            "--retrain-cron '0 6 * *' is not a cron expression (minute hour",
+        ),
+        (
+            "--forecast-cron",
+            "61 17 * * 1-5",
+            "--forecast-cron '61 17 * * 1-5' is not a cron expression",
+        ),
         ("--timezone", "Mars/Olympus", "--timezone 'Mars/Olympus' is not an IANA time zone"),
     ],
 )
