@@ -5,13 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 MLFLOW_PORT ?= 5000
 SERVE_PORT  ?= 5001
+PREFECT_PORT ?= 4200
 # the registry `serve-model` reads: $MLFLOW_TRACKING_URI, else the local store
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow/mlflow.db)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= lstm_pipeline
 
 .PHONY: setup demo test test-fast lint format bench train forecast mlflow-ui mlflow-server serve-model \
-	clean check
+	prefect-server serve clean check
 
 setup: $(STAMP)
 
@@ -76,6 +77,16 @@ serve-model: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=$(TRACKING_URI) \
 		$(VENV)/bin/mlflow models serve -m models:/lstm-forecaster@champion \
 		--env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
+
+# The Prefect server and UI (http://127.0.0.1:$(PREFECT_PORT)) that schedules need: the
+# temporary server a plain flow run starts accepts deployments but never runs them.
+prefect-server: setup
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+# Weekly retraining and weekday forecasts on the sample data, served until Ctrl-C.
+serve: setup
+	PREFECT_API_URL=$(or $(PREFECT_API_URL),http://127.0.0.1:$(PREFECT_PORT)/api) \
+		$(VENV)/bin/lstm-pipeline serve --source sample
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info forecasts

@@ -1,10 +1,10 @@
-"""`lstm-pipeline`: fetch, train, forecast, and promote or roll back models from the shell.
+"""`lstm-pipeline`: fetch, train, forecast, serve schedules, promote or roll back models.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr), 1 any other failure.
 When `fetch` or `forecast` loses some tickers but not all, the others are done and each failure
 is listed on stderr; the exit code is then 2 if every failure is bad input, else 1.
-`--json` prints one JSON object as the last line of stdout. Flows are imported per command,
-so `forecast` never imports torch.
+`--json` prints one JSON object as the last line of stdout. The parser and the exit codes live
+here; the handlers, which import their flow only when run, in flows/commands.py.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any, NoReturn
 
+from flows import commands
 from lstm_pipeline.errors import InputError, exit_code_for
 
 PROG = "lstm-pipeline"
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_option(fetch)
     fetch.add_argument("--json", action="store_true", help="print one JSON object as last line")
-    fetch.set_defaults(handler=run_fetch)
+    fetch.set_defaults(handler=commands.run_fetch)
 
     train = sub.add_parser("train", help="run the training flow")
     _data_options(train)
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what started this run, logged as its `trigger` tag (default: manual)",
     )
     _common(train)
-    train.set_defaults(handler=run_train)
+    train.set_defaults(handler=commands.run_train)
 
     backtest = sub.add_parser("backtest", help="walk-forward backtest against the naive forecast")
     _data_options(backtest)
@@ -117,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="trading days scored per fold (default 126, half a year)",
     )
     _common(backtest)
-    backtest.set_defaults(handler=run_backtest)
+    backtest.set_defaults(handler=commands.run_backtest)
 
     tune = sub.add_parser("tune", help="Optuna search; writes the best config as YAML")
     _data_options(tune)
@@ -126,33 +127,74 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--parallel", type=int, default=1, help="trials run at once as tasks")
     tune.add_argument("--output", default="tuned.yaml", help="best config, for train --config")
     _common(tune)
-    tune.set_defaults(handler=run_tune)
+    tune.set_defaults(handler=commands.run_tune)
 
     forecast = sub.add_parser("forecast", help="run the batch forecast flow")
     _data_options(forecast)
     _config_option(forecast)
-    forecast.add_argument(
-        "--model-uri",
-        default="models:/lstm-forecaster@champion",
-        help="models:/NAME@ALIAS, models:/NAME/VERSION or a .onnx file",
-    )
-    forecast.add_argument(
-        "--output",
-        default="forecasts/forecasts.csv",
-        help="forecast file, .csv or .parquet (written atomically)",
-    )
+    _forecast_options(forecast)
     _common(forecast)
-    forecast.set_defaults(handler=run_forecast)
+    forecast.set_defaults(handler=commands.run_forecast)
+
+    serve = sub.add_parser(
+        "serve", help="serve scheduled retraining and forecasting on the Prefect server"
+    )
+    _schedule_options(serve)
+    _data_options(serve)
+    _training_options(serve)
+    _forecast_options(serve)
+    _common(serve)
+    serve.set_defaults(handler=commands.run_serve)
 
     promote = sub.add_parser("promote", help="give the champion alias to a model version")
     promote.add_argument("version", metavar="VERSION", help="registered version number")
     _registry_options(promote)
-    promote.set_defaults(handler=run_promote)
+    promote.set_defaults(handler=commands.run_promote)
 
     rollback = sub.add_parser("rollback", help="give the champion alias back to the previous one")
     _registry_options(rollback)
-    rollback.set_defaults(handler=run_rollback)
+    rollback.set_defaults(handler=commands.run_rollback)
     return parser
+
+
+def _forecast_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model-uri",
+        default="models:/lstm-forecaster@champion",
+        help="models:/NAME@ALIAS, models:/NAME/VERSION or a .onnx file",
+    )
+    parser.add_argument(
+        "--output",
+        default="forecasts/forecasts.csv",
+        help="forecast file, .csv or .parquet (written atomically)",
+    )
+
+
+# Exchange time, so daylight saving moves the runs with the market's close.
+DEFAULT_TIMEZONE = "America/New_York"
+DEFAULT_RETRAIN_CRON = "0 6 * * 6"  # Saturday 06:00: the week's bars are final, nobody waits
+DEFAULT_FORECAST_CRON = "30 17 * * 1-5"  # weekdays 17:30: after the 16:00 close settles
+
+
+def _schedule_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retrain-cron",
+        default=DEFAULT_RETRAIN_CRON,
+        metavar="CRON",
+        help=f"when to retrain (default: '{DEFAULT_RETRAIN_CRON}', Saturdays 06:00)",
+    )
+    parser.add_argument(
+        "--forecast-cron",
+        default=DEFAULT_FORECAST_CRON,
+        metavar="CRON",
+        help=f"when to forecast (default: '{DEFAULT_FORECAST_CRON}', weekdays 17:30)",
+    )
+    parser.add_argument(
+        "--timezone",
+        default=DEFAULT_TIMEZONE,
+        metavar="TZ",
+        help=f"IANA time zone of both crons (default: {DEFAULT_TIMEZONE})",
+    )
 
 
 def _registry_options(parser: argparse.ArgumentParser) -> None:
@@ -163,150 +205,6 @@ def _registry_options(parser: argparse.ArgumentParser) -> None:
         help="registered model (default: lstm-forecaster)",
     )
     _common(parser)
-
-
-def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "data__tickers": tuple(args.tickers) if args.tickers else None,
-        "data__source": args.source,
-        "data__data_dir": args.data_dir,
-        "data__cache_dir": args.cache_dir,
-        "data__start": args.start,
-        "data__end": args.end,
-    }
-
-
-def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
-    from flows.fetching import fetch_flow
-    from lstm_pipeline.config import build_config
-
-    cfg = build_config(args.config, **_data_overrides(args), data__interval=args.interval)
-    result = fetch_flow(cfg.data)
-    for ticker, info in result["tickers"].items():
-        print(f"{ticker}: {info['rows']} rows {info['first']}..{info['last']} -> {info['path']}")
-    return result
-
-
-def _training_config(args: argparse.Namespace) -> Any:
-    from lstm_pipeline.config import build_config
-
-    return build_config(
-        args.config,
-        **_data_overrides(args),
-        train__max_epochs=args.max_epochs,
-        train__device=args.device,
-        train__seed=args.seed,
-        tracking__tracking_uri=args.tracking_uri,
-        tracking__experiment=args.experiment,
-        tracking__trigger=getattr(args, "trigger", None),  # backtest and tune tag their own
-    )
-
-
-def run_train(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = _training_config(args)
-    from flows.training import train_flow
-
-    result = train_flow(cfg)
-    print(format_training(result))
-    return result
-
-
-def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
-    from lstm_pipeline.errors import InputError
-
-    if args.folds < 1 or args.step < 1:
-        raise InputError(f"--folds {args.folds} and --step {args.step} must be at least 1")
-    cfg = _training_config(args)
-    from flows.backtest import backtest_flow
-
-    result = backtest_flow(cfg, args.folds, args.step)
-    for fold in result["folds"]:
-        print(
-            f"fold {fold['fold']}: {fold['first_day']}..{fold['last_day']} MASE "
-            f"{fold['test_mase']:.4f}, direction {fold['test_directional_accuracy']:.1%}"
-        )
-    m = result["metrics"]
-    print(
-        f"pooled over {len(result['folds'])} folds (run {result['run_id']}): MASE "
-        f"{m['test_mase']:.4f}, direction {m['test_directional_accuracy']:.1%} vs base rate "
-        f"{m['test_direction_base_rate']:.1%}\n{result['table']}"
-    )
-    return result
-
-
-def run_tune(args: argparse.Namespace) -> dict[str, Any]:
-    from lstm_pipeline.errors import InputError
-
-    if args.trials < 1 or args.parallel < 1:
-        raise InputError(f"--trials {args.trials} and --parallel {args.parallel} must be >= 1")
-    cfg = _training_config(args)
-    from flows.tuning import tune_flow
-
-    result = tune_flow(cfg, args.trials, args.parallel, args.output)
-    for trial in result["trials"]:
-        score = f"val MASE {trial['val_mase']:.4f}" if trial["val_mase"] is not None else "pruned"
-        print(f"trial {trial['number']}: {score}")
-    print(
-        f"best trial {result['best_trial']} (val MASE {result['best_val_mase']:.4f}): "
-        f"{result['best_params']}\nwrote {result['output']} (use: train --config "
-        f"{result['output']})"
-    )
-    return result
-
-
-def format_training(result: dict[str, Any]) -> str:
-    """The run's headline numbers, model beside naive."""
-    m = result["metrics"]
-    h = max(int(k.rsplit("_h", 1)[1]) for k in m if k.startswith("test_mae_h"))
-    return "\n".join(
-        [
-            f"run {result['run_id']}: {result['model_name']} v{result['model_version']} "
-            f"-> @{result['alias']} ({result['reason']})",
-            f"  test MAE {m['test_mae']:.4f} vs naive {m['naive_test_mae']:.4f}: MASE "
-            f"{m['test_mase']:.4f} (val MASE {m['val_mase']:.4f}; horizons 1..{h})",
-            f"  direction right {m['test_directional_accuracy']:.1%} vs base rate "
-            f"{m['test_direction_base_rate']:.1%}",
-            f"  best epoch {m['best_epoch']} of {m['stopped_epoch']}, "
-            f"{m['train_windows_per_s']:.0f} training windows/s",
-        ]
-    )
-
-
-def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
-    from flows.inference import forecast_flow
-    from lstm_pipeline.config import build_config
-
-    cfg = build_config(args.config, **_data_overrides(args))
-    result = forecast_flow(cfg.data, args.model_uri, args.output, args.tracking_uri)
-    print(
-        f"wrote {result['rows']} forecasts to {result['output']} "
-        f"(model version {result['model_version']}, {args.model_uri})"
-    )
-    return result
-
-
-def run_promote(args: argparse.Namespace) -> dict[str, Any]:
-    from lstm_pipeline import registry
-
-    result = registry.promote(args.tracking_uri, args.model_name, args.version, args.reason)
-    print(_alias_move(result))
-    return result
-
-
-def run_rollback(args: argparse.Namespace) -> dict[str, Any]:
-    from lstm_pipeline import registry
-
-    result = registry.rollback(args.tracking_uri, args.model_name, args.reason)
-    print(_alias_move(result))
-    return result
-
-
-def _alias_move(result: dict[str, Any]) -> str:
-    name, version = result["model_name"], result["champion"]
-    if not result["changed"]:
-        return f"{name} v{version} already holds @champion: nothing changed"
-    before = f"v{result['previous_champion']}" if result["previous_champion"] else "no champion"
-    return f"{name}@champion: {before} -> v{version} ({result['reason']})"
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 import time
 
-from flows.cli import configure_logging, format_training
+from flows.cli import configure_logging
+from flows.commands import format_training
 
 
 def main() -> int:

@@ -74,6 +74,15 @@ def start_run(
     return run_id
 
 
+def ensure_experiment(uri: str | None, name: str) -> str:
+    """Create the store (its tables, on a new sqlite file) and the experiment if missing.
+
+    Two processes creating a new sqlite store at once fail ('table ... already exists'):
+    whoever starts concurrent runs, such as a scheduler, calls this once first.
+    """
+    return _experiment_id(client_for(uri), name)
+
+
 def _experiment_id(client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent  # the venv's bin: mlflow, and uvicorn that it starts
 MLFLOW = str(BIN / "mlflow")
+PREFECT = str(BIN / "prefect")
 
 
 def free_port() -> int:
@@ -26,6 +27,14 @@ def free_port() -> int:
 @contextmanager
 def serving(args: list[str], url: str, log_path: Path, env: dict[str, str]) -> Iterator[str]:
     """Run `args` in its own process group until `url` answers 200; stop the group after."""
+    with running(args, log_path, env) as proc:
+        _wait_until_healthy(proc, url, log_path)
+        yield url
+
+
+@contextmanager
+def running(args: list[str], log_path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """Run `args` in its own process group, output to `log_path`; stop the group after."""
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             args,
@@ -36,8 +45,7 @@ def serving(args: list[str], url: str, log_path: Path, env: dict[str, str]) -> I
             env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env},
         )
         try:
-            _wait_until_healthy(proc, url, log_path)
-            yield url
+            yield proc
         finally:
             with suppress(ProcessLookupError):  # it may have died already
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -1,0 +1,176 @@
+"""The subcommands behind `lstm-pipeline`: config from the parsed options, the flow, a summary.
+
+Flows are imported inside each handler, so `forecast` never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "data__tickers": tuple(args.tickers) if args.tickers else None,
+        "data__source": args.source,
+        "data__data_dir": args.data_dir,
+        "data__cache_dir": args.cache_dir,
+        "data__start": args.start,
+        "data__end": args.end,
+    }
+
+
+def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
+    from flows.fetching import fetch_flow
+    from lstm_pipeline.config import build_config
+
+    cfg = build_config(args.config, **_data_overrides(args), data__interval=args.interval)
+    result = fetch_flow(cfg.data)
+    for ticker, info in result["tickers"].items():
+        print(f"{ticker}: {info['rows']} rows {info['first']}..{info['last']} -> {info['path']}")
+    return result
+
+
+def _training_config(args: argparse.Namespace) -> Any:
+    from lstm_pipeline.config import build_config
+
+    return build_config(
+        args.config,
+        **_data_overrides(args),
+        train__max_epochs=args.max_epochs,
+        train__device=args.device,
+        train__seed=args.seed,
+        tracking__tracking_uri=args.tracking_uri,
+        tracking__experiment=args.experiment,
+        tracking__trigger=getattr(args, "trigger", None),  # backtest and tune tag their own
+    )
+
+
+def run_train(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = _training_config(args)
+    from flows.training import train_flow
+
+    result = train_flow(cfg)
+    print(format_training(result))
+    return result
+
+
+def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
+    from lstm_pipeline.errors import InputError
+
+    if args.folds < 1 or args.step < 1:
+        raise InputError(f"--folds {args.folds} and --step {args.step} must be at least 1")
+    cfg = _training_config(args)
+    from flows.backtest import backtest_flow
+
+    result = backtest_flow(cfg, args.folds, args.step)
+    for fold in result["folds"]:
+        print(
+            f"fold {fold['fold']}: {fold['first_day']}..{fold['last_day']} MASE "
+            f"{fold['test_mase']:.4f}, direction {fold['test_directional_accuracy']:.1%}"
+        )
+    m = result["metrics"]
+    print(
+        f"pooled over {len(result['folds'])} folds (run {result['run_id']}): MASE "
+        f"{m['test_mase']:.4f}, direction {m['test_directional_accuracy']:.1%} vs base rate "
+        f"{m['test_direction_base_rate']:.1%}\n{result['table']}"
+    )
+    return result
+
+
+def run_tune(args: argparse.Namespace) -> dict[str, Any]:
+    from lstm_pipeline.errors import InputError
+
+    if args.trials < 1 or args.parallel < 1:
+        raise InputError(f"--trials {args.trials} and --parallel {args.parallel} must be >= 1")
+    cfg = _training_config(args)
+    from flows.tuning import tune_flow
+
+    result = tune_flow(cfg, args.trials, args.parallel, args.output)
+    for trial in result["trials"]:
+        score = f"val MASE {trial['val_mase']:.4f}" if trial["val_mase"] is not None else "pruned"
+        print(f"trial {trial['number']}: {score}")
+    print(
+        f"best trial {result['best_trial']} (val MASE {result['best_val_mase']:.4f}): "
+        f"{result['best_params']}\nwrote {result['output']} (use: train --config "
+        f"{result['output']})"
+    )
+    return result
+
+
+def format_training(result: dict[str, Any]) -> str:
+    """The run's headline numbers, model beside naive."""
+    m = result["metrics"]
+    h = max(int(k.rsplit("_h", 1)[1]) for k in m if k.startswith("test_mae_h"))
+    return "\n".join(
+        [
+            f"run {result['run_id']}: {result['model_name']} v{result['model_version']} "
+            f"-> @{result['alias']} ({result['reason']})",
+            f"  test MAE {m['test_mae']:.4f} vs naive {m['naive_test_mae']:.4f}: MASE "
+            f"{m['test_mase']:.4f} (val MASE {m['val_mase']:.4f}; horizons 1..{h})",
+            f"  direction right {m['test_directional_accuracy']:.1%} vs base rate "
+            f"{m['test_direction_base_rate']:.1%}",
+            f"  best epoch {m['best_epoch']} of {m['stopped_epoch']}, "
+            f"{m['train_windows_per_s']:.0f} training windows/s",
+        ]
+    )
+
+
+def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
+    from flows.inference import forecast_flow
+    from lstm_pipeline.config import build_config
+
+    cfg = build_config(args.config, **_data_overrides(args))
+    result = forecast_flow(cfg.data, args.model_uri, args.output, args.tracking_uri)
+    print(
+        f"wrote {result['rows']} forecasts to {result['output']} "
+        f"(model version {result['model_version']}, {args.model_uri})"
+    )
+    return result
+
+
+def run_serve(args: argparse.Namespace) -> dict[str, Any]:
+    from flows import deploy
+    from lstm_pipeline import tracking
+
+    # Every check before the server is contacted: a bad value must not register anything.
+    deploy.check_schedule("--retrain-cron", args.retrain_cron, args.timezone)
+    deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)
+    cfg = _training_config(args)
+    url = deploy.require_server()
+    # a retraining and a forecast due at the same minute would race to create a new store
+    tracking.ensure_experiment(cfg.tracking.tracking_uri, cfg.tracking.experiment)
+    deployments = deploy.build_deployments(
+        cfg, args.model_uri, args.output, args.retrain_cron, args.forecast_cron, args.timezone
+    )
+    print(
+        f"serving lstm-train/retrain '{args.retrain_cron}' and lstm-forecast/forecast "
+        f"'{args.forecast_cron}' ({args.timezone}) on {url}; Ctrl-C stops",
+        flush=True,
+    )
+    deploy.serve_deployments(deployments)
+    return {"deployments": [d.name for d in deployments], "api_url": url}
+
+
+def run_promote(args: argparse.Namespace) -> dict[str, Any]:
+    from lstm_pipeline import registry
+
+    result = registry.promote(args.tracking_uri, args.model_name, args.version, args.reason)
+    print(_alias_move(result))
+    return result
+
+
+def run_rollback(args: argparse.Namespace) -> dict[str, Any]:
+    from lstm_pipeline import registry
+
+    result = registry.rollback(args.tracking_uri, args.model_name, args.reason)
+    print(_alias_move(result))
+    return result
+
+
+def _alias_move(result: dict[str, Any]) -> str:
+    name, version = result["model_name"], result["champion"]
+    if not result["changed"]:
+        return f"{name} v{version} already holds @champion: nothing changed"
+    before = f"v{result['previous_champion']}" if result["previous_champion"] else "no champion"
+    return f"{name}@champion: {before} -> v{version} ({result['reason']})"
