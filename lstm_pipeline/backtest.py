@@ -15,7 +15,7 @@ import pandas as pd
 
 from lstm_pipeline.config import FeatureConfig, PipelineConfig
 from lstm_pipeline.data import require_rows
-from lstm_pipeline.evaluate import diebold_mariano, score_forecasts
+from lstm_pipeline.evaluate import diebold_mariano, score_forecasts, scores_by_ticker_horizon
 from lstm_pipeline.features import build_window_sets
 from lstm_pipeline.pipeline import train_model
 from lstm_pipeline.train import predict_prices
@@ -79,36 +79,23 @@ def run_fold(
 
 def pooled_scores(folds: list[FoldResult]) -> tuple[dict[str, float], pd.DataFrame]:
     """Scores over every fold's out-of-sample windows: overall metrics (with a Diebold-Mariano
-    test per horizon) and a table per ticker and horizon."""
+    test per horizon) and the per ticker x horizon table of a training run, plus DM columns."""
     tickers = np.concatenate([f.tickers for f in folds])
     forecast, actual, last = (
         np.concatenate([getattr(f, name) for f in folds])
         for name in ("forecast", "actual", "last_close")
     )
     overall = score_forecasts(forecast, actual, last)
-    rows = []
+    names = tuple(dict.fromkeys(tickers))  # in first-seen order
+    ticker_ids = np.array([names.index(t) for t in tickers])
+    table = pd.DataFrame(scores_by_ticker_horizon(forecast, actual, last, ticker_ids, names))
+    table["dm_stat"] = table["dm_pvalue"] = np.nan  # DM is pooled over tickers: ALL rows only
     for k in range(actual.shape[1]):
-        model_err, naive_err = forecast[:, k] - actual[:, k], last - actual[:, k]
-        stat, p = diebold_mariano(model_err, naive_err, horizon=k + 1)
+        stat, p = diebold_mariano(forecast[:, k] - actual[:, k], last - actual[:, k], k + 1)
         overall |= {f"test_dm_stat_h{k + 1}": stat, f"test_dm_pvalue_h{k + 1}": p}
-        for ticker in [*dict.fromkeys(tickers), "ALL"]:
-            mask = tickers == ticker if ticker != "ALL" else np.ones(len(tickers), bool)
-            s = score_forecasts(forecast[mask, k : k + 1], actual[mask, k : k + 1], last[mask])
-            rows.append(
-                {
-                    "ticker": ticker,
-                    "horizon": k + 1,
-                    "windows": int(mask.sum()),
-                    "mae": s["test_mae"],
-                    "naive_mae": s["naive_test_mae"],
-                    "mase": s["test_mase"],
-                    "directional_accuracy": s["test_directional_accuracy"],
-                    "base_rate": s["test_direction_base_rate"],
-                    "dm_stat": stat if ticker == "ALL" else np.nan,
-                    "dm_pvalue": p if ticker == "ALL" else np.nan,
-                }
-            )
-    return overall, pd.DataFrame(rows)
+        pooled = (table["ticker"] == "ALL") & (table["horizon"] == k + 1)
+        table.loc[pooled, ["dm_stat", "dm_pvalue"]] = stat, p
+    return overall, table
 
 
 def format_table(table: pd.DataFrame) -> str:
@@ -118,7 +105,7 @@ def format_table(table: pd.DataFrame) -> str:
     for r in rows.itertuples():
         lines.append(
             f"{r.horizon:<2} {r.windows:>7}  {r.mae:<8.4f} {r.naive_mae:<10.4f} {r.mase:<7.4f} "
-            f"{r.directional_accuracy:>8.1%}  {r.base_rate:>9.1%}  "
+            f"{r.directional_accuracy:>8.1%}  {r.direction_base_rate:>9.1%}  "
             f"{r.dm_stat:>7.2f}  {r.dm_pvalue:>7.3f}"
         )
     return "\n".join(lines)
