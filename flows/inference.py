@@ -12,6 +12,7 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import publish_forecasts
 from flows.fetching import each_ticker, fetch, transient_only
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DataConfig
@@ -62,6 +63,7 @@ def forecast_flow(
     require_survivors(prices, failures, 1, "the forecast")
     table = forecast(forecaster, model, prices)
     path = write(table, output)
+    publish_forecasts(table, path)
     print(f"wrote {len(table)} forecasts to {path} (model version {model.version})")
     return {
         "output": path,
