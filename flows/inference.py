@@ -12,10 +12,10 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import each_ticker, fetch, transient_only
+from flows.fetching import fetch, load_each, transient_only
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import describe_failures, require_survivors
+from lstm_pipeline.errors import describe_failures
 
 DEFAULT_OUTPUT = "forecasts/forecasts.csv"
 
@@ -58,8 +58,7 @@ def forecast_flow(
     """
     model = load_model(model_uri, tracking_uri)
     forecaster = open_model(model)
-    prices, failures = each_ticker(fetch, data, forecaster.window, "one input window")
-    require_survivors(prices, failures, 1, "the forecast")
+    prices, failures = load_each(fetch, data, "the forecast", forecaster.window, "one input window")
     table = forecast(forecaster, model, prices)
     path = write(table, output)
     print(f"wrote {len(table)} forecasts to {path} (model version {model.version})")
