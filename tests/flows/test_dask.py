@@ -83,3 +83,36 @@ def test_tuning_on_dask_runs_trials_in_both_workers_and_matches_threads(
     ]
     assert len(scores[0]) >= 2 and scores[0] == pytest.approx(scores[1], rel=1e-6)
     assert (tmp_path / "d.yaml").read_text() == (tmp_path / "t.yaml").read_text()
+
+
+def worker_downloads(client) -> list[str]:
+    """Tickers each worker's patched yfinance.download was called for, in call order."""
+
+    def tickers() -> list[str]:
+        import yfinance
+
+        return [call["ticker"] for call in yfinance.download.__self__.calls]
+
+    return sorted(t for calls in client.run(tickers).values() for t in calls)
+
+
+def test_on_dask_bad_input_stays_bad_input_and_fetches_are_reused(
+    prefect_harness, dask_client, tiny_onnx, tmp_path
+):
+    from flows.inference import forecast_flow
+    from lstm_pipeline.config import DataConfig
+    from tests.fake_yahoo import install
+
+    dask_client.run(install, {"AAPL": 60})  # the network edge, patched in each worker process
+    cfg = DataConfig(tickers=("AAPL", "NOPE"), source="yfinance", cache_dir=str(tmp_path / "c"))
+    flow = on_runner(forecast_flow, address=dask_client.scheduler.address)
+    output = tmp_path / "f.csv"
+    first = flow(cfg, str(tiny_onnx[0]), str(output))
+    assert first["rows"] == 3 and first["failed"]["NOPE"]["bad_input"] is True  # pickled as is
+    fetched = worker_downloads(dask_client)
+    assert "AAPL" in fetched and "NOPE" in fetched
+    again = flow(cfg, str(tiny_onnx[0]), str(output))
+    assert again["rows"] == 3 and again["failed"] == first["failed"]
+    new = worker_downloads(dask_client)
+    assert new.count("AAPL") == fetched.count("AAPL")  # reused from the result store
+    assert new.count("NOPE") > fetched.count("NOPE")  # failures are never reused
