@@ -62,17 +62,19 @@ def _data_options(parser: argparse.ArgumentParser, tickers: bool = True) -> None
     )
 
 
-def _runner_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--task-runner",
-        choices=["threads", "dask"],
-        help="where per-ticker fetches, folds and trials run (default: threads; dask without "
-        "--dask-address starts a temporary local cluster)",
-    )
+def _runner_options(parser: argparse.ArgumentParser, kinds: bool = True) -> None:
+    if kinds:
+        parser.add_argument(
+            "--task-runner",
+            choices=["threads", "dask"],
+            help="where per-ticker fetches, folds and trials run (default: threads; dask "
+            "without --dask-address starts a temporary local cluster)",
+        )
     parser.add_argument(
         "--dask-address",
         metavar="ADDR",
-        help="scheduler of an existing Dask cluster, e.g. tcp://scheduler:8786 (implies dask)",
+        help="scheduler of an existing Dask cluster, e.g. tcp://scheduler:8786 (implies dask; "
+        "default: $LSTM_PIPELINE_DASK_ADDRESS)",
     )
 
 
@@ -175,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(serve)
     _forecast_options(serve)
     _common(serve)
+    _runner_options(serve, kinds=False)
     serve.set_defaults(handler=commands.run_serve)
 
     promote = sub.add_parser("promote", help="give the champion alias to a model version")

@@ -6,6 +6,7 @@ Flows are imported inside each handler, so `forecast` never imports torch.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 
@@ -22,10 +23,12 @@ def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _on_runner(flow: Any, args: argparse.Namespace) -> Any:
-    """`flow` with the task runner the options ask for (threads unless dask is named)."""
-    from flows.runners import task_runner
+    """`flow` with the task runner the options (else $LSTM_PIPELINE_DASK_ADDRESS) ask for."""
+    from flows.runners import from_environment, task_runner
 
-    return flow.with_options(task_runner=task_runner(args.task_runner, args.dask_address))
+    if args.dask_address:
+        return flow.with_options(task_runner=task_runner(args.task_runner, args.dask_address))
+    return flow.with_options(task_runner=from_environment(args.task_runner))
 
 
 def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
@@ -141,7 +144,7 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_serve(args: argparse.Namespace) -> dict[str, Any]:
-    from flows import deploy
+    from flows import deploy, runners
     from lstm_pipeline import tracking
 
     # Every check before the server is contacted: a bad value must not register anything.
@@ -149,6 +152,8 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)
     cfg = _training_config(args)
     url = deploy.require_server()
+    if args.dask_address:  # each run imports its flow in a subprocess that inherits this
+        os.environ[runners.DASK_ADDRESS_ENV] = args.dask_address
     # a retraining and a forecast due at the same minute would race to create a new store
     tracking.ensure_experiment(cfg.tracking.tracking_uri, cfg.tracking.experiment)
     deployments = deploy.build_deployments(

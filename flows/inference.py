@@ -12,6 +12,7 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows import runners
 from flows.fetching import fetch, load_each, transient_only
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DataConfig
@@ -44,7 +45,12 @@ def write(table: pd.DataFrame, output: str) -> str:
     return str(predict.write_forecasts(table, output))
 
 
-@flow(name="lstm-forecast", flow_run_name=lambda: f"forecast-{date.today()}", log_prints=True)
+@flow(
+    name="lstm-forecast",
+    flow_run_name=lambda: f"forecast-{date.today()}",
+    log_prints=True,
+    task_runner=runners.from_environment(),  # deployments: $LSTM_PIPELINE_DASK_ADDRESS
+)
 def forecast_flow(
     data: DataConfig = DataConfig(),
     model_uri: str = tracking.DEFAULT_MODEL_URI,

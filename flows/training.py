@@ -12,6 +12,7 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows import runners
 from flows.fetching import fetch, load_each
 from lstm_pipeline import data, pipeline, provenance, registry, tracking
 from lstm_pipeline.config import PipelineConfig
@@ -103,7 +104,12 @@ def register(
     return registry.register_and_gate(t.tracking_uri, t.model_name, run_id, *model, decision, card)
 
 
-@flow(name="lstm-train", flow_run_name=lambda: f"train-{date.today()}", log_prints=True)
+@flow(
+    name="lstm-train",
+    flow_run_name=lambda: f"train-{date.today()}",
+    log_prints=True,
+    task_runner=runners.from_environment(),  # deployments: $LSTM_PIPELINE_DASK_ADDRESS
+)
 def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     """Train on cfg.data's tickers, log the run, judge against the champion, register."""
     needed = rows_needed(cfg.features)
