@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any, NoReturn
 
 from flows import commands
+from flows.progress import TerminalProgress, on_a_terminal
 from lstm_pipeline.errors import InputError, exit_code_for
 
 PROG = "lstm-pipeline"
@@ -244,12 +245,14 @@ def _registry_options(parser: argparse.ArgumentParser) -> None:
 def configure_logging(verbose: bool = False) -> None:
     """Call before prefect is imported.
 
-    Progress (the library's INFO lines) goes to stdout, problems to stderr, so a failure on bad
-    input is exactly one stderr line. Prefect's own console output (server start, state
-    changes, tracebacks) stays in the flow-run logs of the Prefect UI unless `verbose`.
+    Progress (the library's INFO lines) goes to stdout, as bars on a terminal, problems to
+    stderr, so a failure on bad input is exactly one stderr line. Prefect's own console output
+    (server start, state changes, tracebacks) stays in the flow-run logs of the Prefect UI
+    unless `verbose`.
     """
+    # no usage reports from jobs that run unattended, often on machines without internet
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lstm_pipeline")  # into flow-run logs
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     library = logging.getLogger("lstm_pipeline")
     library.setLevel(logging.INFO)
     if verbose:
@@ -258,7 +261,8 @@ def configure_logging(verbose: bool = False) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no db-migration chatter
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download
     formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    progress = logging.StreamHandler(sys.stdout)
+    # on a terminal, live bars for epochs, tickers and folds; in a log, one plain line each
+    progress = TerminalProgress(formatter) if on_a_terminal() else logging.StreamHandler(sys.stdout)
     progress.addFilter(lambda record: record.levelno < logging.WARNING)
     problems = logging.StreamHandler(sys.stderr)
     problems.setLevel(logging.WARNING)

@@ -13,6 +13,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import runners
+from flows.artifacts import publish_forecasts
 from flows.fetching import fetch, load_each, transient_only
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DataConfig
@@ -67,6 +68,7 @@ def forecast_flow(
     prices, failures = load_each(fetch, data, "the forecast", forecaster.window, "one input window")
     table = forecast(forecaster, model, prices)
     path = write(table, output)
+    publish_forecasts(table, path)
     print(f"wrote {len(table)} forecasts to {path} (model version {model.version})")
     return {
         "output": path,

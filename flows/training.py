@@ -13,6 +13,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import runners
+from flows.artifacts import publish_training_summary
 from flows.fetching import fetch, load_each
 from lstm_pipeline import data, pipeline, provenance, registry, tracking
 from lstm_pipeline.config import PipelineConfig
@@ -137,6 +138,10 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
             decision = judge(cfg, model[0], windows["val"])  # before anything is registered
             version, promotion = register(cfg, run_id, model, decision, report.model_card)
     print(promotion.reason)
+    t = cfg.tracking
+    publish_training_summary(
+        uri, t.model_name, run_id, version, report.metrics, promotion.promoted, promotion.reason
+    )
     return {
         "run_id": run_id,
         "model_name": cfg.tracking.model_name,
