@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.fetching import fetch, load_each
+from flows.progress import wait_counting
 from lstm_pipeline import backtest, pipeline, provenance, tracking
 from lstm_pipeline.config import PipelineConfig, with_trigger
 
@@ -50,6 +51,7 @@ def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[
     with tracking.closing_run(uri, parent):
         # all folds at once: on a Dask runner each is fitted in its own worker process
         futures = [run_fold.submit(prices, cfg, k, folds, step) for k in range(folds)]
+        wait_counting(futures, "folds")
         results = [future.result() for future in futures]
         for result in results:
             log_fold(cfg, parent, result)

@@ -19,7 +19,7 @@ from datetime import date
 from typing import Any, NoReturn
 
 from flows import commands
-from flows.progress import TerminalProgress, on_a_terminal
+from flows.progress import TerminalProgress, on_a_terminal, plain_lines
 from lstm_pipeline.errors import InputError, exit_code_for
 
 PROG = "lstm-pipeline"
@@ -262,13 +262,15 @@ def configure_logging(verbose: bool = False) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download
     formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
     # on a terminal, live bars for epochs, tickers and folds; in a log, one plain line each
-    progress = TerminalProgress(formatter) if on_a_terminal() else logging.StreamHandler(sys.stdout)
-    progress.addFilter(lambda record: record.levelno < logging.WARNING)
+    progress: logging.Handler = TerminalProgress() if on_a_terminal() else plain_lines()
     problems = logging.StreamHandler(sys.stderr)
     problems.setLevel(logging.WARNING)
+    flows = logging.getLogger("flows")  # the flows' counts of tickers and folds
+    flows.setLevel(logging.INFO)
     for handler in (progress, problems):
         handler.setFormatter(formatter)
         library.addHandler(handler)
+        flows.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.states import State
 
+from flows.progress import wait_counting
 from lstm_pipeline import cache, data
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import InputError, describe_failures, require_survivors
@@ -60,6 +61,7 @@ def each_ticker(
     """`ticker_task(ticker, cfg, *args)` per ticker, all submitted at once: (results, failures),
     both by ticker in cfg's order."""
     futures = {t: ticker_task.submit(t, cfg, *args) for t in cfg.tickers}
+    wait_counting(list(futures.values()), "tickers")
     outcomes = {t: future.result(raise_on_failure=False) for t, future in futures.items()}
     results = {t: r for t, r in outcomes.items() if not isinstance(r, BaseException)}
     failures = {t: r for t, r in outcomes.items() if isinstance(r, BaseException)}

@@ -1,16 +1,21 @@
 """Progress bars for long CLI work, drawn only on a terminal.
 
-The library marks its progress lines with `extra={"progress": (label, done, total)}` (epochs;
-the flows add tickers and folds). On a terminal each label gets a live bar that shows the latest
-such line, and every other line prints above the bars. Elsewhere (a log file, a scheduler, CI)
-this handler is not installed: each line is printed once, plainly, with no control characters.
+The library marks its progress lines with `extra={"progress": (label, done, total)}` (epochs);
+the flows count tickers and folds off the same way with records that exist only for the bar
+(`bar_only`). On a terminal each label gets a live bar that shows the latest such line, and every
+other line prints above the bars. Elsewhere (a log file, a scheduler, CI) this handler is not
+installed: each library line is printed once, plainly, with no control characters, and the
+bar-only records are dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
+from typing import Any
 
+from prefect.futures import PrefectFuture, as_completed
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,13 +26,29 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+log = logging.getLogger(__name__)
+
+
+def wait_counting(futures: Sequence[PrefectFuture[Any]], label: str) -> None:
+    """Wait for every future; on a terminal a bar counts them off as they finish."""
+    for done, _ in enumerate(as_completed(list(futures)), start=1):
+        progress = {"progress": (label, done, len(futures)), "bar_only": True}
+        log.info("%d of %d %s done", done, len(futures), label, extra=progress)
+
+
+def plain_lines() -> logging.Handler:
+    """Progress as one line per record on stdout, without the bar-only counts."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(lambda r: r.levelno < logging.WARNING and not getattr(r, "bar_only", False))
+    return handler
+
 
 class TerminalProgress(logging.Handler):
-    """Bars from progress records, the other records as lines above them."""
+    """Bars from progress records, the other records below WARNING as lines above them."""
 
-    def __init__(self, formatter: logging.Formatter) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.setFormatter(formatter)
+        self.addFilter(lambda record: record.levelno < logging.WARNING)  # stderr has those
         self.bars = Progress(
             TextColumn("{task.description:>8}"),
             BarColumn(bar_width=30),

@@ -52,6 +52,7 @@ def test_epochs_show_as_a_live_bar_on_a_terminal(tmp_path, csv_dir):
     assert "epochs" in shown and "━" in shown  # rich's bar
     assert "3/3" in shown and "\x1b[" in shown  # redrawn in place, up to the last epoch
     assert "epoch 3/3 train_loss" in shown  # the latest epoch's losses ride on the bar
+    assert "2 of 2 tickers done" in shown  # fetches counted off as they finish
     assert "test MAE" in shown  # the summary still prints, below the finished bar
 
 
@@ -61,3 +62,4 @@ def test_without_a_terminal_each_epoch_is_one_plain_line(tmp_path, csv_dir):
     epochs = [line for line in proc.stdout.splitlines() if " epoch " in f" {line[9:]}"]
     assert [line[9:19] for line in epochs] == ["epoch 1/3 ", "epoch 2/3 ", "epoch 3/3 "]
     assert "\x1b" not in proc.stdout and "\r" not in proc.stdout and "━" not in proc.stdout
+    assert "tickers done" not in proc.stdout  # the counts are for bars only
