@@ -100,9 +100,12 @@ def register(
     model: tuple[Path, np.ndarray],
     decision: GateDecision,
     card: str,
+    val: WindowSet,
 ) -> tuple[str, registry.Promotion]:
     t = cfg.tracking
-    return registry.register_and_gate(t.tracking_uri, t.model_name, run_id, *model, decision, card)
+    return registry.register_and_gate(
+        t.tracking_uri, t.model_name, run_id, *model, decision, card, val, t.promotion_margin
+    )
 
 
 @flow(
@@ -113,6 +116,8 @@ def register(
 )
 def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     """Train on cfg.data's tickers, log the run, judge against the champion, register."""
+    # a dead tracking server fails the job now, not after the fetch and the training
+    tracking.ensure_reachable(cfg.tracking.tracking_uri, cfg.tracking.experiment)
     needed = rows_needed(cfg.features)
     prices, failures = load_each(fetch, cfg.data, "training", needed, split_purpose(cfg.features))
     windows = make_windows(prices, cfg)
@@ -136,7 +141,9 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as folder:
             model = export(result, windows, folder, run_id, data_tags["data.cutoff"])
             decision = judge(cfg, model[0], windows["val"])  # before anything is registered
-            version, promotion = register(cfg, run_id, model, decision, report.model_card)
+            version, promotion = register(
+                cfg, run_id, model, decision, report.model_card, windows["val"]
+            )
     print(promotion.reason)
     t = cfg.tracking
     publish_training_summary(

@@ -7,6 +7,7 @@ warning saying how stale it is. Never imports torch: the batch forecast path use
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import tempfile
@@ -242,10 +243,14 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
     """Call `write(tmp)` on a temp file beside `path`, then rename it over `path`.
 
     A crash mid-write leaves the previous file intact: readers see the old or the new, never half.
+    The temp file is hidden and named `.NAME.PID.XXXX.tmp`, so nothing reads it, and a writer
+    that was killed leaves one behind only until the next write removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}.{os.getpid()}."
+    remove_dead_writers_temps(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -255,6 +260,30 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_dead_writers_temps(path: Path) -> list[Path]:
+    """Delete the temp files of `path` whose writer process no longer exists; returns them.
+
+    A live writer's temp file is left alone, so concurrent writers never break each other.
+    """
+    removed = []
+    for tmp in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
+        pid = tmp.name.removeprefix(f".{path.name}.").split(".", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def latest_window(prices: pd.DataFrame, window: int) -> np.ndarray:

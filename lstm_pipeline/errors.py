@@ -7,6 +7,7 @@ unknown ticker, a broken file, too few rows), 1 when any failure is something el
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,10 +28,23 @@ class DataUnavailableError(RuntimeError):
     """Too few tickers could be loaded, and not only because of bad input (network, rate limits)."""
 
 
+# the user part of `scheme://user:password@host`: greedy up to the host's `@`, never past a `/`
+_USERINFO = re.compile(r"(?<=://)[^/\s]*@")
+
+
+def scrub(text: str) -> str:
+    """`text` with the credentials of every URI in it replaced by `***`.
+
+    MLflow quotes the full tracking URI in its errors; a password in it must not reach a
+    terminal, a log file or a scheduler's UI.
+    """
+    return _USERINFO.sub("***@", text)
+
+
 def one_line(exc: BaseException) -> str:
-    """The exception as the one line a user sees."""
+    """The exception as the one line a user sees, credentials scrubbed."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return scrub(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def describe_failures(failures: Mapping[str, BaseException]) -> dict[str, dict[str, Any]]:

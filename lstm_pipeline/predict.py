@@ -58,6 +58,29 @@ class OnnxForecaster:
             raise InputError(
                 "ONNX model lacks lstm-pipeline metadata (features, window, horizon)"
             ) from None
+        self._check_io("model bytes" if isinstance(model, bytes) else f"model file {model}")
+
+    def _check_io(self, where: str) -> None:
+        """InputError unless the graph takes `window` [batch, W, F] and gives `forecast` [batch, H]
+        as its metadata says: a mismatch would only surface at the first forecast, as an
+        onnxruntime error, after the data was fetched."""
+        expected = {
+            "window": ["batch", self.window, len(self.features)],
+            "forecast": ["batch", self.horizon],
+        }
+        actual = {i.name: i.shape for i in self.session.get_inputs()}
+        actual.update({o.name: o.shape for o in self.session.get_outputs()})
+        for name, dims in expected.items():
+            shape = actual.get(name)
+            # the batch axis is dynamic: a symbolic name, None or any size
+            if shape is None or len(shape) != len(dims) or not all(
+                isinstance(want, str) or have in (want, None) or isinstance(have, str)
+                for have, want in zip(shape, dims, strict=True)
+            ):
+                raise InputError(
+                    f"{where}: '{name}' has shape {_dims(shape)}, but its metadata calls for "
+                    f"{_dims(dims)}"
+                )
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
         """Raw windows [B, W, F] float32 -> price forecasts [B, H] float32."""
@@ -68,6 +91,10 @@ class OnnxForecaster:
             )
         (out,) = self.session.run(["forecast"], {"window": windows.astype(np.float32)})
         return out
+
+
+def _dims(shape: list[int | str | None] | None) -> str:
+    return "none" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 class NyseCalendar(AbstractHolidayCalendar):

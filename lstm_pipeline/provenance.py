@@ -8,10 +8,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from lstm_pipeline import __version__
 from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.errors import scrub
 
 UNKNOWN = "unknown"
 _SOURCE_DIR = Path(__file__).resolve().parent  # the code that runs, not the caller's cwd
@@ -69,10 +69,4 @@ def run_params(cfg: PipelineConfig) -> dict[str, Any]:
 def redact(uri: Any) -> Any:
     """`postgresql://user:secret@host/db` -> `postgresql://***@host/db`: a URI's user part may
     hold a password or a token, so all of it goes; anything else is returned unchanged."""
-    if not isinstance(uri, str) or "@" not in uri:
-        return uri
-    parts = urlsplit(uri)
-    if "@" not in parts.netloc:
-        return uri
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    return scrub(uri) if isinstance(uri, str) else uri

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lstm_pipeline import gate, tracking
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.tracking import CHALLENGER, CHAMPION, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -75,20 +76,82 @@ def register_and_gate(
     example: np.ndarray,
     decision: gate.GateDecision,
     description: str,
+    val: WindowSet,
+    margin: float,
 ) -> tuple[str, Promotion]:
     """Register the run's ONNX model, apply the gate's decision; returns (version, promotion).
 
-    Should anything fail after the version exists, it is deleted again: a failed run never
-    leaves a model behind.
+    `decision` was made against the champion of that moment. Should another run move
+    `champion` meanwhile, the new model is judged again on `val` against the new holder (see
+    settle). Should anything fail after the version exists, it is deleted again: a failed run
+    never leaves a model behind.
     """
     version = tracking.log_onnx_model(uri, run_id, onnx_path, example, model_name)
     client = tracking.client_for(uri)
+
+    def rejudge() -> gate.GateDecision:
+        return judge(uri, model_name, onnx_path, val, margin)
+
     try:
         client.update_model_version(model_name, version, description=description)
+        decision = settle(client, model_name, version, decision, rejudge)
         return version, _apply(client, model_name, version, run_id, decision)
     except BaseException:
-        client.delete_model_version(model_name, version)
+        _withdraw(client, model_name, version)
         raise
+
+
+def _withdraw(client: MlflowClient, model_name: str, version: str) -> None:
+    """Delete a version whose gate failed half-way, giving `champion` back if it took it."""
+    try:
+        holder = current_alias(client, model_name, CHAMPION)
+        if holder is not None and str(holder.version) == version:
+            previous = holder.tags.get("previous_champion", NONE)
+            if previous != NONE:
+                client.set_registered_model_alias(model_name, CHAMPION, previous)
+        client.delete_model_version(model_name, version)
+    except Exception as exc:  # the store may be what failed; the original error matters more
+        log.warning("could not withdraw %s v%s: %s", model_name, version, one_line(exc))
+
+
+SETTLE_ROUNDS = 5  # two gates racing settle in two; more means the alias keeps moving
+
+
+def settle(
+    client: MlflowClient,
+    model_name: str,
+    version: str,
+    decision: gate.GateDecision,
+    rejudge: Callable[[], gate.GateDecision],
+) -> gate.GateDecision:
+    """Give `champion` to `version` if the gate promotes it over the champion that holds it.
+
+    MLflow has no compare-and-set on aliases, so two runs finishing at once could each judge
+    the old champion and the later writer win, however bad. Instead: judge again whenever the
+    holder is not the one judged against, and read the alias back after setting it; if another
+    gate took it in between, judge against that one. The last run to read the alias has then
+    faced the holder, and only one version holds `champion`. Returns the final decision.
+    """
+    for _ in range(SETTLE_ROUNDS):
+        if not decision.promote:
+            return decision
+        holder = _holder(client, model_name)
+        if holder != decision.scores.champion_version:  # judged against a former champion
+            decision = rejudge()
+            continue
+        _move_champion(client, model_name, version, "gate", decision.reason)
+        if _holder(client, model_name) == version:
+            return decision
+        decision = rejudge()  # another gate set it between our read and our write
+    if _holder(client, model_name) == version:
+        return decision
+    reason = f"not promoted: champion moved {SETTLE_ROUNDS} times while this gate decided"
+    return gate.GateDecision(False, reason, decision.scores, decision.margin)
+
+
+def _holder(client: MlflowClient, model_name: str) -> str | None:
+    holder = current_alias(client, model_name, CHAMPION)
+    return None if holder is None else str(holder.version)
 
 
 def gate_tags(decision: gate.GateDecision) -> dict[str, str]:
@@ -109,13 +172,12 @@ def gate_tags(decision: gate.GateDecision) -> dict[str, str]:
 def _apply(
     client: MlflowClient, model_name: str, version: str, run_id: str, decision: gate.GateDecision
 ) -> Promotion:
+    """Record the settled decision on the version and the run; a loser becomes challenger."""
     tags = gate_tags(decision)
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
         client.set_tag(run_id, key, value)
-    if decision.promote:
-        _move_champion(client, model_name, version, "gate", decision.reason)
-    else:
+    if not decision.promote:
         client.set_registered_model_alias(model_name, CHALLENGER, version)
     log.info("%s v%s: %s", model_name, version, decision.reason)
     alias = CHAMPION if decision.promote else CHALLENGER

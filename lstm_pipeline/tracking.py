@@ -28,7 +28,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import InputError, one_line, scrub
 from lstm_pipeline.provenance import redact
 
 if TYPE_CHECKING:
@@ -44,17 +44,64 @@ DEFAULT_MODEL_URI = f"models:/lstm-forecaster@{CHAMPION}"
 MODEL_REQUIREMENTS = ["onnx", "onnxruntime", "numpy"]
 
 
+# Seconds the up-front reachability check waits for a tracking server (no retries).
+REACHABLE_TIMEOUT_S = 10
+
+
 class ModelNotFoundError(InputError):
     """A model URI or file that names nothing."""
 
 
+class TrackingUnavailableError(RuntimeError):
+    """The tracking store does not answer; the message says what was (not) done."""
+
+
+def chosen_tracking_uri(uri: str | None = None) -> str:
+    """`uri`, else $MLFLOW_TRACKING_URI, else the project's sqlite store (no side effects)."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
 def resolve_tracking_uri(uri: str | None = None) -> str:
-    """`uri`, else $MLFLOW_TRACKING_URI, else the project's sqlite store; set for this process."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The chosen tracking URI, set for this process; a new sqlite store's folder is created."""
+    uri = chosen_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     return uri
+
+
+def ensure_reachable(uri: str | None, experiment: str = "lstm-forecaster") -> None:
+    """Raise TrackingUnavailableError within seconds when an HTTP tracking server does not answer.
+
+    MLflow's client retries a dead server for minutes (7 retries with backoff by default):
+    right for a blip mid-run, wrong before any work, when a job would fetch and train only to
+    find it cannot log. One request, no retries; wrong credentials fail here too. Local stores
+    (sqlite, files) are left alone: checking them would create them.
+    """
+    uri = chosen_tracking_uri(uri)
+    if not uri.startswith(("http://", "https://")):
+        return
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    where = f"MLflow tracking server {scrub(uri)}"
+    try:
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/get-by-name",
+            "GET",
+            max_retries=0,
+            timeout=REACHABLE_TIMEOUT_S,
+            params={"experiment_name": experiment},
+        )
+    except Exception as exc:  # requests and mlflow wrap connection errors in several types
+        raise TrackingUnavailableError(
+            f"{where} is unreachable ({type(exc).__name__}); nothing was fetched or trained"
+        ) from None
+    if response.status_code in (401, 403) or response.status_code >= 500:
+        raise TrackingUnavailableError(
+            f"{where} answered HTTP {response.status_code}; nothing was fetched or trained"
+        )
 
 
 def client_for(uri: str | None = None) -> MlflowClient:
@@ -105,7 +152,14 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     # the UI then opens this experiment on its runs and charts, not on GenAI traces
     kind = {"mlflow.experimentKind": "custom_model_development"}
-    return str(client.create_experiment(name, artifact_location=location, tags=kind))
+    try:
+        return str(client.create_experiment(name, artifact_location=location, tags=kind))
+    except MlflowException:
+        # two runs starting at once on a new store: the other one created it between our calls
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
 
 
 def log_metrics(
@@ -167,7 +221,16 @@ def closing_run(uri: str | None, run_id: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        end_run(uri, run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+        try:
+            end_run(uri, run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+        except Exception:
+            # the store itself is gone (a server that died mid-run): say so, not a stack of
+            # connection errors. The run stays RUNNING there; nothing was registered.
+            raise TrackingUnavailableError(
+                f"MLflow tracking store {scrub(chosen_tracking_uri(uri))} stopped answering "
+                f"during run {run_id}, which stays RUNNING there; nothing was registered "
+                f"({one_line(exc)})"
+            ) from exc
         raise
     end_run(uri, run_id)
 
@@ -223,6 +286,12 @@ def resolve_model(model_uri: str, uri: str | None = None) -> ResolvedModel:
                 f"model {model_uri}: not a models:/ URI or an existing .onnx file"
             )
         return ResolvedModel(path, "file", "")
+    store = chosen_tracking_uri(uri)
+    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+        # opening a missing sqlite store would create an empty one: answer without touching it
+        raise ModelNotFoundError(
+            f"model {model_uri}: no tracking store at {store} (train first or pass --tracking-uri)"
+        )
     client = client_for(uri)
     version = _model_version(client, model_uri)
     local = mlflow.artifacts.download_artifacts(

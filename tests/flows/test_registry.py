@@ -30,8 +30,10 @@ def test_gate_verdicts_move_the_aliases_and_are_tagged_on_version_and_run(tracki
     def gate(new: float, champion: float | None = None) -> tuple[str, registry.Promotion]:
         run_id = tracking.start_run(tracking_uri, MODEL, "gate-test", {}, {})
         scores = GateScores(new, champion, holder(client), 50, 3)
+        # judged against the current holder and no other gate running: never judged again,
+        # so no validation windows are needed
         version, promotion = registry.register_and_gate(
-            tracking_uri, MODEL, run_id, path, example, decide(scores, 0.0), "card"
+            tracking_uri, MODEL, run_id, path, example, decide(scores, 0.0), "card", None, 0.0
         )
         run_tags = client.get_run(run_id).data.tags
         version_tags = client.get_model_version(MODEL, version).tags
