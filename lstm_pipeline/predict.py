@@ -64,22 +64,17 @@ class OnnxForecaster:
         """InputError unless the graph takes `window` [batch, W, F] and gives `forecast` [batch, H]
         as its metadata says: a mismatch would only surface at the first forecast, as an
         onnxruntime error, after the data was fetched."""
-        expected = {
+        expected: dict[str, list[Dim]] = {
             "window": ["batch", self.window, len(self.features)],
             "forecast": ["batch", self.horizon],
         }
         actual = {i.name: i.shape for i in self.session.get_inputs()}
         actual.update({o.name: o.shape for o in self.session.get_outputs()})
         for name, dims in expected.items():
-            shape = actual.get(name)
-            # the batch axis is dynamic: a symbolic name, None or any size
-            if shape is None or len(shape) != len(dims) or not all(
-                isinstance(want, str) or have in (want, None) or isinstance(have, str)
-                for have, want in zip(shape, dims, strict=True)
-            ):
+            if not shape_fits(actual.get(name), dims):
                 raise InputError(
-                    f"{where}: '{name}' has shape {_dims(shape)}, but its metadata calls for "
-                    f"{_dims(dims)}"
+                    f"{where}: '{name}' has shape {_dims(actual.get(name))}, but its metadata "
+                    f"calls for {_dims(dims)}"
                 )
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
@@ -93,7 +88,20 @@ class OnnxForecaster:
         return out
 
 
-def _dims(shape: list[int | str | None] | None) -> str:
+Dim = int | str | None  # onnxruntime's view of one axis: a size, a symbolic name or unknown
+
+
+def shape_fits(shape: list[Dim] | None, dims: list[Dim]) -> bool:
+    """Whether a graph's shape can take `dims`: symbolic or unknown axes fit any size."""
+    if shape is None or len(shape) != len(dims):
+        return False
+    return all(
+        isinstance(want, str) or isinstance(have, str) or have in (want, None)
+        for have, want in zip(shape, dims, strict=True)
+    )
+
+
+def _dims(shape: list[Dim] | None) -> str:
     return "none" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
 
 
