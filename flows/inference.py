@@ -63,6 +63,7 @@ def forecast_flow(
     Tickers that fail to load are left out and listed under "failed"; the file is written for
     the others. With none left, nothing is written and the failure is raised.
     """
+    predict.check_output(output)  # a bad name fails now, not after the forecast
     if model_uri.startswith("models:/"):  # fail in seconds, not after MLflow's retries
         tracking.ensure_reachable(tracking_uri)
     model = load_model(model_uri, tracking_uri)

@@ -20,6 +20,7 @@ from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import describe_failures
 from lstm_pipeline.features import WindowSet, build_window_sets, rows_needed, split_purpose
 from lstm_pipeline.gate import GateDecision
+from lstm_pipeline.runtime import make_runtime
 from lstm_pipeline.train import FitResult
 
 # Tasks take frames, tensors and models: no result caching on them.
@@ -116,7 +117,8 @@ def register(
 )
 def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     """Train on cfg.data's tickers, log the run, judge against the champion, register."""
-    # a dead tracking server fails the job now, not after the fetch and the training
+    # an absent device or a dead tracking server fails the job now, before any fetch or run
+    make_runtime(cfg.train, cfg.model.hidden_size)
     tracking.ensure_reachable(cfg.tracking.tracking_uri, cfg.tracking.experiment)
     needed = rows_needed(cfg.features)
     prices, failures = load_each(fetch, cfg.data, "training", needed, split_purpose(cfg.features))

@@ -161,14 +161,19 @@ def forecast_table(
     return pd.DataFrame(rows, columns=list(FORECAST_COLUMNS))
 
 
+def check_output(path: str | Path) -> str:
+    """The forecast file's format, `.csv` or `.parquet`; InputError for any other name."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InputError(f"output {path}: use a .csv or .parquet file name")
+    return suffix
+
+
 def write_forecasts(table: pd.DataFrame, path: str | Path) -> Path:
     """Write CSV or Parquet (by extension) atomically: a crash leaves any previous file intact."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if check_output(path) == ".csv":
         write_atomic(path, lambda tmp: table.to_csv(tmp, index=False, date_format="%Y-%m-%d"))
-    elif suffix == ".parquet":
-        write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
     else:
-        raise InputError(f"output {path}: use a .csv or .parquet file name")
+        write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
     return path

@@ -149,14 +149,42 @@ def tiny_onnx(tmp_path_factory) -> tuple[Path, np.ndarray]:
     return path, export_tiny_model(path)[:2]
 
 
-def run_cli(*args: str, cwd: Path, prelude: str = "") -> subprocess.CompletedProcess[str]:
-    """`lstm-pipeline ARGS` in a fresh interpreter (optionally after `prelude` code)."""
+def cli_command(args: tuple[str, ...], prelude: str = "") -> list[str]:
+    """`lstm-pipeline ARGS` as a fresh interpreter's command line (optionally after `prelude`)."""
     code = f"import sys\n{prelude}\nfrom flows.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", code, *args]
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment for a CLI process, minus the tracking URI that in-process tests leave in
+    it (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**env, "PYTHONPATH": str(ROOT), **(extra or {})}
+
+
+def run_cli(
+    *args: str, cwd: Path, prelude: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`lstm-pipeline ARGS` in a fresh interpreter, run to its end; `env` adds variables."""
     return subprocess.run(
-        [sys.executable, "-c", code, *args],
+        cli_command(args, prelude),
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=cli_env(env),
+    )
+
+
+def start_cli(
+    *args: str, cwd: Path, prelude: str = "", env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`lstm-pipeline ARGS` started in a fresh interpreter, stdout and stderr piped."""
+    return subprocess.Popen(
+        cli_command(args, prelude),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(env),
     )
