@@ -179,7 +179,8 @@ def run_cli(
 def start_cli(
     *args: str, cwd: Path, prelude: str = "", env: dict[str, str] | None = None
 ) -> subprocess.Popen[str]:
-    """`lstm-pipeline ARGS` started in a fresh interpreter, stdout and stderr piped."""
+    """`lstm-pipeline ARGS` started in a fresh interpreter and its own process group (so the
+    temporary Prefect server it starts can be stopped with it), stdout and stderr piped."""
     return subprocess.Popen(
         cli_command(args, prelude),
         cwd=cwd,
@@ -187,4 +188,5 @@ def start_cli(
         stderr=subprocess.PIPE,
         text=True,
         env=cli_env(env),
+        start_new_session=True,
     )

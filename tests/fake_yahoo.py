@@ -74,11 +74,14 @@ def _failed(ticker: str, reason: str) -> pd.DataFrame:
     return pd.DataFrame(columns=YF_COLUMNS)
 
 
-def install(tickers: dict[str, int], offline: tuple[str, ...] = ()) -> FakeYahoo:
-    """Patch yfinance.download for a CLI subprocess: `tickers` maps a ticker to its bar count."""
+def install(
+    tickers: dict[str, int], offline: tuple[str, ...] = (), script: list[Any] | None = None
+) -> FakeYahoo:
+    """Patch yfinance.download for a CLI subprocess: `tickers` maps a ticker to its bar count;
+    `script` as in FakeYahoo (failures served first, one per call)."""
     import yfinance
 
     history = {t: yahoo_frame(n, seed=i) for i, (t, n) in enumerate(tickers.items())}
-    fake = FakeYahoo(history, offline=offline)
+    fake = FakeYahoo(history, script, offline=offline)
     yfinance.download = fake.download
     return fake

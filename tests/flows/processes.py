@@ -27,9 +27,18 @@ def free_port() -> int:
 @contextmanager
 def serving(args: list[str], url: str, log_path: Path, env: dict[str, str]) -> Iterator[str]:
     """Run `args` in its own process group until `url` answers 200; stop the group after."""
+    with serving_process(args, url, log_path, env):
+        yield url
+
+
+@contextmanager
+def serving_process(
+    args: list[str], url: str, log_path: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen]:
+    """Like `serving`, yielding the process (for tests that kill the server themselves)."""
     with running(args, log_path, env) as proc:
         _wait_until_healthy(proc, url, log_path)
-        yield url
+        yield proc
 
 
 @contextmanager
@@ -65,6 +74,14 @@ def _wait_until_healthy(proc: subprocess.Popen, url: str, log_path: Path) -> Non
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(log_path.read_text()[-3000:])
         time.sleep(0.5)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group `proc` leads (started with start_new_session) and reap it."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    _wait_for_group_exit(proc.pid)
 
 
 def _wait_for_group_exit(pgid: int, seconds: float = 30) -> None:

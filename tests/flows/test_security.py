@@ -1,0 +1,106 @@
+"""Security: servers bind loopback unless told otherwise, and credentials in a tracking URI
+never reach output, MLflow or Prefect's records. (No unpickling on the forecast path:
+test_cli.py; tickers never reaching a path: test_validate.py and test_bad_inputs.py.)"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tests.flows.processes import free_port, serving
+from tests.flows.test_mlflow_server import running_server
+
+pytestmark = pytest.mark.slow
+VENV = Path(sys.executable).parent.parent
+SERVER_TARGETS = ("mlflow-ui", "mlflow-server", "serve-model", "prefect-server")
+LOOPBACK = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
+
+
+def make_recipe(target: str, **variables: str) -> str:
+    """The commands `make TARGET` would run (setup left out), with `variables` set."""
+    assigned = [f"{k}={v}" for k, v in {"VENV": str(VENV), **variables}.items()]
+    done = subprocess.run(
+        ["make", "-s", "-n", "-o", "setup", "-C", str(ROOT), *assigned, target],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+@pytest.mark.parametrize("target", SERVER_TARGETS)
+def test_every_server_the_makefile_starts_binds_loopback(target):
+    recipe = make_recipe(target)
+    assert re.findall(r"--host (\S+)", recipe) == ["127.0.0.1"], recipe
+
+
+def test_no_code_binds_every_interface():
+    code = [
+        ROOT / "Makefile",
+        *(ROOT / "flows").rglob("*.py"),
+        *(ROOT / "lstm_pipeline").rglob("*.py"),
+    ]
+    assert not [path for path in code if "0.0.0.0" in path.read_text()]
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as the kernel lists them) of sockets listening on `port`."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            local, state = row.split()[1], row.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_make_mlflow_server_really_listens_on_loopback_only(tmp_path):
+    port = free_port()
+    recipe = make_recipe("mlflow-server", MLFLOW_PORT=str(port))
+    script = tmp_path / "recipe.sh"
+    script.write_text(f"set -e\n{recipe}")  # run where the store may be created: tmp_path
+    url = f"http://127.0.0.1:{port}"
+    with serving(["bash", str(script)], f"{url}/health", tmp_path / "server.log", {}):
+        assert listening_addresses(port) == {LOOPBACK}
+
+
+SECRET = "s3cret-token"
+
+
+def test_credentials_in_the_tracking_uri_reach_no_output_run_record_or_prefect_state(
+    tmp_path, csv_dir
+):
+    """Train and forecast through a real server with `user:password@` in the URI, then look
+    for the password in everything written: output, the MLflow store (params, tags,
+    artifacts, model card, config.yaml) and Prefect's database and logs."""
+    prefect_home = tmp_path / "prefect-home"
+    env = {"PREFECT_HOME": str(prefect_home)}
+    data = ["--source", "csv", "--data-dir", str(csv_dir), "--tickers", "AAA", "BBB"]
+    smoke = str(ROOT / "flows/configs/smoke.yaml")
+    with running_server(tmp_path / "server") as url:
+        secret_uri = url.replace("http://", f"http://alice:{SECRET}@")
+        server = ["--tracking-uri", secret_uri]
+        runs = [
+            run_cli("train", *data, "--config", smoke, *server, "--json", cwd=tmp_path, env=env),
+            run_cli("forecast", *data, *server, "--json", cwd=tmp_path, env=env),
+        ]
+        for proc in runs:
+            assert proc.returncode == 0, proc.stderr
+            assert SECRET not in proc.stdout + proc.stderr
+        from mlflow.tracking import MlflowClient
+
+        run = MlflowClient(url).search_runs(["1"])[0]
+        assert run.data.params["tracking.tracking_uri"] == url.replace("http://", "http://***@")
+    leaks = [
+        path
+        for folder in (tmp_path / "server", prefect_home, tmp_path)
+        for path in folder.rglob("*")
+        if path.is_file() and SECRET.encode() in path.read_bytes()
+    ]
+    assert not leaks, leaks
