@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from flows import commands
 from flows.progress import TerminalProgress, on_a_terminal, plain_lines
-from lstm_pipeline.errors import InputError, exit_code_for
+from lstm_pipeline.errors import InputError, exit_code_for, one_line
 
 PROG = "lstm-pipeline"
 
@@ -276,19 +276,23 @@ def configure_logging(verbose: bool = False) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
+    if getattr(args, "tracking_uri", None):  # a password in it must not become a flow parameter
+        from lstm_pipeline.provenance import credentials_to_env
+
+        args.tracking_uri = credentials_to_env(args.tracking_uri)
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.handler
     where = f"{PROG} {args.command}"
     try:
         result = handler(args)
         code = report_failures(where, result.get("failed", {}))
     except InputError as exc:
-        print(f"{where}: error: {exc}", file=sys.stderr)
+        print(f"{where}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the CLI's last line of defence: one line, not a traceback
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = one_line(exc) if str(exc).strip() else ""
         print(f"{where}: failed: {type(exc).__name__}: {message}", file=sys.stderr)
         return 1
     if args.json:

@@ -5,9 +5,11 @@ No MLflow here: these are plain dicts and strings the tracking module logs.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from lstm_pipeline import __version__
 from lstm_pipeline.config import PipelineConfig
@@ -70,3 +72,20 @@ def redact(uri: Any) -> Any:
     """`postgresql://user:secret@host/db` -> `postgresql://***@host/db`: a URI's user part may
     hold a password or a token, so all of it goes; anything else is returned unchanged."""
     return scrub(uri) if isinstance(uri, str) else uri
+
+
+def credentials_to_env(uri: str | None) -> str | None:
+    """An HTTP tracking URI without its `user:password@`, which move to the variables MLflow's
+    client reads them from (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD).
+
+    The clean URI can then be shown, logged and stored as a Prefect flow parameter; the
+    password stays in this process's environment. Anything else is returned unchanged.
+    """
+    if not uri or not uri.startswith(("http://", "https://")):
+        return uri
+    parts = urlsplit(uri)
+    if parts.username is None or parts.password is None:
+        return uri
+    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))

@@ -66,6 +66,9 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     uri = chosen_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if scrub(uri) != uri:
+        # MLflow prints "View run ... at: URI/#/..." when a run ends, password and all
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     mlflow.set_tracking_uri(uri)
     return uri
 

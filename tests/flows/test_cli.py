@@ -103,8 +103,9 @@ def test_config_file_with_unknown_key_exits_2(tmp_path):
     assert_one_line_error(proc, "invalid train.epoch", "bad.yaml")
 
 
-def test_forecast_path_never_imports_torch(tmp_path: Path, tiny_onnx, csv_dir):
-    """A forecast job runs on onnxruntime, pandas and the registry alone."""
+def test_forecast_path_never_imports_torch_nor_unpickles(tmp_path: Path, tiny_onnx, csv_dir):
+    """A forecast job runs on onnxruntime, pandas and the registry alone, and never unpickles
+    (a pickle can run any code): the model is an ONNX file, nothing else is loaded."""
     from tests.flows.test_registry import register
 
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
@@ -114,9 +115,16 @@ def test_forecast_path_never_imports_torch(tmp_path: Path, tiny_onnx, csv_dir):
     MlflowClient(uri).set_registered_model_alias("lstm-forecaster", "champion", version)
     guard = (
         "sys.modules['torch'] = None  # any import of torch now fails\n"
-        "import atexit\n"
+        "import atexit, pickle\n"
+        "unpickled = []\n"
+        "def refuse(*args, **kwargs):\n"
+        "    unpickled.append('pickle.load(s)')\n"
+        "    raise RuntimeError('unpickling refused')\n"
+        "pickle.load = pickle.loads = refuse\n"
+        "sys.addaudithook(lambda event, args: event == 'pickle.find_class' and "
+        "unpickled.append(args))  # any unpickler that meets a class, C ones included\n"
         "atexit.register(lambda: print('torch imported:', "
-        "sys.modules.get('torch') is not None))"
+        "sys.modules.get('torch') is not None, 'unpickled:', unpickled))"
     )
     output = tmp_path / "forecasts.parquet"
     proc = run_cli(
@@ -137,7 +145,7 @@ def test_forecast_path_never_imports_torch(tmp_path: Path, tiny_onnx, csv_dir):
         prelude=guard,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "torch imported: False"
+    assert proc.stdout.strip().splitlines()[-1] == "torch imported: False unpickled: []"
     result = json.loads(proc.stdout.strip().splitlines()[-2])
     assert result["rows"] == 6 and result["model_version"] == version
     assert output.is_file()

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import os
 import subprocess
 
 import numpy as np
@@ -60,6 +61,17 @@ def test_passwords_never_reach_params_or_the_config_artifact(uri, expected):
     cfg = build_config(tracking__tracking_uri=uri)
     assert provenance.run_params(cfg)["tracking.tracking_uri"] == expected
     assert "s3cret" not in report.config_yaml(cfg)
+
+
+def test_credentials_move_from_an_http_tracking_uri_to_mlflows_variables(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    clean = provenance.credentials_to_env("https://al%40ice:p%2Fss@mlflow.example:8443/x")
+    assert clean == "https://mlflow.example:8443/x"
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "al@ice"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "p/ss"
+    for unchanged in (None, "http://127.0.0.1:5000", "https://token@host", "sqlite:///a.db"):
+        assert provenance.credentials_to_env(unchanged) == unchanged
 
 
 @pytest.fixture
