@@ -168,8 +168,9 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "tracking-server-down": (
         ["train", *CSV, "--tracking-uri", f"http://user:secret@127.0.0.1:{CLOSED_PORT}"],
         1,
-        f"TrackingUnavailableError: MLflow tracking server http://***@127.0.0.1:{CLOSED_PORT} "
-        "is unreachable",
+        # the CLI moved the credentials out of the URI before anything saw it
+        f"TrackingUnavailableError: MLflow tracking server http://127.0.0.1:{CLOSED_PORT} "
+        "is unreachable (MlflowException); nothing was fetched or trained",
     ),
 }
 
@@ -242,7 +243,7 @@ def batch(tmp_path_factory) -> dict:
     )
     assert done.returncode == 0, done.stderr
     results = json.loads((root / "results.json").read_text())
-    (root / "results.json").unlink()
+    (root / "results.json").unlink()  # not part of what the cases may change
     after = {"root": snapshot(root), "corpus": snapshot(BAD)}
     return {"inputs": inputs, "results": results, "before": before, "after": after}
 
