@@ -236,3 +236,16 @@ def test_fetch_key_names_what_the_result_depends_on_and_open_ranges_name_the_day
 def test_local_sources_are_never_reused_by_key(source, tmp_path):
     cfg = DataConfig(tickers=("AAPL",), source=source, data_dir=str(tmp_path))
     assert cache.fetch_key("AAPL", cfg, 2, date(2026, 11, 24)) is None
+
+
+def test_the_next_write_removes_only_the_temp_files_of_dead_writers(tmp_path: Path):
+    path = tmp_path / "AAPL.parquet"
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    torn = tmp_path / f".AAPL.parquet.{int(ended.stdout)}.abc123.tmp"  # its writer is gone
+    torn.write_text("half a file")
+    live = tmp_path / f".AAPL.parquet.{os.getpid()}.def456.tmp"  # a writer still at work
+    live.write_text("in progress")
+    data.write_atomic(path, lambda tmp: tmp.write_text("new"))
+    assert path.read_text() == "new" and live.exists() and not torn.exists()
