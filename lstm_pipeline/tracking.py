@@ -293,7 +293,8 @@ def resolve_model(model_uri: str, uri: str | None = None) -> ResolvedModel:
     if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
         # opening a missing sqlite store would create an empty one: answer without touching it
         raise ModelNotFoundError(
-            f"model {model_uri}: no tracking store at {store} (train first or pass --tracking-uri)"
+            f"model {model_uri} not found: no tracking store at {store} (train first or pass "
+            "--tracking-uri)"
         )
     client = client_for(uri)
     version = _model_version(client, model_uri)

@@ -152,7 +152,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "model-uri-without-store": (
         ["forecast", *SAMPLE, "--model-uri", "models:/nope@champion"],
         2,
-        "model models:/nope@champion: no tracking store at sqlite:///mlflow/mlflow.db",
+        "model models:/nope@champion not found: no tracking store at sqlite:///mlflow/mlflow.db",
     ),
     "model-uri-not-registered": (
         ["forecast", *SAMPLE, "--model-uri", "models:/nope@champion"]
