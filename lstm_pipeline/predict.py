@@ -51,8 +51,8 @@ class OnnxForecaster:
 
     The session runs single-threaded and a large batch is split into `threads` chunks run at
     once (`InferenceSession.run` is thread-safe and releases the GIL): onnxruntime's LSTM
-    operator spreads one batch over threads poorly, so 2 chunks on 2 cores run ~1.6x faster
-    than one call with 2 intra-op threads (benchmarks/inference.py).
+    operator spreads one batch over threads poorly. On 2 cores that is ~1.6x faster than 2
+    intra-op threads at batch 1 and no slower at batch 1,000 (benchmarks/inference.py).
     """
 
     def __init__(
