@@ -9,10 +9,9 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import each_ticker, fetch
+from flows.fetching import fetch, load_each
 from lstm_pipeline import backtest, pipeline, provenance, tracking
 from lstm_pipeline.config import PipelineConfig, with_trigger
-from lstm_pipeline.errors import require_survivors
 
 
 @task(cache_policy=NO_CACHE, task_run_name="fold-{fold}")
@@ -40,8 +39,7 @@ def log_fold(cfg: PipelineConfig, parent_id: str, result: backtest.FoldResult) -
 @flow(name="lstm-backtest", flow_run_name=lambda: f"backtest-{date.today()}")
 def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[str, Any]:
     """Refit on expanding history `folds` times, each scored on the next `step` trading days."""
-    prices, failures = each_ticker(fetch, cfg.data)
-    require_survivors(prices, failures, cfg.data.min_tickers, "backtest")
+    prices, failures = load_each(fetch, cfg.data, "backtest")
     uri = cfg.tracking.tracking_uri
     cfg = with_trigger(cfg, "backtest")
     params = provenance.run_params(cfg) | {"backtest.folds": folds, "backtest.step": step}
@@ -50,7 +48,9 @@ def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[
         uri, cfg.tracking.experiment, f"backtest-{date.today()}", params, tags
     )
     with tracking.closing_run(uri, parent):
-        results = [run_fold(prices, cfg, k, folds, step) for k in range(folds)]
+        # all folds at once: on a Dask runner each is fitted in its own worker process
+        futures = [run_fold.submit(prices, cfg, k, folds, step) for k in range(folds)]
+        results = [future.result() for future in futures]
         for result in results:
             log_fold(cfg, parent, result)
         overall, table = backtest.pooled_scores(results)

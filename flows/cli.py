@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any, NoReturn
 
 from flows import commands
+from flows.progress import TerminalProgress, on_a_terminal
 from lstm_pipeline.errors import InputError, exit_code_for
 
 PROG = "lstm-pipeline"
@@ -54,6 +55,28 @@ def _data_options(parser: argparse.ArgumentParser, tickers: bool = True) -> None
     )
     parser.add_argument("--start", type=_iso_date, help="first date used, YYYY-MM-DD")
     parser.add_argument("--end", type=_iso_date, help="last date used (inclusive), YYYY-MM-DD")
+    parser.add_argument(
+        "--max-failure-ratio",
+        type=float,
+        metavar="R",
+        help="fail when a larger share of the tickers fails (default 0.5); up to it, warn",
+    )
+
+
+def _runner_options(parser: argparse.ArgumentParser, kinds: bool = True) -> None:
+    if kinds:
+        parser.add_argument(
+            "--task-runner",
+            choices=["threads", "dask"],
+            help="where per-ticker fetches, folds and trials run (default: threads; dask "
+            "without --dask-address starts a temporary local cluster)",
+        )
+    parser.add_argument(
+        "--dask-address",
+        metavar="ADDR",
+        help="scheduler of an existing Dask cluster, e.g. tcp://scheduler:8786 (implies dask; "
+        "default: $LSTM_PIPELINE_DASK_ADDRESS)",
+    )
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_option(fetch)
     fetch.add_argument("--json", action="store_true", help="print one JSON object as last line")
+    _runner_options(fetch)
     fetch.set_defaults(handler=commands.run_fetch)
 
     train = sub.add_parser("train", help="run the training flow")
@@ -105,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what started this run, logged as its `trigger` tag (default: manual)",
     )
     _common(train)
+    _runner_options(train)
     train.set_defaults(handler=commands.run_train)
 
     backtest = sub.add_parser("backtest", help="walk-forward backtest against the naive forecast")
@@ -118,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="trading days scored per fold (default 126, half a year)",
     )
     _common(backtest)
+    _runner_options(backtest)
     backtest.set_defaults(handler=commands.run_backtest)
 
     tune = sub.add_parser("tune", help="Optuna search; writes the best config as YAML")
@@ -126,7 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--trials", type=int, default=20)
     tune.add_argument("--parallel", type=int, default=1, help="trials run at once as tasks")
     tune.add_argument("--output", default="tuned.yaml", help="best config, for train --config")
+    tune.add_argument(
+        "--optuna-storage",
+        metavar="URL",
+        help="Optuna storage every worker reaches, e.g. postgresql://... (default: a temporary "
+        "sqlite file, removed at the end)",
+    )
     _common(tune)
+    _runner_options(tune)
     tune.set_defaults(handler=commands.run_tune)
 
     forecast = sub.add_parser("forecast", help="run the batch forecast flow")
@@ -134,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(forecast)
     _forecast_options(forecast)
     _common(forecast)
+    _runner_options(forecast)
     forecast.set_defaults(handler=commands.run_forecast)
 
     serve = sub.add_parser(
@@ -144,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(serve)
     _forecast_options(serve)
     _common(serve)
+    _runner_options(serve, kinds=False)
     serve.set_defaults(handler=commands.run_serve)
 
     promote = sub.add_parser("promote", help="give the champion alias to a model version")
@@ -210,12 +245,14 @@ def _registry_options(parser: argparse.ArgumentParser) -> None:
 def configure_logging(verbose: bool = False) -> None:
     """Call before prefect is imported.
 
-    Progress (the library's INFO lines) goes to stdout, problems to stderr, so a failure on bad
-    input is exactly one stderr line. Prefect's own console output (server start, state
-    changes, tracebacks) stays in the flow-run logs of the Prefect UI unless `verbose`.
+    Progress (the library's INFO lines) goes to stdout, as bars on a terminal, problems to
+    stderr, so a failure on bad input is exactly one stderr line. Prefect's own console output
+    (server start, state changes, tracebacks) stays in the flow-run logs of the Prefect UI
+    unless `verbose`.
     """
+    # no usage reports from jobs that run unattended, often on machines without internet
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lstm_pipeline")  # into flow-run logs
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     library = logging.getLogger("lstm_pipeline")
     library.setLevel(logging.INFO)
     if verbose:
@@ -224,7 +261,8 @@ def configure_logging(verbose: bool = False) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no db-migration chatter
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download
     formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    progress = logging.StreamHandler(sys.stdout)
+    # on a terminal, live bars for epochs, tickers and folds; in a log, one plain line each
+    progress = TerminalProgress(formatter) if on_a_terminal() else logging.StreamHandler(sys.stdout)
     progress.addFilter(lambda record: record.levelno < logging.WARNING)
     problems = logging.StreamHandler(sys.stderr)
     problems.setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ Flows are imported inside each handler, so `forecast` never imports torch.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 
@@ -17,7 +18,17 @@ def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "data__cache_dir": args.cache_dir,
         "data__start": args.start,
         "data__end": args.end,
+        "data__max_failure_ratio": args.max_failure_ratio,
     }
+
+
+def _on_runner(flow: Any, args: argparse.Namespace) -> Any:
+    """`flow` with the task runner the options (else $LSTM_PIPELINE_DASK_ADDRESS) ask for."""
+    from flows.runners import from_environment, task_runner
+
+    if args.dask_address:
+        return flow.with_options(task_runner=task_runner(args.task_runner, args.dask_address))
+    return flow.with_options(task_runner=from_environment(args.task_runner))
 
 
 def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
@@ -25,7 +36,7 @@ def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline.config import build_config
 
     cfg = build_config(args.config, **_data_overrides(args), data__interval=args.interval)
-    result = fetch_flow(cfg.data)
+    result = _on_runner(fetch_flow, args)(cfg.data)
     for ticker, info in result["tickers"].items():
         print(f"{ticker}: {info['rows']} rows {info['first']}..{info['last']} -> {info['path']}")
     return result
@@ -50,7 +61,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = _training_config(args)
     from flows.training import train_flow
 
-    result = train_flow(cfg)
+    result = _on_runner(train_flow, args)(cfg)
     print(format_training(result))
     return result
 
@@ -63,7 +74,7 @@ def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
     cfg = _training_config(args)
     from flows.backtest import backtest_flow
 
-    result = backtest_flow(cfg, args.folds, args.step)
+    result = _on_runner(backtest_flow, args)(cfg, args.folds, args.step)
     for fold in result["folds"]:
         print(
             f"fold {fold['fold']}: {fold['first_day']}..{fold['last_day']} MASE "
@@ -86,7 +97,9 @@ def run_tune(args: argparse.Namespace) -> dict[str, Any]:
     cfg = _training_config(args)
     from flows.tuning import tune_flow
 
-    result = tune_flow(cfg, args.trials, args.parallel, args.output)
+    result = _on_runner(tune_flow, args)(
+        cfg, args.trials, args.parallel, args.output, args.optuna_storage
+    )
     for trial in result["trials"]:
         score = f"val MASE {trial['val_mase']:.4f}" if trial["val_mase"] is not None else "pruned"
         print(f"trial {trial['number']}: {score}")
@@ -121,7 +134,8 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline.config import build_config
 
     cfg = build_config(args.config, **_data_overrides(args))
-    result = forecast_flow(cfg.data, args.model_uri, args.output, args.tracking_uri)
+    flow = _on_runner(forecast_flow, args)
+    result = flow(cfg.data, args.model_uri, args.output, args.tracking_uri)
     print(
         f"wrote {result['rows']} forecasts to {result['output']} "
         f"(model version {result['model_version']}, {args.model_uri})"
@@ -130,7 +144,7 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_serve(args: argparse.Namespace) -> dict[str, Any]:
-    from flows import deploy
+    from flows import deploy, runners
     from lstm_pipeline import tracking
 
     # Every check before the server is contacted: a bad value must not register anything.
@@ -138,6 +152,8 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)
     cfg = _training_config(args)
     url = deploy.require_server()
+    if args.dask_address:  # each run imports its flow in a subprocess that inherits this
+        os.environ[runners.DASK_ADDRESS_ENV] = args.dask_address
     # a retraining and a forecast due at the same minute would race to create a new store
     tracking.ensure_experiment(cfg.tracking.tracking_uri, cfg.tracking.experiment)
     deployments = deploy.build_deployments(

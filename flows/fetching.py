@@ -1,24 +1,30 @@
 """Fetching prices: the per-ticker task shared by every flow, and the flow behind `fetch`.
 
-Each ticker is its own task run; a failure is collected with its reason instead of failing the
+Each ticker is its own task run, submitted to the flow's task runner (threads, or Dask workers),
+so tickers load concurrently; a failure is collected with its reason instead of failing the
 flow, so one bad ticker never costs the good ones. Network retries (with backoff) and the cache
 fallback live in the library, so they work, and are tested, without Prefect.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
 from prefect.states import State
 
-from lstm_pipeline import data
+from lstm_pipeline import cache, data
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import InputError, describe_failures
+from lstm_pipeline.errors import InputError, describe_failures, require_survivors
+
+# A yfinance fetch is reused for this long at most, and only the same day for open ranges
+# (cache.fetch_key names the date), so a rerun on the same data skips the network.
+FETCH_CACHE_EXPIRATION = timedelta(hours=12)
 
 
 def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:
@@ -26,7 +32,17 @@ def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:
     return not isinstance(state.result(raise_on_failure=False), InputError)
 
 
-@task(cache_policy=NO_CACHE, task_run_name="fetch-{ticker}")
+def fetch_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """Key the fetch on ticker, range, interval and source, never on the frames it returns."""
+    p = parameters
+    return cache.fetch_key(p["ticker"], p["cfg"], p.get("min_rows", data.MIN_ROWS), date.today())
+
+
+@task(
+    task_run_name="fetch-{ticker}",
+    cache_key_fn=fetch_cache_key,
+    cache_expiration=FETCH_CACHE_EXPIRATION,
+)
 def fetch(
     ticker: str, cfg: DataConfig, min_rows: int = data.MIN_ROWS, purpose: str = "a price series"
 ) -> pd.DataFrame:
@@ -41,16 +57,27 @@ def fill_cache(ticker: str, cfg: DataConfig) -> dict[str, Any]:
 def each_ticker(
     ticker_task: Any, cfg: DataConfig, *args: Any
 ) -> tuple[dict[str, Any], dict[str, BaseException]]:
-    """`ticker_task(ticker, cfg, *args)` per ticker: (results, failures), both by ticker."""
-    states = {t: ticker_task(t, cfg, *args, return_state=True) for t in cfg.tickers}
-    outcomes = {t: state.result(raise_on_failure=False) for t, state in states.items()}
+    """`ticker_task(ticker, cfg, *args)` per ticker, all submitted at once: (results, failures),
+    both by ticker in cfg's order."""
+    futures = {t: ticker_task.submit(t, cfg, *args) for t in cfg.tickers}
+    outcomes = {t: future.result(raise_on_failure=False) for t, future in futures.items()}
     results = {t: r for t, r in outcomes.items() if not isinstance(r, BaseException)}
     failures = {t: r for t, r in outcomes.items() if isinstance(r, BaseException)}
+    return results, failures
+
+
+def load_each(
+    ticker_task: Any, cfg: DataConfig, purpose: str, *args: Any
+) -> tuple[dict[str, Any], dict[str, BaseException]]:
+    """each_ticker, then go on with a warning, or fail when too few tickers are left
+    (cfg.min_tickers) or too many failed (cfg.max_failure_ratio)."""
+    results, failures = each_ticker(ticker_task, cfg, *args)
+    require_survivors(results, failures, cfg.min_tickers, purpose, cfg.max_failure_ratio)
     return results, failures
 
 
 @flow(name="lstm-fetch", flow_run_name=lambda: f"fetch-{date.today()}")
 def fetch_flow(cfg: DataConfig) -> dict[str, Any]:
     """Update (yfinance) or import (sample, csv) each ticker's cache; failures are listed."""
-    summary, failures = each_ticker(fill_cache, cfg)
+    summary, failures = load_each(fill_cache, cfg, "fetch")
     return {"tickers": summary, "failed": describe_failures(failures)}

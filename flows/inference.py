@@ -12,10 +12,12 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import each_ticker, fetch, transient_only
+from flows import runners
+from flows.artifacts import publish_forecasts
+from flows.fetching import fetch, load_each, transient_only
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import describe_failures, require_survivors
+from lstm_pipeline.errors import describe_failures
 
 DEFAULT_OUTPUT = "forecasts/forecasts.csv"
 
@@ -44,7 +46,12 @@ def write(table: pd.DataFrame, output: str) -> str:
     return str(predict.write_forecasts(table, output))
 
 
-@flow(name="lstm-forecast", flow_run_name=lambda: f"forecast-{date.today()}", log_prints=True)
+@flow(
+    name="lstm-forecast",
+    flow_run_name=lambda: f"forecast-{date.today()}",
+    log_prints=True,
+    task_runner=runners.from_environment(),  # deployments: $LSTM_PIPELINE_DASK_ADDRESS
+)
 def forecast_flow(
     data: DataConfig = DataConfig(),
     model_uri: str = tracking.DEFAULT_MODEL_URI,
@@ -58,10 +65,10 @@ def forecast_flow(
     """
     model = load_model(model_uri, tracking_uri)
     forecaster = open_model(model)
-    prices, failures = each_ticker(fetch, data, forecaster.window, "one input window")
-    require_survivors(prices, failures, 1, "the forecast")
+    prices, failures = load_each(fetch, data, "the forecast", forecaster.window, "one input window")
     table = forecast(forecaster, model, prices)
     path = write(table, output)
+    publish_forecasts(table, path)
     print(f"wrote {len(table)} forecasts to {path} (model version {model.version})")
     return {
         "output": path,

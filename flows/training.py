@@ -12,10 +12,12 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import each_ticker, fetch
+from flows import runners
+from flows.artifacts import publish_training_summary
+from flows.fetching import fetch, load_each
 from lstm_pipeline import data, pipeline, provenance, registry, tracking
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.errors import describe_failures, require_survivors
+from lstm_pipeline.errors import describe_failures
 from lstm_pipeline.features import WindowSet, build_window_sets, rows_needed, split_purpose
 from lstm_pipeline.gate import GateDecision
 from lstm_pipeline.train import FitResult
@@ -103,12 +105,16 @@ def register(
     return registry.register_and_gate(t.tracking_uri, t.model_name, run_id, *model, decision, card)
 
 
-@flow(name="lstm-train", flow_run_name=lambda: f"train-{date.today()}", log_prints=True)
+@flow(
+    name="lstm-train",
+    flow_run_name=lambda: f"train-{date.today()}",
+    log_prints=True,
+    task_runner=runners.from_environment(),  # deployments: $LSTM_PIPELINE_DASK_ADDRESS
+)
 def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     """Train on cfg.data's tickers, log the run, judge against the champion, register."""
     needed = rows_needed(cfg.features)
-    prices, failures = each_ticker(fetch, cfg.data, needed, split_purpose(cfg.features))
-    require_survivors(prices, failures, cfg.data.min_tickers, "training")
+    prices, failures = load_each(fetch, cfg.data, "training", needed, split_purpose(cfg.features))
     windows = make_windows(prices, cfg)
     data_tags = pipeline.data_summary(prices, failures)
     run_id = open_run(cfg, data_tags)
@@ -132,6 +138,10 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
             decision = judge(cfg, model[0], windows["val"])  # before anything is registered
             version, promotion = register(cfg, run_id, model, decision, report.model_card)
     print(promotion.reason)
+    t = cfg.tracking
+    publish_training_summary(
+        uri, t.model_name, run_id, version, report.metrics, promotion.promoted, promotion.reason
+    )
     return {
         "run_id": run_id,
         "model_name": cfg.tracking.model_name,

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from datetime import date
 from typing import Any
 
+import optuna
 import pandas as pd
 from optuna.trial import TrialState
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import each_ticker, fetch
+from flows.fetching import fetch, load_each
 from lstm_pipeline import pipeline, provenance, tracking, tune
 from lstm_pipeline.config import PipelineConfig, with_trigger
-from lstm_pipeline.errors import require_survivors
 
 
 @task(cache_policy=NO_CACHE, task_run_name="trial-{ticket.number}")
@@ -41,6 +40,32 @@ def log_trial(cfg: PipelineConfig, parent_id: str, outcome: tune.TrialOutcome) -
     return run_id
 
 
+def run_trials(
+    study: optuna.Study,
+    storage: str,
+    cfg: PipelineConfig,
+    prices: dict[str, pd.DataFrame],
+    trials: int,
+    parallel: int,
+    parent: str,
+) -> dict[int, tune.TrialOutcome]:
+    """Ask `parallel` trials at a time, run them as tasks (on a Dask runner in as many worker
+    processes), tell the study each outcome and log it as a nested run."""
+    outcomes: dict[int, tune.TrialOutcome] = {}
+    while len(outcomes) < trials:
+        batch = min(parallel, trials - len(outcomes))
+        tickets = [tune.ask(study, storage, cfg) for _ in range(batch)]
+        for future in [run_trial.submit(ticket, prices) for ticket in tickets]:
+            outcome = future.result()
+            outcomes[outcome.number] = outcome
+            if outcome.state == "PRUNED":
+                study.tell(outcome.number, state=TrialState.PRUNED)
+            else:
+                study.tell(outcome.number, outcome.value)
+            log_trial(cfg, parent, outcome)
+    return outcomes
+
+
 @flow(name="lstm-tune", flow_run_name=lambda: f"tune-{date.today()}")
 def tune_flow(
     cfg: PipelineConfig,
@@ -49,46 +74,41 @@ def tune_flow(
     output: str = "tuned.yaml",
     storage: str | None = None,
 ) -> dict[str, Any]:
-    """Search SEARCH_SPACE around `cfg`, `parallel` trials at a time; write the best config."""
-    prices, failures = each_ticker(fetch, cfg.data)
-    require_survivors(prices, failures, cfg.data.min_tickers, "tuning")
-    storage = storage or f"sqlite:///{tempfile.mkdtemp(prefix='lstm-tune-')}/optuna.db"
-    study = tune.create_study(storage, f"tune-{uuid.uuid4().hex[:8]}", cfg.train.seed)
+    """Search SEARCH_SPACE around `cfg`, `parallel` trials at a time; write the best config.
+
+    `storage` is the Optuna storage URL every worker reaches (e.g. PostgreSQL for a remote
+    cluster); None keeps the study in a temporary sqlite file, removed at the end.
+    """
+    prices, failures = load_each(fetch, cfg.data, "tuning")
     uri = cfg.tracking.tracking_uri
     cfg = with_trigger(cfg, "tune")
     params = provenance.run_params(cfg) | {"tune.trials": trials, "tune.parallel": parallel}
     tags = provenance.run_tags(cfg, pipeline.data_summary(prices, failures))
-    tags["optuna.study"] = study.study_name
-    parent = tracking.start_run(uri, cfg.tracking.experiment, f"tune-{date.today()}", params, tags)
-    outcomes: dict[int, tune.TrialOutcome] = {}
-    with tracking.closing_run(uri, parent):
-        while len(outcomes) < trials:
-            batch = min(parallel, trials - len(outcomes))
-            tickets = [tune.ask(study, storage, cfg) for _ in range(batch)]
-            for future in [run_trial.submit(ticket, prices) for ticket in tickets]:
-                outcome = future.result()
-                outcomes[outcome.number] = outcome
-                if outcome.state == "PRUNED":
-                    study.tell(outcome.number, state=TrialState.PRUNED)
-                else:
-                    study.tell(outcome.number, outcome.value)
-                log_trial(cfg, parent, outcome)
-        best = outcomes[study.best_trial.number]
-        path = tune.write_config(best.config, output)
-        tracking.log_text(uri, parent, path.read_text(), "tune/best_config.yaml")
-        tracking.log_metrics(
-            uri,
-            parent,
-            {
-                "best_val_mase": study.best_value,
-                "pruned_trials": sum(o.state == "PRUNED" for o in outcomes.values()),
-            },
+    with tune.study_storage(storage) as url:
+        study = tune.create_study(url, f"tune-{uuid.uuid4().hex[:8]}", cfg.train.seed)
+        tags["optuna.study"] = study.study_name
+        parent = tracking.start_run(
+            uri, cfg.tracking.experiment, f"tune-{date.today()}", params, tags
         )
+        with tracking.closing_run(uri, parent):
+            outcomes = run_trials(study, url, cfg, prices, trials, parallel, parent)
+            best = outcomes[study.best_trial.number]
+            best_params = study.best_trial.params  # read while the storage still exists
+            path = tune.write_config(best.config, output)
+            tracking.log_text(uri, parent, path.read_text(), "tune/best_config.yaml")
+            tracking.log_metrics(
+                uri,
+                parent,
+                {
+                    "best_val_mase": study.best_value,
+                    "pruned_trials": sum(o.state == "PRUNED" for o in outcomes.values()),
+                },
+            )
     return {
         "run_id": parent,
         "best_trial": best.number,
-        "best_val_mase": study.best_value,
-        "best_params": study.best_trial.params,
+        "best_val_mase": best.value,
+        "best_params": best_params,
         "output": str(path),
         "trials": [
             {"number": o.number, "state": o.state, "val_mase": o.value}

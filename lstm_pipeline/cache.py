@@ -8,12 +8,14 @@ later request for older data knows it has to download. Never imports torch or yf
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
 
+from lstm_pipeline.config import DataConfig
 from lstm_pipeline.validate import ADJ_CLOSE, day, validate_ticker
 
 log = logging.getLogger(__name__)
@@ -95,3 +97,26 @@ def age_days(bars: pd.DataFrame, today: date | None = None) -> int:
 
 def describe_age(bars: pd.DataFrame, today: date | None = None) -> str:
     return f"last bar {day(bars.index[-1])}, {age_days(bars, today)} days old"
+
+
+def fetch_key(ticker: str, cfg: DataConfig, min_rows: int, today: date) -> str | None:
+    """What one fetch's result depends on, as a key to reuse it by; None: never reuse it.
+
+    Only yfinance fetches are worth reusing: sample and csv are local reads, and a csv file can
+    change under the same name. The key is the ticker, interval, date range, cache folder and
+    row minimum (never the frames). A range with no end, or one reaching today, gains a bar
+    every trading day, so its key also names today's date.
+    """
+    if cfg.source != "yfinance":
+        return None
+    open_ended = cfg.end is None or cfg.end >= today
+    parts = [
+        validate_ticker(ticker),
+        cfg.source,
+        cfg.interval,
+        f"{cfg.start}..{cfg.end}",
+        str(cfg.cache_root().resolve()),
+        str(min_rows),
+        f"as of {today}" if open_ended else "closed range",
+    ]
+    return "fetch-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]

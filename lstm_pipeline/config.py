@@ -49,6 +49,8 @@ class DataConfig(_Frozen):
     end: date | None = None  # last date used (inclusive); None = up to the latest finished bar
     overlap_days: int = Field(7, ge=0)  # calendar days re-downloaded before the last cached bar
     min_tickers: int = Field(1, ge=1)  # training refuses to start with fewer usable tickers
+    # a flow fails when a larger share of its tickers failed; up to it, it warns and goes on
+    max_failure_ratio: float = Field(0.5, ge=0, le=1)
     max_gap_days: int = Field(10, ge=1)  # calendar days between bars before a warning
     zero_volume_bars: int = Field(3, ge=1)  # consecutive zero-volume bars before a warning
     retry_attempts: int = Field(5, ge=1)  # yfinance calls per fetch, the first one included

@@ -49,27 +49,48 @@ def exit_code_for(failures: Mapping[str, Mapping[str, Any]]) -> int:
     return BAD_INPUT_EXIT if all_bad_input else FAILURE_EXIT
 
 
-def require_survivors(
-    loaded: Mapping[str, Any], failures: Mapping[str, BaseException], needed: int, purpose: str
-) -> None:
-    """Raise unless at least `needed` tickers loaded; warn about the ones that did not.
+def failed_share(loaded: int, failed: int) -> float:
+    """The share of tickers that failed, 0 when there were none."""
+    total = loaded + failed
+    return failed / total if total else 0.0
 
-    A lone failure is raised as it is, so a one-ticker run fails exactly as the ticker did.
+
+def require_survivors(
+    loaded: Mapping[str, Any],
+    failures: Mapping[str, BaseException],
+    needed: int,
+    purpose: str,
+    max_failure_ratio: float = 1.0,
+) -> None:
+    """Raise unless at least `needed` tickers loaded and at most `max_failure_ratio` of all
+    failed; otherwise warn, naming each failed ticker and why, and let the caller go on.
+
+    A lone failure is raised as it is, so a one-ticker run fails exactly as the ticker did. The
+    error is an InputError (exit 2) only when every failure is bad input.
     """
-    if len(loaded) >= needed:
+    share = failed_share(len(loaded), len(failures))
+    reasons = "; ".join(one_line(e) for e in failures.values())
+    if len(loaded) >= needed and share <= max_failure_ratio:
         if failures:
+            total = len(loaded) + len(failures)
             log.warning(
-                "%s goes on without %d ticker(s): %s",
+                "%s goes on without %d of %d ticker(s) (%s): %s",
                 purpose,
                 len(failures),
-                "; ".join(one_line(e) for e in failures.values()),
+                total,
+                ", ".join(failures),
+                reasons,
             )
         return
     if not loaded and len(failures) == 1:
         raise next(iter(failures.values()))
-    message = f"{purpose} needs {needed} usable ticker(s), got {len(loaded)}: " + "; ".join(
-        one_line(e) for e in failures.values()
-    )
+    if len(loaded) < needed:
+        message = f"{purpose} needs {needed} usable ticker(s), got {len(loaded)}: {reasons}"
+    else:
+        message = (
+            f"{purpose}: {len(failures)} of {len(loaded) + len(failures)} tickers failed, "
+            f"{share:.0%} > max_failure_ratio {max_failure_ratio:.0%}: {reasons}"
+        )
     if all(isinstance(e, InputError) for e in failures.values()):
         raise InputError(message)
     raise DataUnavailableError(message)

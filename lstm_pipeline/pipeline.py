@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from lstm_pipeline.validate import day as _day
 EXPORT_BATCH = 1000  # windows in the export sample: parity is checked at batch 1 and this
 ZOOM_DAYS = 120  # the zoomed actual-vs-forecast plot: recent enough to see daily gaps
 MAX_TAG_CHARS = 8000  # MLflow's limit on a tag value
+_ONE_FIT_AT_A_TIME = threading.Lock()  # see train_model
 
 
 def data_summary(
@@ -73,9 +75,14 @@ def train_model(
     windows: dict[str, WindowSet], cfg: PipelineConfig, on_epoch_end: EpochCallback | None = None
 ) -> FitResult:
     """A fresh LSTMForecaster from cfg.model, fitted with early stopping on the val split."""
-    torch.manual_seed(cfg.train.seed)  # the initial weights, too, follow the seed
-    net = LSTMForecaster(len(FEATURES), cfg.features.horizon, **cfg.model.model_dump())
-    return fit(net, windows["train"], windows["val"], cfg.train, on_epoch_end)
+    # One fit at a time per process: torch's generator (initial weights, dropout masks) is
+    # process-wide, so fits in parallel threads would draw from each other's seeded stream and
+    # stop being reproducible. On a CPU one fit already uses every core; parallel fits (folds,
+    # trials) run in separate processes on a Dask task runner.
+    with _ONE_FIT_AT_A_TIME:
+        torch.manual_seed(cfg.train.seed)  # the initial weights, too, follow the seed
+        net = LSTMForecaster(len(FEATURES), cfg.features.horizon, **cfg.model.model_dump())
+        return fit(net, windows["train"], windows["val"], cfg.train, on_epoch_end)
 
 
 @dataclass(frozen=True)

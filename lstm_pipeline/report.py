@@ -1,4 +1,5 @@
-"""Text artifacts of a training run: the config YAML, the metrics table and the model card."""
+"""Text artifacts of a training run: the config YAML, the metrics table, the model card and the
+short summary a scheduler shows (Prefect's flow-run artifact)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,35 @@ def model_card(
         "- MASE near 1 means no practical edge over the naive forecast; a directional accuracy "
         "at the base rate means the model mostly follows the drift.",
         "- Scores hold for the tickers and dates above; other tickers or regimes are untested.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_summary(
+    model_name: str,
+    version: str,
+    metrics: dict[str, float],
+    promoted: bool,
+    reason: str,
+    run_link: str,
+) -> str:
+    """Markdown for whoever checks a scheduled run: scores beside naive, the promotion
+    decision and where the whole run is."""
+    outcome = "promoted to `champion`" if promoted else "kept as `challenger` (not promoted)"
+    lines = [
+        f"# {model_name} v{version}: {outcome}",
+        "",
+        f"**Promotion decision:** {reason}",
+        "",
+        "| split | MAE | naive MAE | MASE | direction right | base rate |",
+        "|---|---|---|---|---|---|",
+        *(_score_row(split, metrics) for split in ("val", "test")),
+        "",
+        _verdict(metrics),
+        f"Best epoch {metrics['best_epoch']:.0f} of {metrics['stopped_epoch']:.0f}, "
+        f"{metrics['train_windows_per_s']:,.0f} training windows/s.",
+        "",
+        f"[The MLflow run]({run_link}): config, per-epoch curves, plots, model card.",
     ]
     return "\n".join(lines) + "\n"
 

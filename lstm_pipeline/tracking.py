@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from lstm_pipeline.errors import InputError
+from lstm_pipeline.provenance import redact
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # only the training path logs figures
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"  # relative to the working directory
 CHAMPION, CHALLENGER = "champion", "challenger"
+LOCAL_UI = "http://127.0.0.1:5000"  # `make mlflow-ui` over the default sqlite store
 DEFAULT_MODEL_URI = f"models:/lstm-forecaster@{CHAMPION}"
 # what the registered model needs to run anywhere: no torch, no project code
 MODEL_REQUIREMENTS = ["onnx", "onnxruntime", "numpy"]
@@ -72,6 +74,15 @@ def start_run(
     run_id: str = run.info.run_id
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run_id
+
+
+def run_link(uri: str | None, run_id: str) -> str:
+    """The run's page in the MLflow UI: on the tracking server itself, else where
+    `make mlflow-ui` serves a local store. Credentials in the URI are left out."""
+    uri = resolve_tracking_uri(uri)
+    experiment_id = client_for(uri).get_run(run_id).info.experiment_id
+    base = redact(uri) if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def ensure_experiment(uri: str | None, name: str) -> str:

@@ -181,6 +181,7 @@ def fit(
             val_loss,
             lr,
             " *" if stopper.best_epoch == epoch else "",
+            extra={"progress": ("epochs", epoch, epoch if stop else cfg.max_epochs)},
         )
         if on_epoch_end is not None:
             # wall time stays out of `history`, so a seeded fit's history is reproducible

@@ -7,6 +7,9 @@ the storage can run one: that is what lets a distributed task runner spread them
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,17 @@ SEARCH_SPACE: dict[str, tuple[str, Any]] = {
     "train.lr": ("log", (1e-4, 1e-2)),
     "train.batch_size": ("categorical", [64, 128, 256, 512]),
 }
+
+
+@contextmanager
+def study_storage(url: str | None) -> Iterator[str]:
+    """`url`, or a temporary sqlite file (removed on exit) when None: enough for one machine,
+    threads or local worker processes. A remote cluster needs a URL every worker reaches."""
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="lstm-tune-") as folder:
+        yield f"sqlite:///{folder}/optuna.db"
 
 
 def _pruner() -> optuna.pruners.BasePruner:

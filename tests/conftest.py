@@ -15,6 +15,7 @@ os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("LSTM_PIPELINE_DASK_ADDRESS", None)  # flows default to threads in tests
 os.environ["LSTM_PIPELINE_TEST_STATE"] = str(_STATE)
 os.environ["LSTM_PIPELINE_CACHE"] = str(_STATE / "price-cache")  # never the repo's data/cache
 ROOT = Path(__file__).resolve().parents[1]

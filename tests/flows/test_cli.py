@@ -85,6 +85,11 @@ def test_fetch_with_one_failing_ticker_caches_the_other_and_exits_non_zero(
         (["forecast", "--tickers", "AAPL", "../x"], "invalid ticker '../x'"),
         (["forecast", "--model-uri", "nothing.onnx"], "model nothing.onnx: not a models:/ URI"),
         (["backtest", "--folds", "0"], "--folds 0 and --step 126 must be at least 1"),
+        (
+            ["tune", "--task-runner", "threads", "--dask-address", "tcp://s:8786"],
+            "--dask-address tcp://s:8786 needs --task-runner dask, not threads",
+        ),
+        (["train", "--max-failure-ratio", "1.5"], "invalid data.max_failure_ratio"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, fragment):

@@ -62,16 +62,30 @@ def prefect_server(folder: Path) -> Iterator[str]:
         yield api
 
 
-def flow_runs(api: str, flow_name: str) -> list[dict]:
-    """Every run of `flow_name` the server knows, in expected start order."""
-    body = {"flows": {"name": {"any_": [flow_name]}}, "sort": "EXPECTED_START_TIME_ASC"}
+def post(api: str, path: str, body: dict) -> list[dict]:
+    """One filter query to the Prefect REST API."""
     request = urllib.request.Request(
-        f"{api}/flow_runs/filter",
+        f"{api}/{path}",
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
+
+
+def flow_runs(api: str, flow_name: str) -> list[dict]:
+    """Every run of `flow_name` the server knows, in expected start order."""
+    body = {"flows": {"name": {"any_": [flow_name]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    return post(api, "flow_runs/filter", body)
+
+
+def run_logs(api: str, run: dict) -> list[dict]:
+    return post(api, "logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}})
+
+
+def run_artifacts(api: str, run: dict) -> dict[str, dict]:
+    body = {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
+    return {a["key"]: a for a in post(api, "artifacts/filter", body)}
 
 
 def when(text: str) -> datetime:
@@ -129,6 +143,11 @@ def test_scheduled_retraining_then_forecast_really_run(tmp_path, learnable_csv_d
 
         forecast = wait_for(forecasted, "completed forecast run after the retraining", log)
         forecast_seconds = time.monotonic() - started
+        # the Prefect UI's view of both runs: the library's own log lines and the artifacts
+        train_logs = [(r["name"], r["message"]) for r in run_logs(api, retrain)]
+        forecast_logs = [(r["name"], r["message"]) for r in run_logs(api, forecast)]
+        summary = run_artifacts(api, retrain)["training-summary"]
+        table = run_artifacts(api, forecast)["batch-forecasts"]
 
     for run in (retrain, forecast):
         assert run["deployment_id"], run["name"]  # created by the scheduler, not by hand
@@ -137,6 +156,11 @@ def test_scheduled_retraining_then_forecast_really_run(tmp_path, learnable_csv_d
         f"retrain {retrain['name']} COMPLETED at {retrain_seconds:.0f} s; "
         f"forecast {forecast['name']} COMPLETED at {forecast_seconds:.0f} s"
     )
+    assert ("lstm_pipeline.train", "epoch 1/10") in {(n, m[:10]) for n, m in train_logs}
+    assert any(n == "lstm_pipeline.registry" for n, _ in train_logs)  # the gate's decision
+    assert any(n.startswith("lstm_pipeline.") for n, _ in forecast_logs)
+    assert summary["type"] == "markdown" and "**Promotion decision:**" in summary["data"]
+    assert table["type"] == "table" and table["description"] == f"written to {output}"
     client = MlflowClient(tracking)
     experiment = client.get_experiment_by_name("lstm-forecaster")
     runs = client.search_runs([experiment.experiment_id], "tags.trigger = 'schedule'")

@@ -204,3 +204,35 @@ data.write_atomic({str(path)!r}, slow_writer)
     pd.testing.assert_frame_equal(pd.read_parquet(path), old, check_freq=False)
     (half,) = path.parent.glob(".AAPL.parquet.*.tmp")  # the torn write, beside but never read
     assert half.stat().st_size > 0
+
+
+def test_fetch_key_names_what_the_result_depends_on_and_open_ranges_name_the_day(tmp_path):
+    cfg = DataConfig(tickers=("AAPL",), source="yfinance", cache_dir=str(tmp_path))
+    monday, tuesday = date(2026, 11, 23), date(2026, 11, 24)
+    key = cache.fetch_key("AAPL", cfg, 42, monday)
+    assert key is not None and key == cache.fetch_key("aapl", cfg, 42, monday)
+    assert key != cache.fetch_key("AAPL", cfg, 42, tuesday)  # no end: a new bar every day
+    changed = [
+        cache.fetch_key("MSFT", cfg, 42, monday),
+        cache.fetch_key("AAPL", cfg, 43, monday),
+        cache.fetch_key("AAPL", cfg.model_copy(update={"interval": "1wk"}), 42, monday),
+        cache.fetch_key("AAPL", cfg.model_copy(update={"start": date(2020, 1, 1)}), 42, monday),
+        cache.fetch_key(
+            "AAPL", cfg.model_copy(update={"cache_dir": str(tmp_path / "x")}), 42, monday
+        ),
+    ]
+    assert len({key, *changed}) == 6
+    closed = cfg.model_copy(update={"end": date(2026, 6, 30)})
+    assert cache.fetch_key("AAPL", closed, 42, monday) == cache.fetch_key(
+        "AAPL", closed, 42, tuesday
+    )
+    reaching_today = cfg.model_copy(update={"end": tuesday})
+    assert cache.fetch_key("AAPL", reaching_today, 42, tuesday) != cache.fetch_key(
+        "AAPL", reaching_today, 42, monday
+    )
+
+
+@pytest.mark.parametrize("source", ["sample", "csv"])
+def test_local_sources_are_never_reused_by_key(source, tmp_path):
+    cfg = DataConfig(tickers=("AAPL",), source=source, data_dir=str(tmp_path))
+    assert cache.fetch_key("AAPL", cfg, 2, date(2026, 11, 24)) is None

@@ -13,6 +13,7 @@ from lstm_pipeline.errors import (
     InputError,
     describe_failures,
     exit_code_for,
+    failed_share,
     require_survivors,
 )
 from lstm_pipeline.features import rows_needed, split_by_time, split_purpose
@@ -42,7 +43,37 @@ def test_enough_survivors_go_on_with_a_warning_listing_the_failures(caplog):
     with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
         require_survivors({"AAA": 1}, {"BBB": BROKEN, "CCC": OFFLINE}, 1, "training")
     (warning,) = [r.getMessage() for r in caplog.records]
-    assert warning == f"training goes on without 2 ticker(s): {BROKEN}; {OFFLINE}"
+    assert warning == f"training goes on without 2 of 3 ticker(s) (BBB, CCC): {BROKEN}; {OFFLINE}"
+
+
+@pytest.mark.parametrize(
+    ("loaded", "failed", "ratio", "fails"),
+    [
+        (1, 1, 0.5, False),
+        (1, 2, 0.5, True),
+        (2, 1, 0.3, True),
+        (1, 2, 0.7, False),
+        (3, 0, 0, False),
+    ],
+)
+def test_a_failed_share_above_the_ratio_fails_and_up_to_it_goes_on(loaded, failed, ratio, fails):
+    ok = {f"OK{i}": i for i in range(loaded)}
+    bad = {f"BAD{i}": DataValidationError(f"BAD{i}: broken") for i in range(failed)}
+    if not fails:
+        require_survivors(ok, bad, 1, "training", ratio)
+        return
+    share = f"{failed / (loaded + failed):.0%}"
+    with pytest.raises(InputError, match=rf"{failed} of {loaded + failed} tickers failed, {share}"):
+        require_survivors(ok, bad, 1, "training", ratio)
+
+
+def test_too_many_failures_are_bad_input_only_if_every_one_is():
+    with pytest.raises(DataUnavailableError, match=r"training: 2 of 3 tickers failed, 67% > "):
+        require_survivors({"AAA": 1}, {"BBB": BROKEN, "CCC": OFFLINE}, 1, "training", 0.5)
+
+
+def test_failed_share_of_nothing_is_zero():
+    assert failed_share(0, 0) == 0.0 and failed_share(1, 3) == 0.75
 
 
 def test_a_lone_failure_is_raised_as_it_is():

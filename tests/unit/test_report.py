@@ -90,9 +90,11 @@ def test_table_has_a_row_per_ticker_and_horizon_plus_all(scored):
     assert float(parsed[0]["mae"]) == pytest.approx(rows[0]["mae"], rel=1e-5)
 
 
-def test_model_card_puts_scores_beside_naive_and_states_limits(scored):
+@pytest.fixture
+def run_metrics(scored):
+    """A training run's final metrics, as the flow logs them."""
     forecast, actual, last, _ = scored
-    metrics = {
+    return {
         **score_forecasts(forecast, actual, last, prefix="val"),
         **score_forecasts(forecast, actual, last, prefix="test"),
         "best_epoch": 3,
@@ -100,7 +102,12 @@ def test_model_card_puts_scores_beside_naive_and_states_limits(scored):
         "train_windows": 700,
         "val_windows": 60,
         "test_windows": 60,
+        "train_windows_per_s": 2871.4,
     }
+
+
+def test_model_card_puts_scores_beside_naive_and_states_limits(run_metrics):
+    metrics = run_metrics
     tags = {
         "data.tickers": "AAA,BBB",
         "data.rows": "1000",
@@ -114,3 +121,16 @@ def test_model_card_puts_scores_beside_naive_and_states_limits(scored):
     assert "2020-01-01 to 2024-06-28" in card and "best epoch 3 of 5" in card
     assert f"| test | {metrics['test_mae']:.4f} | {metrics['naive_test_mae']:.4f} |" in card
     assert "## Limitations" in card and "not a walk-forward backtest" in card
+
+
+def test_run_summary_gives_scores_beside_naive_the_decision_and_the_link(run_metrics):
+    metrics = run_metrics
+    link = "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    kept = report.run_summary("lstm-forecaster", "7", metrics, False, "val MASE 1.01 > 1", link)
+    assert kept.startswith("# lstm-forecaster v7: kept as `challenger` (not promoted)")
+    assert "**Promotion decision:** val MASE 1.01 > 1" in kept
+    assert f"| val | {metrics['val_mae']:.4f} | {metrics['naive_val_mae']:.4f} |" in kept
+    assert f"MASE {metrics['test_mase']:.3f}" in kept and "2,871 training windows/s" in kept
+    assert f"[The MLflow run]({link})" in kept
+    promoted = report.run_summary("lstm-forecaster", "8", metrics, True, "beats v7", link)
+    assert promoted.startswith("# lstm-forecaster v8: promoted to `champion`")

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import optuna
 import pytest
 
@@ -59,3 +61,16 @@ def test_best_config_round_trips_through_yaml(tmp_path, base):
 
 def test_optuna_trial_state_names_match_ours():
     assert {"COMPLETE", "PRUNED"} <= {s.name for s in optuna.trial.TrialState}
+
+
+def test_the_temporary_study_storage_is_removed_and_a_given_url_is_kept(tmp_path):
+    with tune.study_storage(None) as url:
+        path = Path(url.removeprefix("sqlite:///"))
+        tune.create_study(url, "s", seed=0)
+        assert path.is_file()
+    assert not path.parent.exists()
+    given = f"sqlite:///{tmp_path}/keep.db"
+    with tune.study_storage(given) as url:
+        assert url == given
+        tune.create_study(url, "s", seed=0)
+    assert (tmp_path / "keep.db").is_file()

@@ -1,0 +1,45 @@
+"""What a flow run shows on its Artifacts tab in the Prefect UI.
+
+The keys are fixed, so every scheduled run adds a version to the same two artifacts and the UI
+lists their history side by side.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pandas as pd
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from lstm_pipeline import report, tracking
+
+TRAINING_KEY = "training-summary"
+FORECAST_KEY = "batch-forecasts"
+MAX_TABLE_ROWS = 2_000  # 400 tickers x 5 days; the file holds all, the UI needs a glance
+
+
+def publish_training_summary(
+    tracking_uri: str | None,
+    model_name: str,
+    run_id: str,
+    version: str,
+    metrics: dict[str, float],
+    promoted: bool,
+    reason: str,
+) -> None:
+    """Scores beside naive, the promotion decision and a link to the MLflow run."""
+    link = tracking.run_link(tracking_uri, run_id)
+    markdown = report.run_summary(model_name, version, metrics, promoted, reason, link)
+    create_markdown_artifact(
+        markdown, key=TRAINING_KEY, description=f"{model_name} v{version}, MLflow run {run_id}"
+    )
+
+
+def publish_forecasts(table: pd.DataFrame, path: str) -> None:
+    """The forecasts as a table (dates as ISO text, prices to 4 decimals)."""
+    shown = table.head(MAX_TABLE_ROWS).round({"forecast": 4, "last_close": 4})
+    for column in ("as_of", "target_date"):
+        shown[column] = pd.to_datetime(shown[column]).dt.strftime("%Y-%m-%d")
+    rows = cast(list[dict[str, Any]], shown.to_dict("records"))  # column names are str
+    more = f"; the first {len(shown)} of {len(table)} rows" if len(shown) < len(table) else ""
+    create_table_artifact(rows, key=FORECAST_KEY, description=f"written to {path}{more}")

@@ -1,0 +1,46 @@
+"""Where a flow's submitted tasks run: threads in the flow's process, or a Dask cluster.
+
+Chosen per run from the CLI (`--task-runner`, `--dask-address`) and applied with
+`flow.with_options(task_runner=...)`. Deployments (`serve`, prefect.yaml) run the flows as
+imported, so the deployed flows' default reads $LSTM_PIPELINE_DASK_ADDRESS. What is submitted:
+per-ticker fetches, backtest folds and tuning trials. Everything else, MLflow included, runs in
+the flow's own process, so Dask workers need the package, the data source and (for tuning) the
+Optuna storage, but never the tracking server.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from lstm_pipeline.errors import InputError
+
+RunnerKind = Literal["threads", "dask"]
+DASK_ADDRESS_ENV = "LSTM_PIPELINE_DASK_ADDRESS"  # a scheduler, e.g. tcp://scheduler:8786
+
+
+def task_runner(kind: RunnerKind | None = None, address: str | None = None) -> TaskRunner[Any]:
+    """Threads by default; Dask at `address` (an existing scheduler, which implies dask), else
+    a temporary local Dask cluster of worker processes for this run alone."""
+    if kind == "threads" and address:
+        raise InputError(f"--dask-address {address} needs --task-runner dask, not threads")
+    if (kind or "threads") == "threads" and not address:
+        return ThreadPoolTaskRunner()
+    from prefect_dask import DaskTaskRunner  # imports dask only when asked for
+
+    if address:
+        return DaskTaskRunner(address=address)
+    # processes: one torch fit per worker process, each with its own RNG and one thread
+    # (Dask's nanny sets OMP_NUM_THREADS=1 in each worker), so fits neither share a seed
+    # stream nor oversubscribe the cores
+    return DaskTaskRunner(cluster_kwargs={"processes": True, "threads_per_worker": 1})
+
+
+def from_environment(kind: RunnerKind | None = None) -> TaskRunner[Any]:
+    """The runner for `kind` with $LSTM_PIPELINE_DASK_ADDRESS as the Dask scheduler when set,
+    unless threads are asked for by name. A deployed flow's default (its runs import the flow
+    in a fresh process, which inherits the environment of `serve` or of the work pool's job)."""
+    address = None if kind == "threads" else os.environ.get(DASK_ADDRESS_ENV) or None
+    return task_runner(kind, address)

@@ -1,0 +1,59 @@
+"""Choosing a task runner from the CLI's options."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect_dask import DaskTaskRunner
+
+from flows.runners import DASK_ADDRESS_ENV, from_environment, task_runner
+from lstm_pipeline.errors import InputError
+from tests.conftest import ROOT
+
+
+def test_threads_unless_dask_is_asked_for():
+    assert isinstance(task_runner(), ThreadPoolTaskRunner)
+    assert isinstance(task_runner("threads"), ThreadPoolTaskRunner)
+
+
+def test_an_address_implies_dask_on_that_cluster():
+    runner = task_runner(address="tcp://scheduler:8786")
+    assert isinstance(runner, DaskTaskRunner) and runner.address == "tcp://scheduler:8786"
+    assert task_runner("dask", "tcp://scheduler:8786") == runner
+
+
+def test_dask_without_an_address_is_a_temporary_cluster_of_single_threaded_processes():
+    runner = task_runner("dask")
+    assert isinstance(runner, DaskTaskRunner) and runner.address is None
+    assert runner.cluster_kwargs == {"processes": True, "threads_per_worker": 1}
+
+
+def test_threads_with_an_address_is_refused():
+    with pytest.raises(InputError, match="--dask-address tcp://s:8786 needs --task-runner dask"):
+        task_runner("threads", "tcp://s:8786")
+
+
+def test_the_environment_names_the_scheduler_unless_threads_are_asked_for(monkeypatch):
+    monkeypatch.setenv(DASK_ADDRESS_ENV, "tcp://env:8786")
+    runner = from_environment()
+    assert isinstance(runner, DaskTaskRunner) and runner.address == "tcp://env:8786"
+    assert isinstance(from_environment("threads"), ThreadPoolTaskRunner)
+    monkeypatch.delenv(DASK_ADDRESS_ENV)
+    assert isinstance(from_environment(), ThreadPoolTaskRunner)
+
+
+@pytest.mark.slow
+def test_deployed_flows_imported_with_the_variable_set_default_to_that_cluster():
+    """How a served or work-pool run gets Dask: its process imports the flow afresh."""
+    code = (
+        "from flows.training import train_flow\nfrom flows.inference import forecast_flow\n"
+        "print(*(type(f.task_runner).__name__ + ' ' + str(f.task_runner.address)"
+        " for f in (train_flow, forecast_flow)), sep='\\n')"
+    )
+    env = {**os.environ, DASK_ADDRESS_ENV: "tcp://env:8786", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.splitlines() == ["DaskTaskRunner tcp://env:8786"] * 2
