@@ -193,47 +193,74 @@ def run_flow(call: Callable[[], Any]) -> tuple[Any, float, Any]:
     return state.result(), wall, state.state_details.flow_run_id
 
 
+def measure(
+    call: Callable[[], Any],
+    tasks: dict[str, str],
+    stages: tuple[str, ...],
+    timers: Timers,
+    regroup: Callable[[dict[str, float], dict[str, float]], None] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Run one flow; its result and wall time split by stage (orchestration the remainder).
+
+    `regroup(stage_s, timed_inside_s)` moves timed calls between stages before the remainder.
+    """
+    timers.take()
+    result, wall, flow_run_id = run_flow(call)
+    extra = timers.take()
+    stage, task_s = by_stage(task_runs(flow_run_id, len(tasks)), tasks)
+    if regroup is not None:
+        regroup(stage, extra)
+    stage["orchestration"] = wall - sum(stage.values())
+    record = {
+        "wall_s": wall,
+        "stages_s": {k: stage.get(k, 0.0) for k in stages},
+        "tasks_s": task_s,
+        "timed_inside_s": extra,
+    }
+    return result, record
+
+
+def regroup_training(stage: dict[str, float], extra: dict[str, float]) -> None:
+    """Epoch logging out of the fit, plots out of evaluation: both are tracking."""
+    epoch_logging, plots = extra.get("epoch_logging", 0.0), extra.get("plots", 0.0)
+    stage["training"] = stage.get("training", 0.0) - epoch_logging
+    stage["evaluation"] = stage.get("evaluation", 0.0) - plots
+    stage["tracking/registry"] = (
+        stage.get("tracking/registry", 0.0)
+        + epoch_logging
+        + plots
+        + extra.get("inline_tracking", 0.0)
+    )
+    stage["data"] = stage.get("data", 0.0) + extra.get("inline_data", 0.0)
+
+
 def training(cfg: Any, timers: Timers) -> dict[str, Any]:
     from flows.training import train_flow
 
-    timers.take()
-    result, wall, flow_run_id = run_flow(lambda: train_flow(cfg, return_state=True))
-    extra = timers.take()
-    stage, tasks = by_stage(task_runs(flow_run_id, len(TRAIN_TASKS)), TRAIN_TASKS)
-    epoch_logging, plots = extra.get("epoch_logging", 0.0), extra.get("plots", 0.0)
-    stage["training"] -= epoch_logging
-    stage["evaluation"] -= plots
-    stage["tracking/registry"] += epoch_logging + plots + extra.get("inline_tracking", 0.0)
-    stage["data"] += extra.get("inline_data", 0.0)
-    stage["orchestration"] = wall - sum(stage.values())
-    return {
-        "wall_s": wall,
-        "stages_s": {k: stage.get(k, 0.0) for k in TRAIN_STAGES},
-        "tasks_s": tasks,
-        "timed_inside_s": extra,
-        "epochs": result["metrics"]["stopped_epoch"],
-        "model_version": result["model_version"],
-        "promoted": result["promoted"],
-    }
+    result, record = measure(
+        lambda: train_flow(cfg, return_state=True),
+        TRAIN_TASKS,
+        TRAIN_STAGES,
+        timers,
+        regroup_training,
+    )
+    record["epochs"] = result["metrics"]["stopped_epoch"]
+    record["model_version"] = result["model_version"]
+    record["promoted"] = result["promoted"]
+    return record
 
 
 def forecasting(cfg: Any, model_uri: str, output: Path, timers: Timers) -> dict[str, Any]:
     from flows.inference import forecast_flow
 
-    timers.take()
-    result, wall, flow_run_id = run_flow(
-        lambda: forecast_flow(cfg.data, model_uri, str(output), return_state=True)
+    result, record = measure(
+        lambda: forecast_flow(cfg.data, model_uri, str(output), return_state=True),
+        FORECAST_TASKS,
+        FORECAST_STAGES,
+        timers,
     )
-    extra = timers.take()
-    stage, tasks = by_stage(task_runs(flow_run_id, len(FORECAST_TASKS)), FORECAST_TASKS)
-    stage["orchestration"] = wall - sum(stage.values())
-    return {
-        "wall_s": wall,
-        "stages_s": {k: stage.get(k, 0.0) for k in FORECAST_STAGES},
-        "tasks_s": tasks,
-        "timed_inside_s": extra,
-        "rows": result["rows"],
-    }
+    record["rows"] = result["rows"]
+    return record
 
 
 def summarise(reps: list[dict[str, Any]], stages: tuple[str, ...]) -> dict[str, Any]:
