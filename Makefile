@@ -11,7 +11,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow/mlflow.db)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= lstm_pipeline
 
-.PHONY: setup demo test test-fast lint format bench train forecast mlflow-ui mlflow-server serve-model \
+.PHONY: setup demo test test-fast lint format bench bench-inference bench-e2e bench-scale train forecast mlflow-ui mlflow-server serve-model \
 	prefect-server serve clean check
 
 setup: $(STAMP)
@@ -44,11 +44,23 @@ format: setup
 
 check: lint test
 
-# Speed and accuracy benchmarks: JSON in benchmarks/results/, tables in the README.
-bench: setup
+# Speed and accuracy benchmarks: JSON in benchmarks/results/ (with the machine and its load),
+# tables in the README. Timings are only comparable on a quiet machine.
+bench: setup bench-inference bench-e2e bench-scale
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/train_sample.py
 	$(PY) benchmarks/backtest_sample.py
+
+bench-inference: setup
+	$(PY) benchmarks/inference.py
+
+# the demo's training and forecast flows against a real Prefect server, split by stage
+bench-e2e: setup
+	$(PY) benchmarks/e2e.py
+
+# forecast time and memory for 10-1,000 tickers, training throughput for 6-384 tickers
+bench-scale: setup
+	$(PY) benchmarks/scale.py
 
 train: setup
 	$(VENV)/bin/lstm-pipeline train --source sample
