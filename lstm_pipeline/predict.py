@@ -50,9 +50,9 @@ class OnnxForecaster:
     """One onnxruntime session over a model that maps raw windows [B, W, F] to prices [B, H].
 
     The session runs single-threaded and a large batch is split into `threads` chunks run at
-    once (`InferenceSession.run` is thread-safe and releases the GIL): onnxruntime's LSTM
-    operator spreads one batch over threads poorly. On 2 cores that is ~1.6x faster than 2
-    intra-op threads at batch 1 and no slower at batch 1,000 (benchmarks/inference.py).
+    once (`InferenceSession.run` is thread-safe and releases the GIL). On a quiet 2-core machine
+    that matches one call with 2 intra-op threads (benchmarks/inference.py); when other
+    processes share the cores it degrades less (1.6x faster at batch 1 under load).
     """
 
     def __init__(
