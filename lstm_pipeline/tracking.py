@@ -29,7 +29,6 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from lstm_pipeline.errors import InputError, one_line, scrub
-from lstm_pipeline.provenance import redact
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # only the training path logs figures
@@ -129,9 +128,9 @@ def start_run(
 def run_link(uri: str | None, run_id: str) -> str:
     """The run's page in the MLflow UI: on the tracking server itself, else where
     `make mlflow-ui` serves a local store. Credentials in the URI are left out."""
-    uri = resolve_tracking_uri(uri)
+    uri = chosen_tracking_uri(uri)
     experiment_id = client_for(uri).get_run(run_id).info.experiment_id
-    base = redact(uri) if uri.startswith(("http://", "https://")) else LOCAL_UI
+    base = scrub(uri) if uri.startswith(("http://", "https://")) else LOCAL_UI
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
