@@ -24,11 +24,9 @@ def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _on_runner(flow: Any, args: argparse.Namespace) -> Any:
     """`flow` with the task runner the options (else $LSTM_PIPELINE_DASK_ADDRESS) ask for."""
-    from flows.runners import from_environment, task_runner
+    from flows.runners import from_environment
 
-    if args.dask_address:
-        return flow.with_options(task_runner=task_runner(args.task_runner, args.dask_address))
-    return flow.with_options(task_runner=from_environment(args.task_runner))
+    return flow.with_options(task_runner=from_environment(args.task_runner, args.dask_address))
 
 
 def run_fetch(args: argparse.Namespace) -> dict[str, Any]:

@@ -38,9 +38,11 @@ def task_runner(kind: RunnerKind | None = None, address: str | None = None) -> T
     return DaskTaskRunner(cluster_kwargs={"processes": True, "threads_per_worker": 1})
 
 
-def from_environment(kind: RunnerKind | None = None) -> TaskRunner[Any]:
-    """The runner for `kind` with $LSTM_PIPELINE_DASK_ADDRESS as the Dask scheduler when set,
-    unless threads are asked for by name. A deployed flow's default (its runs import the flow
-    in a fresh process, which inherits the environment of `serve` or of the work pool's job)."""
-    address = None if kind == "threads" else os.environ.get(DASK_ADDRESS_ENV) or None
+def from_environment(kind: RunnerKind | None = None, address: str | None = None) -> TaskRunner[Any]:
+    """The runner for `kind` and `address`; without an address, $LSTM_PIPELINE_DASK_ADDRESS is
+    the Dask scheduler when set, unless threads are asked for by name. A deployed flow's
+    default (its runs import the flow in a fresh process, which inherits the environment of
+    `serve` or of the work pool's job), and the CLI's choice."""
+    if not address and kind != "threads":
+        address = os.environ.get(DASK_ADDRESS_ENV) or None
     return task_runner(kind, address)
