@@ -169,6 +169,7 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
 def run_promote(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline import registry
 
+    _registry_reachable(args)
     result = registry.promote(args.tracking_uri, args.model_name, args.version, args.reason)
     print(_alias_move(result))
     return result
@@ -177,9 +178,17 @@ def run_promote(args: argparse.Namespace) -> dict[str, Any]:
 def run_rollback(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline import registry
 
+    _registry_reachable(args)
     result = registry.rollback(args.tracking_uri, args.model_name, args.reason)
     print(_alias_move(result))
     return result
+
+
+def _registry_reachable(args: argparse.Namespace) -> None:
+    """A dead server fails in seconds, not after MLflow's minutes of retries."""
+    from lstm_pipeline import tracking
+
+    tracking.ensure_reachable(args.tracking_uri, nothing_done="no alias was moved")
 
 
 def _alias_move(result: dict[str, Any]) -> str:

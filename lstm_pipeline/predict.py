@@ -37,8 +37,11 @@ FORECAST_COLUMNS = (
 )
 
 
-# Windows per chunk below which splitting a batch across threads costs more than it saves.
-MIN_CHUNK = 128
+# Windows per session call. Small batches run faster per window: the LSTM keeps every step's
+# gates for the whole batch ([window, batch, 4 x hidden] floats), which at 1,000 windows of the
+# default model (61 MB) spills out of the CPU caches, and at 32 (2 MB) does not. Measured for
+# hidden 16 to 256 (benchmarks/inference.py, README): 32 is at or near the best for each.
+CHUNK = 32
 
 
 def cpu_threads() -> int:
@@ -49,10 +52,10 @@ def cpu_threads() -> int:
 class OnnxForecaster:
     """One onnxruntime session over a model that maps raw windows [B, W, F] to prices [B, H].
 
-    The session runs single-threaded and a large batch is split into `threads` chunks run at
-    once (`InferenceSession.run` is thread-safe and releases the GIL). On a quiet 2-core machine
-    that matches one call with 2 intra-op threads (benchmarks/inference.py); when other
-    processes share the cores it degrades less (1.6x faster at batch 1 under load).
+    The session runs single-threaded; a batch is cut into CHUNK-window calls that `threads`
+    threads share (`InferenceSession.run` is thread-safe and releases the GIL). On 2 cores that
+    is 1.2x one call with 2 intra-op threads at batch 1,000 (benchmarks/inference.py), and
+    when other processes share the cores it degrades less (1.6x faster at batch 1 under load).
     """
 
     def __init__(
@@ -112,12 +115,14 @@ class OnnxForecaster:
                 f"windows of shape {windows.shape} do not match the model's {expected}"
             )
         windows = np.ascontiguousarray(windows, dtype=np.float32)
-        chunks = min(self.threads, len(windows) // MIN_CHUNK)
-        if chunks < 2:
+        if len(windows) <= CHUNK:
             return self._run(windows)
+        chunks = [windows[i : i + CHUNK] for i in range(0, len(windows), CHUNK)]
+        if self.threads == 1:
+            return np.concatenate([self._run(chunk) for chunk in chunks])
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx-forecast")
-        return np.concatenate(list(self._pool.map(self._run, np.array_split(windows, chunks))))
+        return np.concatenate(list(self._pool.map(self._run, chunks)))
 
     def _run(self, windows: np.ndarray) -> np.ndarray:
         (out,) = self.session.run(["forecast"], {"window": windows})

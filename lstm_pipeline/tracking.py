@@ -72,7 +72,11 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return uri
 
 
-def ensure_reachable(uri: str | None, experiment: str = "lstm-forecaster") -> None:
+def ensure_reachable(
+    uri: str | None,
+    experiment: str = "lstm-forecaster",
+    nothing_done: str = "nothing was fetched or trained",
+) -> None:
     """Raise TrackingUnavailableError within seconds when an HTTP tracking server does not answer.
 
     MLflow's client retries a dead server for minutes (7 retries with backoff by default):
@@ -98,11 +102,11 @@ def ensure_reachable(uri: str | None, experiment: str = "lstm-forecaster") -> No
         )
     except Exception as exc:  # requests and mlflow wrap connection errors in several types
         raise TrackingUnavailableError(
-            f"{where} is unreachable ({type(exc).__name__}); nothing was fetched or trained"
+            f"{where} is unreachable ({type(exc).__name__}); {nothing_done}"
         ) from None
     if response.status_code in (401, 403) or response.status_code >= 500:
         raise TrackingUnavailableError(
-            f"{where} answered HTTP {response.status_code}; nothing was fetched or trained"
+            f"{where} answered HTTP {response.status_code}; {nothing_done}"
         )
 
 

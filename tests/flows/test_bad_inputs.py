@@ -172,6 +172,16 @@ CASES: dict[str, tuple[list[str], int, str]] = {
         f"TrackingUnavailableError: MLflow tracking server http://127.0.0.1:{CLOSED_PORT} "
         "is unreachable (MlflowException); nothing was fetched or trained",
     ),
+    # without the quick check these waited out MLflow's retries: minutes, then a traceback
+    **{
+        f"{command}-server-down": (
+            [command, *version, "--tracking-uri", f"http://127.0.0.1:{CLOSED_PORT}"],
+            1,
+            f"TrackingUnavailableError: MLflow tracking server http://127.0.0.1:{CLOSED_PORT} "
+            "is unreachable (MlflowException); no alias was moved",
+        )
+        for command, version in (("promote", ["1"]), ("rollback", []))
+    },
 }
 
 
