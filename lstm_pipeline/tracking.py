@@ -302,13 +302,25 @@ def resolve_model(model_uri: str, uri: str | None = None) -> ResolvedModel:
     client = client_for(uri)
     version = _model_version(client, model_uri)
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{version.name}/{version.version}",
-        dst_path=tempfile.mkdtemp(prefix="lstm-pipeline-model-"),
+        artifact_uri=f"models:/{version.name}/{version.version}", dst_path=_download_folder()
     )
     onnx_files = sorted(Path(local).rglob("*.onnx"))
     if not onnx_files:
         raise ModelNotFoundError(f"model {model_uri}: version {version.version} has no .onnx file")
     return ResolvedModel(onnx_files[0], str(version.version), version.run_id or "")
+
+
+_downloads: tempfile.TemporaryDirectory[str] | None = None
+
+
+def _download_folder() -> str:
+    """A new folder for one model download, inside one that is removed when the process exits:
+    every forecast and every gate with a champion downloads a model, and each used to leave
+    its copy in the temp folder for good."""
+    global _downloads
+    if _downloads is None:
+        _downloads = tempfile.TemporaryDirectory(prefix="lstm-pipeline-models-")
+    return tempfile.mkdtemp(dir=_downloads.name)
 
 
 def _model_version(client: MlflowClient, model_uri: str) -> Any:

@@ -1,5 +1,10 @@
 """The registry on a real (sqlite) MLflow store: the gate's verdicts, promote and rollback."""
 
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -108,3 +113,20 @@ def test_registered_model_resolves_to_a_local_onnx_file(tracking_uri, tiny_onnx)
         assert (resolved.version, resolved.run_id) == (version, run_id)
     with pytest.raises(tracking.ModelNotFoundError, match="lstm-forecaster/99 not found"):
         tracking.resolve_model("models:/lstm-forecaster/99", tracking_uri)
+
+
+def test_downloaded_models_are_removed_when_the_process_exits(tracking_uri, tiny_onnx):
+    _, version = register(tracking_uri, tiny_onnx)
+    code = (
+        "import sys; from lstm_pipeline.tracking import resolve_model; "
+        "print(resolve_model(sys.argv[1], sys.argv[2]).path)"
+    )
+    uri = f"models:/{MODEL}/{version}"
+    done = subprocess.run(
+        [sys.executable, "-c", code, uri, tracking_uri], capture_output=True, text=True, check=True
+    )
+    path = Path(done.stdout.strip().splitlines()[-1])
+    assert path.suffix == ".onnx" and path.parent != Path(tempfile.gettempdir())
+    assert not path.exists()
+    download_root = next(p for p in path.parents if p.name.startswith("lstm-pipeline-models-"))
+    assert not download_root.exists()
