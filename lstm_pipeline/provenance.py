@@ -75,17 +75,23 @@ def redact(uri: Any) -> Any:
 
 
 def credentials_to_env(uri: str | None) -> str | None:
-    """An HTTP tracking URI without its `user:password@`, which move to the variables MLflow's
-    client reads them from (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD).
+    """The tracking URI a flow may be given as a parameter: one with no credentials in it.
 
-    The clean URI can then be shown, logged and stored as a Prefect flow parameter; the
-    password stays in this process's environment. Anything else is returned unchanged.
+    An HTTP URI's `user:password@` moves to the variables MLflow's client reads them from
+    (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD) and the clean URI is returned. Other
+    credentials cannot be split off that way (`postgresql://user:pw@host/db`, a token-only
+    `https://token@host`): the whole URI moves to MLFLOW_TRACKING_URI and None is returned, so
+    the flows fall back to that variable. Either way the secret stays in this process's
+    environment (and its children's), out of Prefect's parameters, database and UI.
     """
-    if not uri or not uri.startswith(("http://", "https://")):
+    if not uri:
         return uri
     parts = urlsplit(uri)
-    if parts.username is None or parts.password is None:
-        return uri
-    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    if uri.startswith(("http://", "https://")) and parts.password is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username or "")
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    if scrub(uri) != uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        return None
+    return uri

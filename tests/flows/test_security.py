@@ -76,9 +76,10 @@ SECRET = "s3cret-token"
 def test_credentials_in_the_tracking_uri_reach_no_output_run_record_or_prefect_state(
     tmp_path, csv_dir
 ):
-    """Train and forecast through a real server with `user:password@` in the URI, then look
-    for the password in everything written: output, the MLflow store (params, tags,
-    artifacts, model card, config.yaml) and Prefect's database and logs."""
+    """Train and forecast through a real server with `user:password@` in the URI, and forecast
+    again with a token-only `token@` URI, then look for the secret in everything written:
+    output, the MLflow store (params, tags, artifacts, model card, config.yaml) and Prefect's
+    database and logs."""
     prefect_home = tmp_path / "prefect-home"
     env = {"PREFECT_HOME": str(prefect_home)}
     data = ["--source", "csv", "--data-dir", str(csv_dir), "--tickers", "AAA", "BBB"]
@@ -86,10 +87,22 @@ def test_credentials_in_the_tracking_uri_reach_no_output_run_record_or_prefect_s
     with running_server(tmp_path / "server") as url:
         secret_uri = url.replace("http://", f"http://alice:{SECRET}@")
         server = ["--tracking-uri", secret_uri]
+        # a token-only URI cannot move to MLflow's user/password variables: the whole URI does
+        token_server = ["--tracking-uri", url.replace("http://", f"http://{SECRET}@")]
         version_1 = ["--model-uri", "models:/lstm-forecaster/1"]  # smoke may stay challenger
         runs = [
             run_cli("train", *data, "--config", smoke, *server, "--json", cwd=tmp_path, env=env),
             run_cli("forecast", *data, *version_1, *server, "--json", cwd=tmp_path, env=env),
+            run_cli(
+                "forecast",
+                *data,
+                *version_1,
+                *token_server,
+                "--output",
+                "token.csv",
+                cwd=tmp_path,
+                env=env,
+            ),
         ]
         for proc in runs:
             assert proc.returncode == 0, proc.stderr

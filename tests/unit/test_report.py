@@ -70,8 +70,15 @@ def test_credentials_move_from_an_http_tracking_uri_to_mlflows_variables(monkeyp
     assert clean == "https://mlflow.example:8443/x"
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "al@ice"
     assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "p/ss"
-    for unchanged in (None, "http://127.0.0.1:5000", "https://token@host", "sqlite:///a.db"):
+    for unchanged in (None, "http://127.0.0.1:5000", "sqlite:///a.db"):
         assert provenance.credentials_to_env(unchanged) == unchanged
+
+
+@pytest.mark.parametrize("uri", ["https://t0ken@host/x", "postgresql://bob:pw@db:5432/mlflow"])
+def test_other_credentials_move_the_whole_uri_to_mlflows_variable(monkeypatch, uri):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert provenance.credentials_to_env(uri) is None  # flows fall back to the variable
+    assert os.environ["MLFLOW_TRACKING_URI"] == uri
 
 
 @pytest.fixture
