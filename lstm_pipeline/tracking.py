@@ -265,15 +265,25 @@ def log_onnx_model(
         info = mlflow.onnx.log_model(
             onnx.load_model(str(onnx_path)),
             name="model",
-            registered_model_name=model_name,
             signature=signature,
             input_example=example,
             pip_requirements=MODEL_REQUIREMENTS,
             onnx_execution_providers=["CPUExecutionProvider"],
             save_as_external_data=False,  # one self-contained file
         )
-    log.info("registered %s version %s (run %s)", model_name, info.registered_model_version, run_id)
-    return str(info.registered_model_version)
+    # registered here, not by log_model(registered_model_name=...), which prints "Successfully
+    # registered model" and "Created version" on stderr, where the CLI keeps only problems
+    client = client_for(uri)
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    version = client.create_model_version(
+        model_name, info.model_uri, run_id=run_id, model_id=info.model_id
+    ).version
+    log.info("registered %s version %s (run %s)", model_name, version, run_id)
+    return str(version)
 
 
 @dataclass(frozen=True)

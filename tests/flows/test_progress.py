@@ -63,3 +63,5 @@ def test_without_a_terminal_each_epoch_is_one_plain_line(tmp_path, csv_dir):
     assert [line[9:19] for line in epochs] == ["epoch 1/3 ", "epoch 2/3 ", "epoch 3/3 "]
     assert "\x1b" not in proc.stdout and "\r" not in proc.stdout and "━" not in proc.stdout
     assert "tickers done" not in proc.stdout  # the counts are for bars only
+    output = proc.stdout + proc.stderr
+    assert "Successfully registered" not in output and "Created version" not in output  # MLflow's
