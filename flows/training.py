@@ -33,13 +33,13 @@ def make_windows(prices: dict[str, pd.DataFrame], cfg: PipelineConfig) -> dict[s
 
 
 @step
-def open_run(cfg: PipelineConfig, data_tags: dict[str, str]) -> str:
+def open_run(cfg: PipelineConfig, data_tags: dict[str, str], owner: dict[str, str]) -> str:
     return tracking.start_run(
         cfg.tracking.tracking_uri,
         cfg.tracking.experiment,
         provenance.run_name(cfg, date.today().isoformat()),
         provenance.run_params(cfg),
-        provenance.run_tags(cfg, data_tags),
+        provenance.run_tags(cfg, data_tags) | owner,
     )
 
 
@@ -124,8 +124,9 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     prices, failures = load_each(fetch, cfg.data, "training", needed, split_purpose(cfg.features))
     windows = make_windows(prices, cfg)
     data_tags = pipeline.data_summary(prices, failures)
-    run_id = open_run(cfg, data_tags)
     uri = cfg.tracking.tracking_uri
+    tracking.end_orphaned_runs(uri, cfg.tracking.experiment)  # runs killed before they ended
+    run_id = open_run(cfg, data_tags, tracking.owner_tag())  # this process ends the run
     with tracking.closing_run(uri, run_id):
         log_training_data(cfg, run_id, prices, data_tags["data.sha256"])
         result = fit_model(windows, cfg, run_id)

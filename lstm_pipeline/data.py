@@ -270,13 +270,14 @@ def remove_dead_writers_temps(path: Path) -> list[Path]:
     removed = []
     for tmp in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
         pid = tmp.name.removeprefix(f".{path.name}.").split(".", 1)[0]
-        if pid.isdigit() and not _process_exists(int(pid)):
+        if pid.isdigit() and not process_exists(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (a reused id reads as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

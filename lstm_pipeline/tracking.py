@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 import time
 import warnings
@@ -219,6 +220,40 @@ def end_run(uri: str | None, run_id: str, status: str = "FINISHED", reason: str 
     if reason:
         client.set_tag(run_id, "failure_reason", reason[:5000])
     client.set_terminated(run_id, status)
+
+
+OWNER_TAG = "lstm_pipeline.owner"  # host:pid of the process that ends the run
+
+
+def owner_tag() -> dict[str, str]:
+    """Marks a run as this process's to end (call it in the process that ends the run)."""
+    return {OWNER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def end_orphaned_runs(uri: str | None, experiment: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose owner process on this host is gone; their ids.
+
+    A SIGKILLed or OOM-killed job, or one whose server died mid-run, leaves its run RUNNING
+    for good. Runs owned on other hosts are left alone (their processes cannot be seen from
+    here), and so is any run whose process still exists: a reused process id reads as alive.
+    """
+    from lstm_pipeline.data import process_exists
+
+    client = client_for(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    host = socket.gethostname()
+    ended = []
+    for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'"):
+        owner_host, _, pid = run.data.tags.get(OWNER_TAG, "").rpartition(":")
+        if owner_host == host and pid.isdigit() and not process_exists(int(pid)):
+            client.set_tag(run.info.run_id, "ended_by", f"a later run: process {pid} was gone")
+            client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_id)
+    if ended:
+        log.warning("marked %d run(s) KILLED, their process gone: %s", len(ended), ", ".join(ended))
+    return ended
 
 
 @contextmanager

@@ -170,7 +170,7 @@ def test_training_killed_mid_epoch_leaves_the_registry_alone_and_the_next_run_wo
     client = MlflowClient(uri)
     assert versions(client) == [before] and champion(client) == before
     (killed,) = [r for r in client.search_runs(["1"]) if r.info.run_name.startswith("manual-")]
-    assert killed.info.status == "RUNNING"  # the honest record: it never ended
+    assert killed.info.status == "RUNNING"  # nothing could end it
     assert len(client.get_metric_history(killed.info.run_id, "train_loss")) == 1
 
     from flows.training import train_flow
@@ -186,6 +186,9 @@ def test_training_killed_mid_epoch_leaves_the_registry_alone_and_the_next_run_wo
     assert after["model_version"] == "2"
     assert client.get_run(after["run_id"]).info.status == "FINISHED"
     assert champion(client) == ("2" if after["promoted"] else before)
+    swept = client.get_run(killed.info.run_id)  # the next run saw its process was gone
+    assert swept.info.status == "KILLED"
+    assert swept.data.tags["ended_by"] == f"a later run: process {proc.pid} was gone"
 
 
 def test_a_forecast_killed_mid_write_keeps_the_previous_file(tmp_path, csv_dir, tiny_onnx):

@@ -1,5 +1,7 @@
 """The registry on a real (sqlite) MLflow store: the gate's verdicts, promote and rollback."""
 
+import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +16,7 @@ from lstm_pipeline.gate import GateScores, decide
 
 pytestmark = pytest.mark.slow
 MODEL = "lstm-forecaster"
+TEXT = {"capture_output": True, "text": True, "check": True}
 
 
 def register(uri: str, tiny_onnx) -> tuple[str, str]:
@@ -130,3 +133,32 @@ def test_downloaded_models_are_removed_when_the_process_exits(tracking_uri, tiny
     assert not path.exists()
     download_root = next(p for p in path.parents if p.name.startswith("lstm-pipeline-models-"))
     assert not download_root.exists()
+
+
+def test_runs_whose_process_is_gone_are_marked_killed_and_no_others(tracking_uri):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **TEXT)
+    dead_pid = int(gone.stdout)  # exited: nothing runs under this id now (or it reads alive)
+    host = socket.gethostname()
+    owners = {
+        "dead": f"{host}:{dead_pid}",
+        "alive": f"{host}:{os.getpid()}",
+        "elsewhere": f"other-host:{dead_pid}",  # another machine's process cannot be seen
+        "untagged": None,  # a run this code did not start
+    }
+    runs = {
+        name: tracking.start_run(
+            tracking_uri, MODEL, name, {}, {} if owner is None else {tracking.OWNER_TAG: owner}
+        )
+        for name, owner in owners.items()
+    }
+    assert tracking.end_orphaned_runs(tracking_uri, MODEL) == [runs["dead"]]
+    client = MlflowClient(tracking_uri)
+    status = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
+    assert status == {
+        "dead": "KILLED",
+        "alive": "RUNNING",
+        "elsewhere": "RUNNING",
+        "untagged": "RUNNING",
+    }
+    assert tracking.end_orphaned_runs(tracking_uri, MODEL) == []  # ended runs stay ended
+    assert tracking.end_orphaned_runs(tracking_uri, "no-such-experiment") == []
