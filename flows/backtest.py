@@ -9,7 +9,7 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import fetch, load_each
+from flows.fetching import fetch_each
 from flows.progress import wait_counting
 from lstm_pipeline import backtest, pipeline, provenance, tracking
 from lstm_pipeline.config import PipelineConfig, with_trigger
@@ -40,7 +40,7 @@ def log_fold(cfg: PipelineConfig, parent_id: str, result: backtest.FoldResult) -
 @flow(name="lstm-backtest", flow_run_name=lambda: f"backtest-{date.today()}")
 def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[str, Any]:
     """Refit on expanding history `folds` times, each scored on the next `step` trading days."""
-    prices, failures = load_each(fetch, cfg.data, "backtest")
+    prices, failures = fetch_each(cfg.data, "backtest")
     uri = cfg.tracking.tracking_uri
     cfg = with_trigger(cfg, "backtest")
     params = provenance.run_params(cfg) | {"backtest.folds": folds, "backtest.step": step}

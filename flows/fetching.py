@@ -19,13 +19,14 @@ from prefect.context import TaskRunContext
 from prefect.states import State
 
 from flows.progress import wait_counting
-from lstm_pipeline import cache, data
+from lstm_pipeline import cache, data, yahoo
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import InputError, describe_failures, require_survivors
 
 # A yfinance fetch is reused for this long at most, and only the same day for open ranges
 # (cache.fetch_key names the date), so a rerun on the same data skips the network.
 FETCH_CACHE_EXPIRATION = timedelta(hours=12)
+DOWNLOAD_FAILURES = (yahoo.DownloadError, yahoo.NoDataError)  # the disk cache may stand in
 
 
 def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:
@@ -47,7 +48,17 @@ def fetch_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str 
 def fetch(
     ticker: str, cfg: DataConfig, min_rows: int = data.MIN_ROWS, purpose: str = "a price series"
 ) -> pd.DataFrame:
-    return data.load_prices(ticker, cfg, min_rows, purpose)
+    # A failed download fails here instead of falling back on the disk cache, so only fresh
+    # prices are ever reused: a stale fallback kept for FETCH_CACHE_EXPIRATION would outlive
+    # the outage. fetch_each falls back through fetch_stale, which is never reused.
+    return data.load_prices(ticker, cfg, min_rows, purpose, allow_stale=False)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="fetch-{ticker}-from-cache")
+def fetch_stale(
+    ticker: str, cfg: DataConfig, min_rows: int = data.MIN_ROWS, purpose: str = "a price series"
+) -> pd.DataFrame:
+    return data.load_stale(ticker, cfg, min_rows, purpose)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="cache-{ticker}")
@@ -76,6 +87,22 @@ def load_each(
     results, failures = each_ticker(ticker_task, cfg, *args)
     require_survivors(results, failures, cfg.min_tickers, purpose, cfg.max_failure_ratio)
     return results, failures
+
+
+def fetch_each(
+    cfg: DataConfig, purpose: str, *args: Any
+) -> tuple[dict[str, pd.DataFrame], dict[str, BaseException]]:
+    """load_each with `fetch`, where a ticker whose download failed falls back on its disk
+    cache (fetch_stale, with a warning) and fails only when it has none."""
+    prices, failures = each_ticker(fetch, cfg, *args)
+    outage = tuple(t for t, e in failures.items() if isinstance(e, DOWNLOAD_FAILURES))
+    if outage:
+        cached, _ = each_ticker(fetch_stale, cfg.model_copy(update={"tickers": outage}), *args)
+        found = prices | cached
+        prices = {t: found[t] for t in cfg.tickers if t in found}  # in cfg's order
+        failures = {t: e for t, e in failures.items() if t not in cached}
+    require_survivors(prices, failures, cfg.min_tickers, purpose, cfg.max_failure_ratio)
+    return prices, failures
 
 
 @flow(name="lstm-fetch", flow_run_name=lambda: f"fetch-{date.today()}")

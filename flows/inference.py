@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import runners
 from flows.artifacts import publish_forecasts
-from flows.fetching import fetch, load_each, transient_only
+from flows.fetching import fetch_each, transient_only
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import describe_failures
@@ -68,7 +68,7 @@ def forecast_flow(
         tracking.ensure_reachable(tracking_uri)
     model = load_model(model_uri, tracking_uri)
     forecaster = open_model(model)
-    prices, failures = load_each(fetch, data, "the forecast", forecaster.window, "one input window")
+    prices, failures = fetch_each(data, "the forecast", forecaster.window, "one input window")
     table = forecast(forecaster, model, prices)
     path = write(table, output)
     publish_forecasts(table, path)

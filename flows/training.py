@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import runners
 from flows.artifacts import publish_training_summary
-from flows.fetching import fetch, load_each
+from flows.fetching import fetch_each
 from lstm_pipeline import data, pipeline, provenance, registry, tracking
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import describe_failures
@@ -121,7 +121,7 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     make_runtime(cfg.train, cfg.model.hidden_size)
     tracking.ensure_reachable(cfg.tracking.tracking_uri, cfg.tracking.experiment)
     needed = rows_needed(cfg.features)
-    prices, failures = load_each(fetch, cfg.data, "training", needed, split_purpose(cfg.features))
+    prices, failures = fetch_each(cfg.data, "training", needed, split_purpose(cfg.features))
     windows = make_windows(prices, cfg)
     data_tags = pipeline.data_summary(prices, failures)
     uri = cfg.tracking.tracking_uri

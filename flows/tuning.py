@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fetching import fetch, load_each
+from flows.fetching import fetch_each
 from lstm_pipeline import pipeline, provenance, tracking, tune
 from lstm_pipeline.config import PipelineConfig, with_trigger
 
@@ -79,7 +79,7 @@ def tune_flow(
     `storage` is the Optuna storage URL every worker reaches (e.g. PostgreSQL for a remote
     cluster); None keeps the study in a temporary sqlite file, removed at the end.
     """
-    prices, failures = load_each(fetch, cfg.data, "tuning")
+    prices, failures = fetch_each(cfg.data, "tuning")
     uri = cfg.tracking.tracking_uri
     cfg = with_trigger(cfg, "tune")
     params = provenance.run_params(cfg) | {"tune.trials": trials, "tune.parallel": parallel}

@@ -41,16 +41,21 @@ MIN_ROWS = 2  # the least any use of a series needs; training and forecasting as
 
 
 def load_prices(
-    ticker: str, cfg: DataConfig, min_rows: int = MIN_ROWS, purpose: str = "a price series"
+    ticker: str,
+    cfg: DataConfig,
+    min_rows: int = MIN_ROWS,
+    purpose: str = "a price series",
+    allow_stale: bool = True,
 ) -> pd.DataFrame:
     """Adjusted, validated bars of one ticker from `cfg.source`, cut to [start, end].
 
     Returns a frame indexed by date with columns FEATURES (OHLC adjusted by Adj Close / Close);
     DataValidationError when fewer than `min_rows` remain (they are needed for `purpose`).
+    A failed yfinance update falls back on the cache with a warning unless not `allow_stale`.
     """
     ticker = validate_ticker(ticker)
     if cfg.source == "yfinance":
-        prices = refresh_cache(ticker, cfg).prices
+        prices = refresh_cache(ticker, cfg, allow_stale).prices
     else:
         raw, origin = read_local(ticker, cfg)
         prices = to_prices(check_bars(raw, ticker, origin, cfg), origin)
@@ -224,6 +229,23 @@ def fall_back_on_cache(
         raise type(exc)(f"{exc}; cache {path} kept ({age})") from None
     log.warning("%s; using the cache %s instead (%s)", exc, path, age)
     return CachedPrices(load_cached(cached, ticker, path, cfg), path, stale=f"{exc} ({age})")
+
+
+def load_stale(
+    ticker: str, cfg: DataConfig, min_rows: int = MIN_ROWS, purpose: str = "a price series"
+) -> pd.DataFrame:
+    """load_prices from the ticker's cache as it stands, no update tried: the fallback a flow
+    takes, with a warning, after `load_prices(allow_stale=False)` failed to download."""
+    ticker = validate_ticker(ticker)
+    path = cache.cache_path(cfg.cache_root(), ticker, cfg.interval)
+    cached = cache.read_cache(path)
+    if cached is None:
+        raise yahoo.DownloadError(f"{ticker}: no cache at {path} to fall back on")
+    age = cache.describe_age(cached)
+    log.warning(
+        "%s: yfinance update failed; using the cache %s as it stands (%s)", ticker, path, age
+    )
+    return select_dates(load_cached(cached, ticker, path, cfg), ticker, cfg, min_rows, purpose)
 
 
 def load_cached(cached: pd.DataFrame, ticker: str, path: Path, cfg: DataConfig) -> pd.DataFrame:

@@ -311,8 +311,10 @@ def log_onnx_model(
     client = client_for(uri)
     try:
         client.create_registered_model(model_name)
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+    except MlflowException:
+        # it exists, or a concurrent run created it between our calls: the error's code
+        # depends on the store and on who won the race, so look rather than read it
+        if not client.search_registered_models(f"name = '{model_name}'"):
             raise
     version = client.create_model_version(
         model_name, info.model_uri, run_id=run_id, model_id=info.model_id

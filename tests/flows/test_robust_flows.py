@@ -83,3 +83,32 @@ def test_a_second_fetch_of_the_same_range_reuses_the_result_and_a_new_range_does
     later = forecast(cfg.model_copy(update={"start": date(2020, 1, 15)}))
     assert len(fake_yahoo.calls) > calls  # a new range is fetched
     assert later["as_of"].tolist() == first["as_of"].tolist()
+
+
+def test_a_stale_cache_used_in_an_outage_is_not_reused_once_the_network_is_back(
+    prefect_harness, fake_yahoo, tiny_onnx, tmp_path
+):
+    from flows.inference import forecast_flow
+    from lstm_pipeline.data import fill_cache
+
+    cfg = DataConfig(
+        tickers=("AAPL",),
+        source="yfinance",
+        cache_dir=str(tmp_path / "cache"),
+        retry_attempts=2,
+        retry_base_delay=0.0,
+    )
+    fake_yahoo.history["AAPL"] = yahoo_frame(60)
+    fill_cache("AAPL", cfg)  # yesterday's cache
+    fake_yahoo.history["AAPL"] = yahoo_frame(70)  # the market moved on,
+    fake_yahoo.offline = ("AAPL",)  # but Yahoo cannot be reached
+    output = tmp_path / "f.csv"
+
+    def as_of() -> str:
+        forecast_flow(cfg, str(tiny_onnx[0]), str(output))
+        return pd.read_csv(output)["as_of"].iloc[0]
+
+    bars = yahoo_frame(70).index
+    assert as_of() == str(bars[59].date())  # the outage: the cache stood in
+    fake_yahoo.offline = ()  # the network is back, the same day, the same range
+    assert as_of() == str(bars[69].date())  # downloaded, not the stale result again
