@@ -1,6 +1,8 @@
 """Both flows end to end under the Prefect test harness, MLflow on a temporary sqlite store."""
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lstm_pipeline.predict import FORECAST_COLUMNS
+from lstm_pipeline.tracking import OWNER_TAG
 
 pytestmark = pytest.mark.slow
 
@@ -188,6 +191,7 @@ def test_backtest_flow_logs_a_parent_run_with_one_nested_run_per_fold(prefect_ha
     client = MlflowClient(tiny_cfg.tracking.tracking_uri)
     parent = client.get_run(result["run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["trigger"] == "backtest"
+    assert parent.data.tags[OWNER_TAG] == f"{socket.gethostname()}:{os.getpid()}"  # this flow's
     for key in ("test_mase", "naive_test_mae", "test_dm_stat_h1", "test_dm_pvalue_h3"):
         assert key in parent.data.metrics
     children = client.search_runs(
@@ -219,6 +223,6 @@ def test_tune_flow_runs_trials_as_tasks_and_writes_a_usable_config(
         f"tags.mlflow.parentRunId = '{result['run_id']}'",
     )
     assert len(children) == 3 and {r.data.tags["trigger"] for r in children} == {"tune"}
-    assert client.get_run(result["run_id"]).data.metrics["best_val_mase"] == pytest.approx(
-        result["best_val_mase"]
-    )
+    parent = client.get_run(result["run_id"])
+    assert parent.data.metrics["best_val_mase"] == pytest.approx(result["best_val_mase"])
+    assert parent.data.tags[OWNER_TAG] == f"{socket.gethostname()}:{os.getpid()}"
