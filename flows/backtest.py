@@ -45,13 +45,9 @@ def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[
     cfg = with_trigger(cfg, "backtest")
     params = provenance.run_params(cfg) | {"backtest.folds": folds, "backtest.step": step}
     tags = provenance.run_tags(cfg, pipeline.data_summary(prices, failures))
-    tracking.end_orphaned_runs(uri, cfg.tracking.experiment)  # runs killed before they ended
+    tags |= tracking.owner_of_new_run(uri, cfg.tracking.experiment)
     parent = tracking.start_run(
-        uri,
-        cfg.tracking.experiment,
-        f"backtest-{date.today()}",
-        params,
-        tags | tracking.owner_tag(),
+        uri, cfg.tracking.experiment, f"backtest-{date.today()}", params, tags
     )
     with tracking.closing_run(uri, parent):
         # all folds at once: on a Dask runner each is fitted in its own worker process

@@ -125,8 +125,8 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     windows = make_windows(prices, cfg)
     data_tags = pipeline.data_summary(prices, failures)
     uri = cfg.tracking.tracking_uri
-    tracking.end_orphaned_runs(uri, cfg.tracking.experiment)  # runs killed before they ended
-    run_id = open_run(cfg, data_tags, tracking.owner_tag())  # this process ends the run
+    owner = tracking.owner_of_new_run(uri, cfg.tracking.experiment)  # this process ends it
+    run_id = open_run(cfg, data_tags, owner)
     with tracking.closing_run(uri, run_id):
         log_training_data(cfg, run_id, prices, data_tags["data.sha256"])
         result = fit_model(windows, cfg, run_id)

@@ -87,13 +87,9 @@ def tune_flow(
     with tune.study_storage(storage) as url:
         study = tune.create_study(url, f"tune-{uuid.uuid4().hex[:8]}", cfg.train.seed)
         tags["optuna.study"] = study.study_name
-        tracking.end_orphaned_runs(uri, cfg.tracking.experiment)  # runs killed before they ended
+        tags |= tracking.owner_of_new_run(uri, cfg.tracking.experiment)
         parent = tracking.start_run(
-            uri,
-            cfg.tracking.experiment,
-            f"tune-{date.today()}",
-            params,
-            tags | tracking.owner_tag(),
+            uri, cfg.tracking.experiment, f"tune-{date.today()}", params, tags
         )
         with tracking.closing_run(uri, parent):
             outcomes = run_trials(study, url, cfg, prices, trials, parallel, parent)

@@ -29,6 +29,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from lstm_pipeline.data import process_exists
 from lstm_pipeline.errors import InputError, one_line, scrub
 
 if TYPE_CHECKING:
@@ -225,8 +226,10 @@ def end_run(uri: str | None, run_id: str, status: str = "FINISHED", reason: str 
 OWNER_TAG = "lstm_pipeline.owner"  # host:pid of the process that ends the run
 
 
-def owner_tag() -> dict[str, str]:
-    """Marks a run as this process's to end (call it in the process that ends the run)."""
+def owner_of_new_run(uri: str | None, experiment: str) -> dict[str, str]:
+    """The tag that makes a new run this process's to end, after ending the orphans its
+    predecessors left (end_orphaned_runs). Call it in the process that will end the run."""
+    end_orphaned_runs(uri, experiment)
     return {OWNER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
 
 
@@ -237,8 +240,6 @@ def end_orphaned_runs(uri: str | None, experiment: str) -> list[str]:
     for good. Runs owned on other hosts are left alone (their processes cannot be seen from
     here), and so is any run whose process still exists: a reused process id reads as alive.
     """
-    from lstm_pipeline.data import process_exists
-
     client = client_for(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
