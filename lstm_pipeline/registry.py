@@ -1,8 +1,8 @@
 """The model registry: the promotion gate's verdict, and moving `champion` by hand.
 
-With tracking.py, the only modules that import mlflow. Every move of the `champion` alias
-leaves its history in model-version tags, so the registry itself says who held the alias
-before, since when, set by what and why:
+It reaches the store through tracking.py, the only module that imports mlflow. Every move
+of the `champion` alias leaves its history in model-version tags, so the registry itself says
+who held the alias before, since when, set by what and why:
 
 - `previous_champion`: the version that held `champion` when this one got it (`none`);
 - `champion_since`, `champion_set_by` (`gate`, `promote`, `rollback`), `champion_reason`,
@@ -24,12 +24,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-
 from lstm_pipeline import gate, tracking
 from lstm_pipeline.errors import InputError, one_line
-from lstm_pipeline.tracking import CHALLENGER, CHAMPION, ModelNotFoundError
+from lstm_pipeline.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    Client,
+    existing_version,
+    version_by_alias,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,20 +50,12 @@ class Promotion:
     reason: str
 
 
-def current_alias(client: MlflowClient, model_name: str, alias: str) -> Any:
-    """The model version behind `alias`, or None when the model or the alias does not exist."""
-    try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
-
-
 def judge(
     uri: str | None, model_name: str, new_model: Path, val: WindowSet, margin: float
 ) -> gate.GateDecision:
     """Score the new ONNX model and the current champion on `val` alike, then apply the rule."""
     client = tracking.client_for(uri)
-    holder = current_alias(client, model_name, CHAMPION)
+    holder = version_by_alias(client, model_name, CHAMPION)
     champion = None
     if holder is not None:
         resolved = tracking.resolve_model(f"models:/{model_name}/{holder.version}", uri)
@@ -101,10 +96,10 @@ def register_and_gate(
         raise
 
 
-def _withdraw(client: MlflowClient, model_name: str, version: str) -> None:
+def _withdraw(client: Client, model_name: str, version: str) -> None:
     """Delete a version whose gate failed half-way, giving `champion` back if it took it."""
     try:
-        holder = current_alias(client, model_name, CHAMPION)
+        holder = version_by_alias(client, model_name, CHAMPION)
         if holder is not None and str(holder.version) == version:
             previous = holder.tags.get("previous_champion", NONE)
             if previous != NONE:
@@ -118,7 +113,7 @@ SETTLE_ROUNDS = 5  # two gates racing settle in two; more means the alias keeps 
 
 
 def settle(
-    client: MlflowClient,
+    client: Client,
     model_name: str,
     version: str,
     decision: gate.GateDecision,
@@ -149,8 +144,8 @@ def settle(
     return gate.GateDecision(False, reason, decision.scores, decision.margin)
 
 
-def _holder(client: MlflowClient, model_name: str) -> str | None:
-    holder = current_alias(client, model_name, CHAMPION)
+def _holder(client: Client, model_name: str) -> str | None:
+    holder = version_by_alias(client, model_name, CHAMPION)
     return None if holder is None else str(holder.version)
 
 
@@ -170,7 +165,7 @@ def gate_tags(decision: gate.GateDecision) -> dict[str, str]:
 
 
 def _apply(
-    client: MlflowClient, model_name: str, version: str, run_id: str, decision: gate.GateDecision
+    client: Client, model_name: str, version: str, run_id: str, decision: gate.GateDecision
 ) -> Promotion:
     """Record the settled decision on the version and the run; a loser becomes challenger."""
     tags = gate_tags(decision)
@@ -187,8 +182,8 @@ def _apply(
 def promote(uri: str | None, model_name: str, version: str, reason: str) -> dict[str, Any]:
     """Give `champion` to `version` by hand; ModelNotFoundError when it does not exist."""
     client = tracking.client_for(uri)
-    target = _existing_version(client, model_name, version)
-    holder = current_alias(client, model_name, CHAMPION)
+    target = existing_version(client, model_name, version)
+    holder = version_by_alias(client, model_name, CHAMPION)
     if holder is not None and str(holder.version) == str(target.version):
         return _summary(model_name, str(target.version), None, reason, changed=False)
     previous = _move_champion(client, model_name, str(target.version), "promote", reason)
@@ -198,13 +193,13 @@ def promote(uri: str | None, model_name: str, version: str, reason: str) -> dict
 def rollback(uri: str | None, model_name: str, reason: str) -> dict[str, Any]:
     """Give `champion` back to the current champion's `previous_champion`."""
     client = tracking.client_for(uri)
-    holder = current_alias(client, model_name, CHAMPION)
+    holder = version_by_alias(client, model_name, CHAMPION)
     if holder is None:
         raise InputError(f"model {model_name} has no champion to roll back")
     back_to = holder.tags.get("previous_champion", NONE)
     if back_to == NONE:
         raise InputError(f"champion v{holder.version} of {model_name} has no previous champion")
-    target = _existing_version(client, model_name, back_to)
+    target = existing_version(client, model_name, back_to)
     _set_version_tags(
         client,
         model_name,
@@ -217,19 +212,17 @@ def rollback(uri: str | None, model_name: str, reason: str) -> dict[str, Any]:
 
 
 def _move_champion(
-    client: MlflowClient, model_name: str, version: str, set_by: str, reason: str
+    client: Client, model_name: str, version: str, set_by: str, reason: str
 ) -> str | None:
     """Point `champion` at `version`, recording who held it before; returns that version."""
-    holder = current_alias(client, model_name, CHAMPION)
+    holder = version_by_alias(client, model_name, CHAMPION)
     previous = str(holder.version) if holder is not None else None
     client.set_model_version_tag(model_name, version, "previous_champion", previous or NONE)
     _take_alias(client, model_name, version, set_by, reason)
     return previous
 
 
-def _take_alias(
-    client: MlflowClient, model_name: str, version: str, set_by: str, reason: str
-) -> None:
+def _take_alias(client: Client, model_name: str, version: str, set_by: str, reason: str) -> None:
     tags = {
         "champion_since": _now(),
         "champion_set_by": set_by,
@@ -237,7 +230,7 @@ def _take_alias(
         "champion_set_by_user": _user(),
     }
     _set_version_tags(client, model_name, version, tags)
-    challenger = current_alias(client, model_name, CHALLENGER)
+    challenger = version_by_alias(client, model_name, CHALLENGER)
     if challenger is not None and str(challenger.version) == version:
         client.delete_registered_model_alias(model_name, CHALLENGER)  # no longer a candidate
     client.set_registered_model_alias(model_name, CHAMPION, version)
@@ -246,18 +239,9 @@ def _take_alias(
     )
 
 
-def _set_version_tags(
-    client: MlflowClient, model_name: str, version: str, tags: dict[str, str]
-) -> None:
+def _set_version_tags(client: Client, model_name: str, version: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
-
-
-def _existing_version(client: MlflowClient, model_name: str, version: str) -> Any:
-    try:
-        return client.get_model_version(model_name, version)
-    except MlflowException:
-        raise ModelNotFoundError(f"model {model_name} has no version {version}") from None
 
 
 def _summary(

@@ -1,8 +1,9 @@
 """MLflow: runs, metrics, artifacts, the ONNX model and resolving registry URIs.
 
-With registry.py (the gate and the `champion` alias moves), the only modules that import
-mlflow. Everything goes through an explicit run id (not mlflow's thread-local active run), so
-Prefect may run the calls in any thread. No torch here: the forecast path resolves models too.
+The only module that imports mlflow: registry.py (the gate and the `champion` alias moves)
+works on the `Client` handed out here. Everything goes through an explicit run id (not
+mlflow's thread-local active run), so Prefect may run the calls in any thread. No torch here:
+the forecast path resolves models too.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from lstm_pipeline.data import process_exists
-from lstm_pipeline.errors import InputError, one_line, scrub
+from lstm_pipeline.errors import InputError, has_credentials, one_line, scrub
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # only the training path logs figures
@@ -67,7 +68,7 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     uri = chosen_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if scrub(uri) != uri:
+    if has_credentials(uri):
         # MLflow prints "View run ... at: URI/#/..." when a run ends, password and all
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     mlflow.set_tracking_uri(uri)
@@ -112,8 +113,27 @@ def ensure_reachable(
         )
 
 
-def client_for(uri: str | None = None) -> MlflowClient:
-    return MlflowClient(resolve_tracking_uri(uri))
+Client = MlflowClient  # the store's handle, for registry.py
+
+
+def client_for(uri: str | None = None) -> Client:
+    return Client(resolve_tracking_uri(uri))
+
+
+def version_by_alias(client: Client, model_name: str, alias: str) -> Any:
+    """The model version behind `alias`, or None when the model or the alias does not exist."""
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def existing_version(client: Client, model_name: str, version: str) -> Any:
+    """The model version `version` of `model_name`; ModelNotFoundError when there is none."""
+    try:
+        return client.get_model_version(model_name, version)
+    except MlflowException:
+        raise ModelNotFoundError(f"model {model_name} has no version {version}") from None
 
 
 def start_run(

@@ -27,7 +27,7 @@ def register(uri: str, tiny_onnx) -> tuple[str, str]:
 
 
 def holder(client: MlflowClient, alias: str = "champion") -> str | None:
-    version = registry.current_alias(client, MODEL, alias)
+    version = tracking.version_by_alias(client, MODEL, alias)
     return None if version is None else str(version.version)
 
 
