@@ -41,6 +41,11 @@ def scrub(text: str) -> str:
     return _USERINFO.sub("***@", text)
 
 
+def has_credentials(uri: str) -> bool:
+    """Whether `uri` carries a user part (a password or a token) that scrub would hide."""
+    return scrub(uri) != uri
+
+
 def one_line(exc: BaseException) -> str:
     """The exception as the one line a user sees, credentials scrubbed."""
     text = str(exc).strip()

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from lstm_pipeline import __version__
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.errors import scrub
+from lstm_pipeline.errors import has_credentials, scrub
 
 UNKNOWN = "unknown"
 _SOURCE_DIR = Path(__file__).resolve().parent  # the code that runs, not the caller's cwd
@@ -91,7 +91,7 @@ def credentials_to_env(uri: str | None) -> str | None:
         os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username or "")
         os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
         return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-    if scrub(uri) != uri:
+    if has_credentials(uri):
         os.environ["MLFLOW_TRACKING_URI"] = uri
         return None
     return uri
