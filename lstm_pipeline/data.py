@@ -7,16 +7,11 @@ warning saying how stale it is. Never imports torch: the batch forecast path use
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +19,7 @@ import pandas as pd
 from lstm_pipeline import cache, yahoo
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import DataValidationError, InputError
+from lstm_pipeline.files import write_atomic
 from lstm_pipeline.validate import (
     ADJ_CLOSE,
     FEATURES,
@@ -259,54 +255,6 @@ def save_cache(bars: pd.DataFrame, path: Path, covered_from: date | None) -> Pat
     bars.attrs = {cache.COVERED_FROM: covered_from.isoformat() if covered_from else ""}
     write_atomic(path, lambda tmp: bars.to_parquet(tmp))
     return path
-
-
-def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
-    """Call `write(tmp)` on a temp file beside `path`, then rename it over `path`.
-
-    A crash mid-write leaves the previous file intact: readers see the old or the new, never half.
-    The temp file is hidden and named `.NAME.PID.XXXX.tmp`, so nothing reads it, and a writer
-    that was killed leaves one behind only until the next write removes it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.{os.getpid()}."
-    remove_dead_writers_temps(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as done:  # on disk before the rename makes it visible
-            os.fsync(done.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def remove_dead_writers_temps(path: Path) -> list[Path]:
-    """Delete the temp files of `path` whose writer process no longer exists; returns them.
-
-    A live writer's temp file is left alone, so concurrent writers never break each other.
-    """
-    removed = []
-    for tmp in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
-        pid = tmp.name.removeprefix(f".{path.name}.").split(".", 1)[0]
-        if pid.isdigit() and not process_exists(int(pid)):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def process_exists(pid: int) -> bool:
-    """Whether a process with this id runs on this machine (a reused id reads as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def latest_window(prices: pd.DataFrame, window: int) -> np.ndarray:

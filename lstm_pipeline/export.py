@@ -12,8 +12,9 @@ import numpy as np
 import onnx
 import torch
 
-from lstm_pipeline.data import FEATURES, write_atomic
+from lstm_pipeline.data import FEATURES
 from lstm_pipeline.features import CLOSE
+from lstm_pipeline.files import write_atomic
 from lstm_pipeline.model import LSTMForecaster, PriceForecaster
 from lstm_pipeline.predict import OnnxForecaster
 

@@ -22,8 +22,9 @@ from pandas.tseries.holiday import (
     sunday_to_monday,
 )
 
-from lstm_pipeline.data import latest_window, require_rows, write_atomic
+from lstm_pipeline.data import latest_window, require_rows
 from lstm_pipeline.errors import InputError
+from lstm_pipeline.files import write_atomic
 
 FORECAST_COLUMNS = (
     "ticker",

@@ -30,8 +30,8 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from lstm_pipeline.data import process_exists
 from lstm_pipeline.errors import InputError, has_credentials, one_line, scrub
+from lstm_pipeline.files import process_exists
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # only the training path logs figures

@@ -19,8 +19,8 @@ import pandas as pd
 import yaml
 
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.data import write_atomic
 from lstm_pipeline.features import build_window_sets
+from lstm_pipeline.files import write_atomic
 from lstm_pipeline.pipeline import evaluate_model, train_model
 
 # section.key -> how to draw it; ranges around the defaults that are cheap enough on a CPU

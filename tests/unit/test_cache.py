@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lstm_pipeline import cache, data, yahoo
+from lstm_pipeline import cache, data, files, yahoo
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import DataValidationError
 from tests.conftest import ROOT
@@ -178,7 +178,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_cache_readable(tmp_path: Path)
     script = f"""
 import time
 import pandas as pd
-from lstm_pipeline import data
+from lstm_pipeline import files
 
 payload = pd.read_parquet({str(path)!r}).iloc[:10].to_parquet()
 
@@ -190,7 +190,7 @@ def slow_writer(tmp):
         time.sleep(120)
         out.write(payload[len(payload) // 2 :])
 
-data.write_atomic({str(path)!r}, slow_writer)
+files.write_atomic({str(path)!r}, slow_writer)
 """
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
@@ -247,5 +247,5 @@ def test_the_next_write_removes_only_the_temp_files_of_dead_writers(tmp_path: Pa
     torn.write_text("half a file")
     live = tmp_path / f".AAPL.parquet.{os.getpid()}.def456.tmp"  # a writer still at work
     live.write_text("in progress")
-    data.write_atomic(path, lambda tmp: tmp.write_text("new"))
+    files.write_atomic(path, lambda tmp: tmp.write_text("new"))
     assert path.read_text() == "new" and live.exists() and not torn.exists()

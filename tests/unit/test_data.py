@@ -48,17 +48,3 @@ def test_missing_file_is_an_input_error_naming_it(tmp_path: Path):
 @pytest.mark.parametrize("good", ["AAPL", "brk-b", "^GSPC", "EURUSD=X", "RDS.A"])
 def test_valid_tickers_are_upper_cased(good: str):
     assert data.validate_ticker(good) == good.upper()
-
-
-def test_write_atomic_keeps_the_old_file_when_the_writer_fails(tmp_path: Path):
-    target = tmp_path / "out.csv"
-    target.write_text("old\n")
-
-    def crash(tmp: Path) -> None:
-        tmp.write_text("half")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        data.write_atomic(target, crash)
-    assert target.read_text() == "old\n"
-    assert list(tmp_path.iterdir()) == [target]  # no temp file left behind

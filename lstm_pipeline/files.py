@@ -1,0 +1,78 @@
+"""Files written so that a crash never leaves half of one: temp file, fsync, rename."""
+
+from __future__ import annotations
+
+import glob
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
+    """Call `write(tmp)` on a temp file beside `path`, then rename it over `path`.
+
+    A crash mid-write leaves the previous file intact: readers see the old or the new, never half.
+    The file gets the mode the old one had, or a new file's (0666 less the umask), so whoever
+    could read the forecasts or the cache before still can.
+    The temp file is hidden and named `.NAME.PID.XXXX.tmp`, so nothing reads it, and a writer
+    that was killed leaves one behind only until the next write removes it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}.{os.getpid()}."
+    remove_dead_writers_temps(path)
+    # the old file's mode, else what open() gives a new file; mkstemp's is 0600 (owner only)
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~current_umask()
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, mode)
+        with open(tmp, "rb+") as done:  # on disk before the rename makes it visible
+            os.fsync(done.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_dead_writers_temps(path: Path) -> list[Path]:
+    """Delete the temp files of `path` whose writer process no longer exists; returns them.
+
+    A live writer's temp file is left alone, so concurrent writers never break each other.
+    """
+    removed = []
+    for tmp in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
+        pid = tmp.name.removeprefix(f".{path.name}.").split(".", 1)[0]
+        if pid.isdigit() and not process_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (a reused id reads as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask sets it,
+    for every thread at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,52 @@
+"""Atomic writes: the old file or the new one, never half, and readable by whoever could."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from lstm_pipeline import files
+
+
+def test_write_atomic_keeps_the_old_file_when_the_writer_fails(tmp_path: Path):
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+
+    def crash(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        files.write_atomic(target, crash)
+    assert target.read_text() == "old\n"
+    assert list(tmp_path.iterdir()) == [target]  # no temp file left behind
+
+
+@pytest.fixture
+def umask_027():
+    previous = os.umask(0o027)
+    yield
+    os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_file_gets_the_mode_open_would_give_it(tmp_path: Path, umask_027):
+    assert files.current_umask() == 0o027
+    path = tmp_path / "forecasts.csv"
+    files.write_atomic(path, lambda tmp: tmp.write_text("new"))
+    assert mode(path) == 0o640  # not mkstemp's 0600: the group may read what it could before
+    plain = tmp_path / "plain.csv"
+    plain.write_text("by open()")
+    assert mode(path) == mode(plain)
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path: Path, umask_027):
+    path = tmp_path / "AAPL.parquet"
+    path.write_text("old")
+    path.chmod(0o604)
+    files.write_atomic(path, lambda tmp: tmp.write_text("new"))
+    assert path.read_text() == "new" and mode(path) == 0o604
