@@ -11,7 +11,7 @@ TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow/mlflow.db)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= lstm_pipeline
 
-.PHONY: setup demo test test-fast lint format bench bench-inference bench-e2e bench-scale train forecast mlflow-ui mlflow-server serve-model \
+.PHONY: setup demo test test-fast lint format golden bench bench-inference bench-e2e bench-scale train forecast mlflow-ui mlflow-server serve-model \
 	prefect-server serve clean check
 
 setup: $(STAMP)
@@ -41,6 +41,10 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Rebuild tests/golden (the model as shipped); only for a change of meaning, shown in the diff.
+golden: setup
+	$(PY) -m tests.golden.make_golden
 
 check: lint test
 
