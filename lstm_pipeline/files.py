@@ -15,17 +15,15 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
     """Call `write(tmp)` on a temp file beside `path`, then rename it over `path`.
 
     A crash mid-write leaves the previous file intact: readers see the old or the new, never half.
-    The file gets the mode the old one had, or a new file's (0666 less the umask), so whoever
-    could read the forecasts or the cache before still can.
     The temp file is hidden and named `.NAME.PID.XXXX.tmp`, so nothing reads it, and a writer
-    that was killed leaves one behind only until the next write removes it.
+    that was killed leaves one behind only until the next write removes it. The new file gets
+    the old one's mode, or a new file's, so whoever could read it before still can.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.{os.getpid()}."
     remove_dead_writers_temps(path)
-    # the old file's mode, else what open() gives a new file; mkstemp's is 0600 (owner only)
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~current_umask()
+    mode = mode_for(path)
     fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -37,6 +35,15 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def mode_for(path: Path) -> int:
+    """The mode a write over `path` should leave: its own, else what open() gives a new file
+    (0666 less the umask). The temp file's would be mkstemp's 0600, owner only."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
 
 
 def remove_dead_writers_temps(path: Path) -> list[Path]:
