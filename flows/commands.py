@@ -143,12 +143,13 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     from flows import deploy, runners
-    from lstm_pipeline import tracking
+    from lstm_pipeline import predict, tracking
 
     # Every check before the server is contacted: a bad value must not register anything.
     deploy.check_schedule("--retrain-cron", args.retrain_cron, args.timezone)
     deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)
     cfg = _training_config(args)
+    predict.check_output(args.output)  # else every scheduled forecast would fail at its end
     url = deploy.require_server()
     if args.dask_address:  # each run imports its flow in a subprocess that inherits this
         os.environ[runners.DASK_ADDRESS_ENV] = args.dask_address

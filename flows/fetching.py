@@ -94,6 +94,8 @@ def fetch_each(
 ) -> tuple[dict[str, pd.DataFrame], dict[str, BaseException]]:
     """load_each with `fetch`, where a ticker whose download failed falls back on its disk
     cache (fetch_stale, with a warning) and fails only when it has none."""
+    if cfg.source == "yfinance":  # the other sources never write the cache here
+        data.check_cache_writable(cfg)
     prices, failures = each_ticker(fetch, cfg, *args)
     outage = tuple(t for t, e in failures.items() if isinstance(e, DOWNLOAD_FAILURES))
     if outage:
@@ -108,5 +110,6 @@ def fetch_each(
 @flow(name="lstm-fetch", flow_run_name=lambda: f"fetch-{date.today()}")
 def fetch_flow(cfg: DataConfig) -> dict[str, Any]:
     """Update (yfinance) or import (sample, csv) each ticker's cache; failures are listed."""
+    data.check_cache_writable(cfg)
     summary, failures = load_each(fill_cache, cfg, "fetch")
     return {"tickers": summary, "failed": describe_failures(failures)}

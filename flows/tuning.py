@@ -13,7 +13,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.fetching import fetch_each
-from lstm_pipeline import pipeline, provenance, tracking, tune
+from lstm_pipeline import files, pipeline, provenance, tracking, tune
 from lstm_pipeline.config import PipelineConfig, with_trigger
 
 
@@ -79,6 +79,7 @@ def tune_flow(
     `storage` is the Optuna storage URL every worker reaches (e.g. PostgreSQL for a remote
     cluster); None keeps the study in a temporary sqlite file, removed at the end.
     """
+    files.check_writable(output, "output")  # fails now, not after hours of trials
     prices, failures = fetch_each(cfg.data, "tuning")
     uri = cfg.tracking.tracking_uri
     cfg = with_trigger(cfg, "tune")

@@ -19,7 +19,7 @@ import pandas as pd
 from lstm_pipeline import cache, yahoo
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import DataValidationError, InputError
-from lstm_pipeline.files import write_atomic
+from lstm_pipeline.files import check_can_create_in, write_atomic
 from lstm_pipeline.validate import (
     ADJ_CLOSE,
     FEATURES,
@@ -160,6 +160,12 @@ class CachedPrices:
     prices: pd.DataFrame  # adjusted and validated, as load_prices returns them
     path: Path  # the cache file
     stale: str = ""  # why the cache was used without an update; "" when it is current
+
+
+def check_cache_writable(cfg: DataConfig) -> None:
+    """InputError before any download when the cache folder cannot take files: else every
+    ticker would be downloaded, then fail to be saved."""
+    check_can_create_in(cfg.cache_root(), f"cache {cfg.cache_root()}")
 
 
 def refresh_cache(ticker: str, cfg: DataConfig, allow_stale: bool = True) -> CachedPrices:

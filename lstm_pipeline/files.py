@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lstm_pipeline.errors import InputError
+
 
 def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
     """Call `write(tmp)` on a temp file beside `path`, then rename it over `path`.
@@ -35,6 +37,29 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """InputError naming `what` unless write_atomic could write `path`: a file name, not a
+    folder, in a folder that takes new files (check_can_create_in)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{what} {path}: is a folder, not a file name")
+    check_can_create_in(path.parent, f"{what} {path}")
+
+
+def check_can_create_in(folder: str | Path, what: str) -> None:
+    """InputError naming `what` unless files can be created in `folder`: it exists, or its
+    nearest existing parent does (where mkdir starts), and takes new files. Probed by creating
+    and removing one nameless file there, so a job fails before its work, changing nothing."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"{what}: cannot write in {existing} ({reason})") from None
 
 
 def mode_for(path: Path) -> int:

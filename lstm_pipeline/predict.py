@@ -24,7 +24,7 @@ from pandas.tseries.holiday import (
 
 from lstm_pipeline.data import latest_window, require_rows
 from lstm_pipeline.errors import InputError
-from lstm_pipeline.files import write_atomic
+from lstm_pipeline.files import check_writable, write_atomic
 
 FORECAST_COLUMNS = (
     "ticker",
@@ -204,10 +204,12 @@ def forecast_table(
 
 
 def check_output(path: str | Path) -> str:
-    """The forecast file's format, `.csv` or `.parquet`; InputError for any other name."""
+    """The forecast file's format, `.csv` or `.parquet`; InputError for any other name, or for
+    a place the file cannot be written."""
     suffix = Path(path).suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise InputError(f"output {path}: use a .csv or .parquet file name")
+    check_writable(path, "output")
     return suffix
 
 

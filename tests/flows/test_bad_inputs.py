@@ -165,6 +165,29 @@ CASES: dict[str, tuple[list[str], int, str]] = {
         2,
         "output out.txt: use a .csv or .parquet file name",
     ),
+    # these used to fail (exit 1) only after the whole forecast or search was done
+    "forecast-output-in-a-file": (
+        ["forecast", *SAMPLE, "--model-uri", "{inputs}/tiny.onnx"]
+        + ["--output", "{inputs}/tiny.onnx/f.csv"],
+        2,
+        "output {inputs}/tiny.onnx/f.csv: cannot write in {inputs}/tiny.onnx (Not a directory)",
+    ),
+    "forecast-output-is-a-folder": (
+        ["forecast", *SAMPLE, "--model-uri", "{inputs}/tiny.onnx", "--output", "{inputs}/f.csv"],
+        2,
+        "output {inputs}/f.csv: is a folder, not a file name",
+    ),
+    "fetch-cache-in-a-file": (
+        ["fetch", "AAPL", "--source", "sample", "--cache-dir", "{inputs}/tiny.onnx/cache"],
+        2,
+        "cache {inputs}/tiny.onnx/cache: cannot write in {inputs}/tiny.onnx (Not a directory)",
+    ),
+    "tune-output-in-a-file": (
+        ["tune", *CSV, "--trials", "1", "--output", "{inputs}/tiny.onnx/tuned.yaml"],
+        2,
+        "output {inputs}/tiny.onnx/tuned.yaml: cannot write in {inputs}/tiny.onnx (Not a "
+        "directory)",
+    ),
     "tracking-server-down": (
         ["train", *CSV, "--tracking-uri", f"http://user:secret@127.0.0.1:{CLOSED_PORT}"],
         1,
@@ -199,6 +222,7 @@ def write_inputs(folder: Path) -> None:
     onnx.save(wrong_shape_model(metadata), folder / "wrong-shape.onnx")
     onnx.save(wrong_shape_model({}, window=10, features=5), folder / "no-metadata.onnx")
     (folder / "garbage.onnx").write_bytes(b"\x00not a model\xff" * 10)
+    (folder / "f.csv").mkdir()  # a folder where a forecast file name is expected
     ensure_experiment(f"sqlite:///{folder}/store/mlflow.db", "lstm-forecaster")
 
 

@@ -112,3 +112,16 @@ def test_a_stale_cache_used_in_an_outage_is_not_reused_once_the_network_is_back(
     assert as_of() == str(bars[59].date())  # the outage: the cache stood in
     fake_yahoo.offline = ()  # the network is back, the same day, the same range
     assert as_of() == str(bars[69].date())  # downloaded, not the stale result again
+
+
+def test_a_cache_that_cannot_be_written_fails_before_any_download(
+    prefect_harness, fake_yahoo, tiny_onnx, tmp_path
+):
+    from flows.inference import forecast_flow
+
+    fake_yahoo.history["AAPL"] = yahoo_frame(60)
+    (tmp_path / "a-file").write_text("not a folder")
+    cfg = DataConfig(tickers=("AAPL",), source="yfinance", cache_dir=str(tmp_path / "a-file/c"))
+    with pytest.raises(InputError, match=r"^cache .*a-file/c: cannot write in .*a-file \(Not a"):
+        forecast_flow(cfg, str(tiny_onnx[0]), str(tmp_path / "f.csv"))
+    assert fake_yahoo.calls == [] and not (tmp_path / "f.csv").exists()

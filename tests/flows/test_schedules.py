@@ -33,6 +33,7 @@ EVERY_MINUTE = "* * * * *"
             "--forecast-cron '61 17 * * 1-5' is not a cron expression",
         ),
         ("--timezone", "Mars/Olympus", "--timezone 'Mars/Olympus' is not an IANA time zone"),
+        ("--output", "/dev/null/f.csv", "output /dev/null/f.csv: cannot write in /dev/null"),
     ],
 )
 def test_a_bad_schedule_is_one_line_and_exit_2(tmp_path, option, value, message):

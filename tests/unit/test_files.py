@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lstm_pipeline import files
+from lstm_pipeline.errors import InputError
 
 
 def test_write_atomic_keeps_the_old_file_when_the_writer_fails(tmp_path: Path):
@@ -50,3 +51,27 @@ def test_a_replaced_file_keeps_its_mode(tmp_path: Path, umask_027):
     path.chmod(0o604)
     files.write_atomic(path, lambda tmp: tmp.write_text("new"))
     assert path.read_text() == "new" and mode(path) == 0o604
+
+
+def test_a_writable_place_passes_and_nothing_is_left_there(tmp_path: Path):
+    files.check_writable(tmp_path / "new" / "deeper" / "f.csv", "output")  # folders come later
+    files.check_writable(tmp_path / "f.csv", "output")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (
+            "a-file/f.csv",
+            "output {tmp}/a-file/f.csv: cannot write in {tmp}/a-file (Not a directory)",
+        ),
+        ("a-folder", "output {tmp}/a-folder: is a folder, not a file name"),
+    ],
+)
+def test_an_unwritable_place_is_one_line_naming_it(tmp_path: Path, name: str, message: str):
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-folder").mkdir()
+    with pytest.raises(InputError) as caught:
+        files.check_writable(tmp_path / name, "output")
+    assert str(caught.value) == message.format(tmp=tmp_path)
