@@ -122,12 +122,20 @@ class TrainConfig(_Frozen):
 
 class TrackingConfig(_Frozen):
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db
-    experiment: str = "lstm-forecaster"
+    experiment: str = Field("lstm-forecaster", min_length=1, max_length=500)  # MLflow's limits
     model_name: str = "lstm-forecaster"
     trigger: Trigger = "manual"  # logged as the run's `trigger` tag
     # relative improvement the gate demands: val MASE <= 1 - margin, and <= (1 - margin) times
     # the champion's MASE on the same windows; 0 = no worse than naive and the champion
     promotion_margin: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("model_name")
+    @classmethod
+    def _registrable(cls, name: str) -> str:
+        # MLflow checks this only when registering: after the whole training
+        if not name.strip() or "/" in name or ":" in name:
+            raise ValueError(f"model name {name!r} must be non-blank, without '/' or ':'")
+        return name
 
 
 class PipelineConfig(_Frozen):
@@ -156,22 +164,23 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> Pipel
 
     Raises InputError (one line, naming the file and key) on unknown keys or bad values.
     """
-    tree: dict[str, dict[str, Any]] = {}
-    if yaml_path is not None:
-        tree = _read_yaml(Path(yaml_path))
-    for dotted, value in overrides.items():
-        if value is None:
-            continue
-        section, key = dotted.split("__", 1)
-        tree.setdefault(section, {})[key] = value
-    where = f" (config {yaml_path})" if yaml_path else ""
+    from_file = _read_yaml(Path(yaml_path)) if yaml_path is not None else {}
+    tree = dict(from_file)  # its own top level: from_file says which sections the file set
+    given = {tuple(dotted.split("__", 1)) for dotted, v in overrides.items() if v is not None}
+    for section, key in given:
+        keys = tree.get(section, {})
+        if isinstance(keys, dict):  # else pydantic names the file's malformed section below
+            tree[section] = {**keys, key: overrides[f"{section}__{key}"]}
     try:
         return PipelineConfig.model_validate(tree)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "config"
+        loc = tuple(str(p) for p in first["loc"])
+        # name the file only for a value that came from it, not from a command-line option
+        in_file = bool(loc) and loc[0] in from_file and loc[:2] not in given
+        where = f" (config {yaml_path})" if in_file else ""
         message = first["msg"].removeprefix("Value error, ")
-        raise InputError(f"invalid {loc}{where}: {message}") from None
+        raise InputError(f"invalid {'.'.join(loc) or 'config'}{where}: {message}") from None
 
 
 def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:

@@ -31,7 +31,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from lstm_pipeline.errors import InputError, has_credentials, one_line, scrub
-from lstm_pipeline.files import process_exists
+from lstm_pipeline.files import check_can_create_in, process_exists
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # only the training path logs figures
@@ -67,7 +67,13 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     """The chosen tracking URI, set for this process; a new sqlite store's folder is created."""
     uri = chosen_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            what = f"tracking store {uri}"
+            check_can_create_in(folder, what)  # names what is in the way: a file, a permission
+            raise InputError(f"{what}: cannot create {folder} ({exc.strerror})") from None
     if has_credentials(uri):
         # MLflow prints "View run ... at: URI/#/..." when a run ends, password and all
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"

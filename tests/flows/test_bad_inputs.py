@@ -38,6 +38,7 @@ CONFIGS = {
     "wrong-type.yaml": "train: {max_epochs: many}\n",
     "not-yaml.yaml": "train: [1, 2\n",
     "list.yaml": "- train\n",
+    "model-name.yaml": "tracking: {model_name: 'a/b'}\n",
 }
 
 # case id -> (arguments, exit code, what the one stderr line says)
@@ -181,6 +182,25 @@ CASES: dict[str, tuple[list[str], int, str]] = {
         ["fetch", "AAPL", "--source", "sample", "--cache-dir", "{inputs}/tiny.onnx/cache"],
         2,
         "cache {inputs}/tiny.onnx/cache: cannot write in {inputs}/tiny.onnx (Not a directory)",
+    ),
+    "tracking-store-in-a-file": (
+        ["train", *CSV, "--tracking-uri", "sqlite:///{inputs}/tiny.onnx/mlflow.db"],
+        2,
+        "tracking store sqlite:///{inputs}/tiny.onnx/mlflow.db: cannot write in {inputs}/tiny.onnx "
+        "(Not a directory)",
+    ),
+    # MLflow refuses these names only when it first uses them: after the training
+    "empty-experiment": (  # not blamed on CSV's --config file
+        ["train", *CSV, "--experiment", ""],
+        2,
+        "invalid tracking.experiment: String should have at least 1 character",
+    ),
+    "model-name-with-slash": (
+        ["train", "--source", "csv", "--data-dir", "{inputs}/prices", "--tickers", "AAA"]
+        + ["--config", "{inputs}/model-name.yaml"],
+        2,
+        "invalid tracking.model_name (config {inputs}/model-name.yaml): model name 'a/b' must be "
+        "non-blank, without '/' or ':'",
     ),
     "tune-output-in-a-file": (
         ["tune", *CSV, "--trials", "1", "--output", "{inputs}/tiny.onnx/tuned.yaml"],

@@ -36,3 +36,28 @@ def test_bad_config_files_name_the_file_and_key(tmp_path: Path, text: str, messa
     path.write_text(text)
     with pytest.raises(InputError, match=message):
         build_config(path)
+
+
+def test_a_bad_option_value_is_not_blamed_on_the_config_file(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {lr: 0.01}\ntracking: {experiment: mine}\n")
+    with pytest.raises(InputError) as caught:
+        build_config(path, train__max_epochs=-1)
+    assert (
+        str(caught.value) == "invalid train.max_epochs: Input should be greater than or equal to 1"
+    )
+    with pytest.raises(InputError, match=r"^invalid tracking.experiment: String should have at"):
+        build_config(path, tracking__experiment="")
+
+
+def test_a_malformed_section_is_the_files_fault_even_with_an_option_in_it(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train: 5\n")
+    with pytest.raises(InputError, match=r"^invalid train \(config .*c.yaml\): Input should be"):
+        build_config(path, train__max_epochs=2)  # was a TypeError: 'int' object is not a mapping
+
+
+@pytest.mark.parametrize("name", ["", "  ", "team/lstm", "lstm:v2"])
+def test_a_model_name_mlflow_would_refuse_at_registration_is_refused_now(name: str):
+    with pytest.raises(InputError, match=r"^invalid tracking.model_name: model name .* must be"):
+        build_config(tracking__model_name=name)
