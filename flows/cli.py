@@ -40,7 +40,11 @@ def _iso_date(text: str) -> date:
 def _data_options(parser: argparse.ArgumentParser, tickers: bool = True) -> None:
     if tickers:
         parser.add_argument(
-            "--tickers", nargs="+", metavar="T", help="default: the six sample tickers"
+            "--tickers",
+            nargs="+",
+            metavar="T",
+            help="default: every TICKER.csv in --data-dir for --source csv, else the six sample "
+            "tickers",
         )
     parser.add_argument(
         "--source",

@@ -171,6 +171,7 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> Pipel
         keys = tree.get(section, {})
         if isinstance(keys, dict):  # else pydantic names the file's malformed section below
             tree[section] = {**keys, key: overrides[f"{section}__{key}"]}
+    tree = _csv_tickers_by_default(tree)
     try:
         return PipelineConfig.model_validate(tree)
     except ValidationError as exc:
@@ -181,6 +182,21 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> Pipel
         where = f" (config {yaml_path})" if in_file else ""
         message = first["msg"].removeprefix("Value error, ")
         raise InputError(f"invalid {'.'.join(loc) or 'config'}{where}: {message}") from None
+
+
+def _csv_tickers_by_default(tree: dict[str, Any]) -> dict[str, Any]:
+    """With source csv and tickers set nowhere, every TICKER.csv in data_dir (sorted): the six
+    sample tickers are no default for a folder of one's own prices."""
+    data = tree.get("data")
+    if not isinstance(data, dict) or data.get("source") != "csv" or "tickers" in data:
+        return tree
+    if not data.get("data_dir"):
+        return tree  # DataConfig says that csv needs data_dir
+    folder = Path(data["data_dir"])
+    tickers = tuple(sorted(p.stem for p in folder.glob("*.csv"))) if folder.is_dir() else ()
+    if not tickers:
+        raise InputError(f"data_dir {folder} holds no TICKER.csv files: add some or pass tickers")
+    return tree | {"data": data | {"tickers": tickers}}
 
 
 def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lstm_pipeline.config import build_config
+from lstm_pipeline.config import SAMPLE_TICKERS, build_config
 from lstm_pipeline.errors import InputError
 
 
@@ -61,3 +61,23 @@ def test_a_malformed_section_is_the_files_fault_even_with_an_option_in_it(tmp_pa
 def test_a_model_name_mlflow_would_refuse_at_registration_is_refused_now(name: str):
     with pytest.raises(InputError, match=r"^invalid tracking.model_name: model name .* must be"):
         build_config(tracking__model_name=name)
+
+
+def test_a_csv_folder_without_tickers_means_every_csv_file_in_it(tmp_path: Path):
+    for name in ("BBB.csv", "AAA.csv", "notes.txt"):
+        (tmp_path / name).write_text("")
+    cfg = build_config(data__source="csv", data__data_dir=str(tmp_path))
+    assert cfg.data.tickers == ("AAA", "BBB")
+    given = build_config(data__source="csv", data__data_dir=str(tmp_path), data__tickers=("BBB",))
+    assert given.data.tickers == ("BBB",)
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {tickers: [AAA]}\n")
+    assert build_config(path, data__source="csv", data__data_dir=str(tmp_path)).data.tickers == (
+        "AAA",
+    )
+    assert build_config(data__source="sample").data.tickers == SAMPLE_TICKERS
+
+
+def test_a_csv_folder_without_csv_files_says_so(tmp_path: Path):
+    with pytest.raises(InputError, match=rf"^data_dir {tmp_path} holds no TICKER.csv files"):
+        build_config(data__source="csv", data__data_dir=str(tmp_path))
