@@ -1,5 +1,6 @@
 """`lstm-pipeline serve` against a real `prefect server`: the scheduler creates the runs and the
-serve process executes them. Bad schedules and a missing server are refused before any run."""
+serve process executes them. Bad schedules, an output that cannot be written and a missing server
+are refused before any run."""
 
 import json
 import time
@@ -36,7 +37,7 @@ EVERY_MINUTE = "* * * * *"
         ("--output", "/dev/null/f.csv", "output /dev/null/f.csv: cannot write in /dev/null"),
     ],
 )
-def test_a_bad_schedule_is_one_line_and_exit_2(tmp_path, option, value, message):
+def test_a_bad_schedule_or_output_is_one_line_and_exit_2(tmp_path, option, value, message):
     proc = run_cli("serve", "--source", "sample", option, value, cwd=tmp_path)
     assert proc.returncode == 2
     [line] = proc.stderr.splitlines()
