@@ -109,9 +109,6 @@ def _withdraw(client: Client, model_name: str, version: str) -> None:
         log.warning("could not withdraw %s v%s: %s", model_name, version, one_line(exc))
 
 
-SETTLE_ROUNDS = 5  # two gates racing settle in two; more means the alias keeps moving
-
-
 def settle(
     client: Client,
     model_name: str,
@@ -121,27 +118,19 @@ def settle(
 ) -> gate.GateDecision:
     """Give `champion` to `version` if the gate promotes it over the champion that holds it.
 
-    MLflow has no compare-and-set on aliases, so two runs finishing at once could each judge
-    the old champion and the later writer win, however bad. Instead: judge again whenever the
-    holder is not the one judged against, and read the alias back after setting it; if another
-    gate took it in between, judge against that one. The last run to read the alias has then
-    faced the holder, and only one version holds `champion`. Returns the final decision.
+    `decision` was made against the champion of its moment; another gate may have moved the
+    alias since. Under the champion lock (one gate at a time), a decision made against a
+    former holder is made again against the present one before anything moves, so whatever
+    the timing, the alias only passes to a version that beat its holder. Returns the decision.
     """
-    for _ in range(SETTLE_ROUNDS):
-        if not decision.promote:
-            return decision
-        holder = _holder(client, model_name)
-        if holder != decision.scores.champion_version:  # judged against a former champion
-            decision = rejudge()
-            continue
-        _move_champion(client, model_name, version, "gate", decision.reason)
-        if _holder(client, model_name) == version:
-            return decision
-        decision = rejudge()  # another gate set it between our read and our write
-    if _holder(client, model_name) == version:
+    if not decision.promote:
         return decision
-    reason = f"not promoted: champion moved {SETTLE_ROUNDS} times while this gate decided"
-    return gate.GateDecision(False, reason, decision.scores, decision.margin)
+    with tracking.champion_lock(client, model_name):
+        if _holder(client, model_name) != decision.scores.champion_version:
+            decision = rejudge()  # judged against a former champion
+        if decision.promote:
+            _move_champion(client, model_name, version, "gate", decision.reason)
+    return decision
 
 
 def _holder(client: Client, model_name: str) -> str | None:
@@ -183,16 +172,22 @@ def promote(uri: str | None, model_name: str, version: str, reason: str) -> dict
     """Give `champion` to `version` by hand; ModelNotFoundError when it does not exist."""
     client = tracking.client_for(uri)
     target = existing_version(client, model_name, version)
-    holder = version_by_alias(client, model_name, CHAMPION)
-    if holder is not None and str(holder.version) == str(target.version):
-        return _summary(model_name, str(target.version), None, reason, changed=False)
-    previous = _move_champion(client, model_name, str(target.version), "promote", reason)
+    with tracking.champion_lock(client, model_name):  # not between a gate's read and write
+        holder = version_by_alias(client, model_name, CHAMPION)
+        if holder is not None and str(holder.version) == str(target.version):
+            return _summary(model_name, str(target.version), None, reason, changed=False)
+        previous = _move_champion(client, model_name, str(target.version), "promote", reason)
     return _summary(model_name, str(target.version), previous, reason, changed=True)
 
 
 def rollback(uri: str | None, model_name: str, reason: str) -> dict[str, Any]:
     """Give `champion` back to the current champion's `previous_champion`."""
     client = tracking.client_for(uri)
+    with tracking.champion_lock(client, model_name):  # not between a gate's read and write
+        return _roll_back(client, model_name, reason)
+
+
+def _roll_back(client: Client, model_name: str, reason: str) -> dict[str, Any]:
     holder = version_by_alias(client, model_name, CHAMPION)
     if holder is None:
         raise InputError(f"model {model_name} has no champion to roll back")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import tempfile
 import time
@@ -257,6 +258,65 @@ def owner_of_new_run(uri: str | None, experiment: str) -> dict[str, str]:
     predecessors left (end_orphaned_runs). Call it in the process that will end the run."""
     end_orphaned_runs(uri, experiment)
     return {OWNER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+GATE_LOCK_STALE_S = 300  # a gate holds its lock for seconds; a lock this old lost its process
+
+
+@contextmanager
+def champion_lock(client: Client, model_name: str, wait_s: float = 600) -> Iterator[None]:
+    """Hold the `champion` alias of `model_name` for one gate: judge and move it inside.
+
+    MLflow has no compare-and-set on aliases, so two gates finishing together could each judge
+    the same old champion and the later writer win, however bad. Creating a registered model
+    is atomic (names are unique), so `NAME.gate-lock` serves as the lock: the gate that creates
+    it holds it, and deletes it when done. A lock whose process is gone (on this host) or that
+    is older than GATE_LOCK_STALE_S is broken.
+    """
+    name = f"{model_name}.gate-lock"
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    deadline, misses = time.monotonic() + wait_s, 0
+    while True:
+        try:
+            client.create_registered_model(name, tags={OWNER_TAG: owner})
+            break
+        except MlflowException:
+            held = _registered_model(client, name)
+            misses = 0 if held is not None else misses + 1
+            if misses > 3:  # not held, yet not creatable: the store itself fails
+                raise
+            if held is not None and _lock_is_stale(held):
+                log.warning("breaking %s, left by %s", name, held.tags.get(OWNER_TAG, "?"))
+                _delete_lock(client, name)
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"{name} was held for over {wait_s:.0f} s") from None
+            else:
+                time.sleep(random.uniform(0.05, 0.3))  # jittered, so waiters do not march
+    try:
+        yield
+    finally:
+        _delete_lock(client, name)
+
+
+def _registered_model(client: Client, name: str) -> Any:
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        return None
+
+
+def _lock_is_stale(lock: Any) -> bool:
+    host, _, pid = lock.tags.get(OWNER_TAG, "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not process_exists(int(pid)):
+        return True
+    return time.time() - lock.creation_timestamp / 1000 > GATE_LOCK_STALE_S
+
+
+def _delete_lock(client: Client, name: str) -> None:
+    try:
+        client.delete_registered_model(name)
+    except MlflowException:
+        pass  # broken by another gate as stale, or the store is gone: nothing left to free
 
 
 def end_orphaned_runs(uri: str | None, experiment: str) -> list[str]:
