@@ -257,7 +257,41 @@ def owner_of_new_run(uri: str | None, experiment: str) -> dict[str, str]:
     """The tag that makes a new run this process's to end, after ending the orphans its
     predecessors left (end_orphaned_runs). Call it in the process that will end the run."""
     end_orphaned_runs(uri, experiment)
-    return {OWNER_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+    return {OWNER_TAG: _this_process()}
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_gone(owner: str) -> bool:
+    """Whether the `host:pid` owner ran on this host and its process no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not process_exists(int(pid))
+
+
+def end_orphaned_runs(uri: str | None, experiment: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose owner process on this host is gone; their ids.
+
+    A SIGKILLed or OOM-killed job, or one whose server died mid-run, leaves its run RUNNING
+    for good. Runs owned on other hosts are left alone (their processes cannot be seen from
+    here), and so is any run whose process still exists: a reused process id reads as alive.
+    """
+    client = client_for(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    ended = []
+    for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'"):
+        owner = run.data.tags.get(OWNER_TAG, "")
+        if _owner_is_gone(owner):
+            pid = owner.rpartition(":")[2]
+            client.set_tag(run.info.run_id, "ended_by", f"a later run: process {pid} was gone")
+            client.set_terminated(run.info.run_id, "KILLED")
+            ended.append(run.info.run_id)
+    if ended:
+        log.warning("marked %d run(s) KILLED, their process gone: %s", len(ended), ", ".join(ended))
+    return ended
 
 
 GATE_LOCK_STALE_S = 300  # a gate holds its lock for seconds; a lock this old lost its process
@@ -274,11 +308,10 @@ def champion_lock(client: Client, model_name: str, wait_s: float = 600) -> Itera
     is older than GATE_LOCK_STALE_S is broken.
     """
     name = f"{model_name}.gate-lock"
-    owner = f"{socket.gethostname()}:{os.getpid()}"
     deadline, misses = time.monotonic() + wait_s, 0
     while True:
         try:
-            client.create_registered_model(name, tags={OWNER_TAG: owner})
+            client.create_registered_model(name, tags={OWNER_TAG: _this_process()})
             break
         except MlflowException:
             held = _registered_model(client, name)
@@ -306,8 +339,7 @@ def _registered_model(client: Client, name: str) -> Any:
 
 
 def _lock_is_stale(lock: Any) -> bool:
-    host, _, pid = lock.tags.get(OWNER_TAG, "").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not process_exists(int(pid)):
+    if _owner_is_gone(lock.tags.get(OWNER_TAG, "")):
         return True
     return time.time() - lock.creation_timestamp / 1000 > GATE_LOCK_STALE_S
 
@@ -317,30 +349,6 @@ def _delete_lock(client: Client, name: str) -> None:
         client.delete_registered_model(name)
     except MlflowException:
         pass  # broken by another gate as stale, or the store is gone: nothing left to free
-
-
-def end_orphaned_runs(uri: str | None, experiment: str) -> list[str]:
-    """Mark KILLED the RUNNING runs whose owner process on this host is gone; their ids.
-
-    A SIGKILLed or OOM-killed job, or one whose server died mid-run, leaves its run RUNNING
-    for good. Runs owned on other hosts are left alone (their processes cannot be seen from
-    here), and so is any run whose process still exists: a reused process id reads as alive.
-    """
-    client = client_for(uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
-    host = socket.gethostname()
-    ended = []
-    for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'"):
-        owner_host, _, pid = run.data.tags.get(OWNER_TAG, "").rpartition(":")
-        if owner_host == host and pid.isdigit() and not process_exists(int(pid)):
-            client.set_tag(run.info.run_id, "ended_by", f"a later run: process {pid} was gone")
-            client.set_terminated(run.info.run_id, "KILLED")
-            ended.append(run.info.run_id)
-    if ended:
-        log.warning("marked %d run(s) KILLED, their process gone: %s", len(ended), ", ".join(ended))
-    return ended
 
 
 @contextmanager
@@ -401,7 +409,7 @@ def log_onnx_model(
     except MlflowException:
         # it exists, or a concurrent run created it between our calls: the error's code
         # depends on the store and on who won the race, so look rather than read it
-        if not client.search_registered_models(f"name = '{model_name}'"):
+        if _registered_model(client, model_name) is None:
             raise
     version = client.create_model_version(
         model_name, info.model_uri, run_id=run_id, model_id=info.model_id
@@ -457,7 +465,7 @@ def _download_folder() -> str:
     return tempfile.mkdtemp(dir=_downloads.name)
 
 
-def _model_version(client: MlflowClient, model_uri: str) -> Any:
+def _model_version(client: Client, model_uri: str) -> Any:
     spec = model_uri.removeprefix("models:/")
     try:
         if "@" in spec:
