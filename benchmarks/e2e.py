@@ -38,9 +38,9 @@ from typing import Any
 
 from common import ROOT, load, median, table, write
 
-sys.path.insert(0, str(ROOT))  # tests.flows.processes: the tests' server helpers
+sys.path.insert(0, str(ROOT))  # tests.integration.processes: the tests' server helpers
 
-from tests.flows.processes import PREFECT, free_port, serving  # noqa: E402
+from tests.integration.processes import PREFECT, free_port, serving  # noqa: E402
 
 # "other": task runs of a name listed below in neither map (a task added to a flow since)
 TRAIN_STAGES = (

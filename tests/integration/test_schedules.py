@@ -15,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import LEARNABLE_CONFIG, run_cli
-from tests.flows.processes import BIN, PREFECT, free_port, running, serving
+from tests.integration.processes import BIN, PREFECT, free_port, running, serving
 
 EVERY_MINUTE = "* * * * *"
 

@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.predict import OnnxForecaster
 from tests.conftest import make_prices
-from tests.flows.processes import MLFLOW, free_port, serving
-from tests.flows.test_registry import register
+from tests.integration.processes import MLFLOW, free_port, serving
+from tests.integration.test_registry import register
 
 pytestmark = pytest.mark.slow
 CHAMPION_URI = "models:/lstm-forecaster@champion"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.flows.processes import free_port, serving
-from tests.flows.test_mlflow_server import running_server
+from tests.integration.processes import free_port, serving
+from tests.integration.test_mlflow_server import running_server
 
 pytestmark = pytest.mark.slow
 VENV = Path(sys.executable).parent.parent

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import LEARNABLE_CONFIG, ROOT, run_cli
-from tests.flows.processes import MLFLOW, free_port, serving
+from tests.integration.processes import MLFLOW, free_port, serving
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Many `lstm-pipeline` command lines in one interpreter: one Prefect start instead of one each.
 
-`python -m tests.flows.cli_batch CASES.json RESULTS.json`: CASES maps a case id to
+`python -m tests.integration.cli_batch CASES.json RESULTS.json`: CASES maps a case id to
 `{"args": [...], "cwd": DIR}`; RESULTS maps it to `{"code", "stdout", "stderr"}`. Each case runs
 `flows.cli.main` in its own working directory with file descriptors 1 and 2 sent to files, so
 everything any library or Prefect prints is caught, as it would be from a separate process.

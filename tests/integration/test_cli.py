@@ -106,7 +106,7 @@ def test_config_file_with_unknown_key_exits_2(tmp_path):
 def test_forecast_path_never_imports_torch_nor_unpickles(tmp_path: Path, tiny_onnx, csv_dir):
     """A forecast job runs on onnxruntime, pandas and the registry alone, and never unpickles
     (a pickle can run any code): the model is an ONNX file, nothing else is loaded."""
-    from tests.flows.test_registry import register
+    from tests.integration.test_registry import register
 
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     _, version = register(uri, tiny_onnx)

@@ -1,6 +1,6 @@
 """Bad inputs through the real CLI, the README's "Bad inputs" table: each one exits 2 (bad
 input) or 1 (the tracking server is down) with exactly one line on stderr, no traceback, and
-changes nothing on disk. All cases run in one interpreter (tests/flows/cli_batch.py), each in
+changes nothing on disk. All cases run in one interpreter (tests/integration/cli_batch.py), each in
 its own working directory, so Prefect starts once."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 
 from lstm_pipeline.tracking import ensure_experiment
 from tests.conftest import cli_env, export_tiny_model
-from tests.flows.processes import free_port
+from tests.integration.processes import free_port
 from tests.unit.test_validate import BAD, ERRORS
 
 pytestmark = pytest.mark.slow
@@ -288,7 +288,7 @@ def batch(tmp_path_factory) -> dict:
     (root / "cases.json").write_text(json.dumps(cases))
     before = {"root": snapshot(root), "corpus": snapshot(BAD)}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.flows.cli_batch", "cases.json", "results.json"],
+        [sys.executable, "-m", "tests.integration.cli_batch", "cases.json", "results.json"],
         cwd=root,
         env=cli_env({"LSTM_PIPELINE_CACHE": str(root / "cache")}),
         capture_output=True,

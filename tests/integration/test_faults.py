@@ -21,9 +21,9 @@ from mlflow.tracking import MlflowClient
 from lstm_pipeline import gate, predict, registry
 from lstm_pipeline.config import build_config
 from tests.conftest import LEARNABLE_CONFIG, ROOT, run_cli, start_cli
-from tests.flows.processes import free_port, kill_group, serving_process
-from tests.flows.test_mlflow_server import server_args
-from tests.flows.test_registry import register
+from tests.integration.processes import free_port, kill_group, serving_process
+from tests.integration.test_mlflow_server import server_args
+from tests.integration.test_registry import register
 
 pytestmark = pytest.mark.slow
 MODEL = "lstm-forecaster"
