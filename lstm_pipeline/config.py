@@ -32,6 +32,8 @@ CACHE_ENV = "LSTM_PIPELINE_CACHE"
 DEFAULT_CACHE_DIR = "data/cache"
 
 SAMPLE_TICKERS = ("AAPL", "AMZN", "GOOG", "MSFT", "NVDA", "SPY")
+MODEL_NAME = "lstm-forecaster"  # the MLflow experiment and registered model, unless configured
+DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"  # relative to the working directory
 
 
 class _Frozen(BaseModel):
@@ -122,8 +124,8 @@ class TrainConfig(_Frozen):
 
 class TrackingConfig(_Frozen):
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db
-    experiment: str = Field("lstm-forecaster", min_length=1, max_length=500)  # MLflow's limits
-    model_name: str = "lstm-forecaster"
+    experiment: str = Field(MODEL_NAME, min_length=1, max_length=500)  # MLflow's limits
+    model_name: str = MODEL_NAME
     trigger: Trigger = "manual"  # logged as the run's `trigger` tag
     # relative improvement the gate demands: val MASE <= 1 - margin, and <= (1 - margin) times
     # the champion's MASE on the same windows; 0 = no worse than naive and the champion
