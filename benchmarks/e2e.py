@@ -56,19 +56,19 @@ FORECAST_STAGES = ("data", "registry", "inference", "write", "other", "orchestra
 # task name prefix -> stage (fetch tasks are named fetch-TICKER, the others NAME-<id>)
 TRAIN_TASKS = {
     "fetch": "data",
-    "make_windows": "data",
-    "open_run": "tracking/registry",
-    "log_training_data": "tracking/registry",
-    "fit_model": "training",
-    "evaluate": "evaluation",
+    "build_window_sets": "data",
+    "start_run": "tracking/registry",
+    "log_dataset": "tracking/registry",
+    "train_model": "training",
+    "run_report": "evaluation",
     "log_report": "tracking/registry",
-    "export": "export",
+    "export_model": "export",
     "judge": "tracking/registry",
-    "register": "tracking/registry",
+    "register_and_gate": "tracking/registry",
 }
 FORECAST_TASKS = {
     "fetch": "data",
-    "load_model": "registry",
+    "resolve_model": "registry",
     "open_model": "inference",
     "forecast": "inference",
     "write": "write",
@@ -116,13 +116,14 @@ def instrument() -> Timers:
     """Time the calls that no task run covers, or that a task run covers under another stage."""
     import flows.inference
     import flows.training
-    from lstm_pipeline import pipeline, tracking
+    from lstm_pipeline import pipeline
+    from lstm_pipeline.tracking import Run
 
     timers = Timers()
     # per-epoch metrics from fit's callback (step given); log_report's final metrics have none
-    timers.wrap(tracking, "log_metrics", "epoch_logging", lambda *a, step=None: step is not None)
-    timers.wrap(tracking, "set_tags", "inline_tracking")  # in the flow body
-    timers.wrap(tracking, "end_run", "inline_tracking")  # closing_run, in the flow body
+    timers.wrap(Run, "log_metrics", "epoch_logging", lambda *a, step=None: step is not None)
+    timers.wrap(Run, "set_tags", "inline_tracking")  # in the flow body
+    timers.wrap(Run, "end", "inline_tracking")  # Run.closing, in the flow body
     timers.wrap(pipeline, "data_summary", "inline_data")  # in the flow body
     timers.wrap(pipeline, "evaluation_figures", "plots")  # inside the evaluate task
     # Prefect UI artifacts published in the flow body: orchestration, shown on their own
@@ -295,8 +296,8 @@ def main() -> None:
             configure_logging()  # as `make demo` does
             import flows.inference  # noqa: F401
             import flows.training  # noqa: F401
-            from lstm_pipeline import tracking
             from lstm_pipeline.config import build_config
+            from lstm_pipeline.tracking import Store
 
             import_s = time.perf_counter() - import_started
             cfg = build_config(
@@ -304,7 +305,7 @@ def main() -> None:
                 train__max_epochs=args.max_epochs,
                 model__hidden_size=8 if args.quick else None,
             )
-            tracking.ensure_experiment(None, cfg.tracking.experiment)  # the store exists first
+            Store.open().experiment_id(cfg.tracking.experiment)  # the store exists first
             timers = instrument()
             load_before = load()
             train_reps, forecast_reps = [], []

@@ -28,8 +28,8 @@ from lstm_pipeline.data import FEATURES, load_prices
 from lstm_pipeline.features import WindowSet, build_window_sets
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.runtime import Runtime, make_runtime
-from lstm_pipeline.steps import make_step
 from lstm_pipeline.train import train_epoch
+from lstm_pipeline.train_step import make_step
 
 
 def sample_train_windows(features: FeatureConfig, copies: int = 1) -> WindowSet:

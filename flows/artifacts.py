@@ -11,7 +11,8 @@ from typing import Any, cast
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from lstm_pipeline import report, tracking
+from lstm_pipeline import report
+from lstm_pipeline.tracking import Run
 
 TRAINING_KEY = "training-summary"
 FORECAST_KEY = "batch-forecasts"
@@ -19,19 +20,18 @@ MAX_TABLE_ROWS = 2_000  # 400 tickers x 5 days; the file holds all, the UI needs
 
 
 def publish_training_summary(
-    tracking_uri: str | None,
+    run: Run,
     model_name: str,
-    run_id: str,
     version: str,
     metrics: dict[str, float],
     promoted: bool,
     reason: str,
 ) -> None:
     """Scores beside naive, the promotion decision and a link to the MLflow run."""
-    link = tracking.run_link(tracking_uri, run_id)
+    link = run.store.run_link(run.run_id)
     markdown = report.run_summary(model_name, version, metrics, promoted, reason, link)
     create_markdown_artifact(
-        markdown, key=TRAINING_KEY, description=f"{model_name} v{version}, MLflow run {run_id}"
+        markdown, key=TRAINING_KEY, description=f"{model_name} v{version}, MLflow run {run.run_id}"
     )
 
 

@@ -11,8 +11,9 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.fetching import fetch_each
 from flows.progress import wait_counting
-from lstm_pipeline import backtest, pipeline, provenance, tracking
+from lstm_pipeline import backtest, pipeline, provenance
 from lstm_pipeline.config import PipelineConfig, with_trigger
+from lstm_pipeline.tracking import Run, Store, owner_of_new_run
 
 
 @task(cache_policy=NO_CACHE, task_run_name="fold-{fold}")
@@ -23,33 +24,32 @@ def run_fold(
 
 
 @task(cache_policy=NO_CACHE)
-def log_fold(cfg: PipelineConfig, parent_id: str, result: backtest.FoldResult) -> str:
+def log_fold(cfg: PipelineConfig, parent: Run, result: backtest.FoldResult) -> str:
+    """The fold's scores as a run nested under `parent`; its id."""
     tags = {
-        "mlflow.parentRunId": parent_id,
+        "mlflow.parentRunId": parent.run_id,
         "trigger": "backtest",
         "fold.first_day": result.first_day,
         "fold.last_day": result.last_day,
     }
-    uri, name = cfg.tracking.tracking_uri, f"fold-{result.fold}"
-    run_id = tracking.start_run(uri, cfg.tracking.experiment, name, {"fold": result.fold}, tags)
-    tracking.log_metrics(uri, run_id, result.metrics)
-    tracking.end_run(uri, run_id)
-    return run_id
+    name = f"fold-{result.fold}"
+    run = parent.store.start_run(cfg.tracking.experiment, name, {"fold": result.fold}, tags)
+    run.log_metrics(result.metrics)
+    run.end()
+    return run.run_id
 
 
 @flow(name="lstm-backtest", flow_run_name=lambda: f"backtest-{date.today()}")
 def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[str, Any]:
     """Refit on expanding history `folds` times, each scored on the next `step` trading days."""
     prices, failures = fetch_each(cfg.data, "backtest")
-    uri = cfg.tracking.tracking_uri
+    store = Store.open(cfg.tracking.tracking_uri)
     cfg = with_trigger(cfg, "backtest")
     params = provenance.run_params(cfg) | {"backtest.folds": folds, "backtest.step": step}
     tags = provenance.run_tags(cfg, pipeline.data_summary(prices, failures))
-    tags |= tracking.owner_of_new_run(uri, cfg.tracking.experiment)
-    parent = tracking.start_run(
-        uri, cfg.tracking.experiment, f"backtest-{date.today()}", params, tags
-    )
-    with tracking.closing_run(uri, parent):
+    tags |= owner_of_new_run(store, cfg.tracking.experiment)
+    parent = store.start_run(cfg.tracking.experiment, f"backtest-{date.today()}", params, tags)
+    with parent.closing():
         # all folds at once: on a Dask runner each is fitted in its own worker process
         futures = [run_fold.submit(prices, cfg, k, folds, step) for k in range(folds)]
         wait_counting(futures, "folds")
@@ -57,10 +57,10 @@ def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[
         for result in results:
             log_fold(cfg, parent, result)
         overall, table = backtest.pooled_scores(results)
-        tracking.log_metrics(uri, parent, overall)
-        tracking.log_text(uri, parent, table.to_csv(index=False), "backtest/scores.csv")
+        parent.log_metrics(overall)
+        parent.log_text(table.to_csv(index=False), "backtest/scores.csv")
     return {
-        "run_id": parent,
+        "run_id": parent.run_id,
         "folds": [
             {
                 "fold": r.fold,

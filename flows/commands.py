@@ -143,7 +143,8 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     from flows import deploy, runners
-    from lstm_pipeline import predict, tracking
+    from lstm_pipeline import predict
+    from lstm_pipeline.tracking import Store
 
     # Every check before the server is contacted: a bad value must not register anything.
     deploy.check_schedule("--retrain-cron", args.retrain_cron, args.timezone)
@@ -154,7 +155,7 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     if args.dask_address:  # each run imports its flow in a subprocess that inherits this
         os.environ[runners.DASK_ADDRESS_ENV] = args.dask_address
     # a retraining and a forecast due at the same minute would race to create a new store
-    tracking.ensure_experiment(cfg.tracking.tracking_uri, cfg.tracking.experiment)
+    Store.open(cfg.tracking.tracking_uri).experiment_id(cfg.tracking.experiment)
     deployments = deploy.build_deployments(
         cfg, args.model_uri, args.output, args.retrain_cron, args.forecast_cron, args.timezone
     )
@@ -170,8 +171,8 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
 def run_promote(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline import registry
 
-    _registry_reachable(args)
-    result = registry.promote(args.tracking_uri, args.model_name, args.version, args.reason)
+    store = _reachable_registry(args)
+    result = registry.promote(store, args.model_name, args.version, args.reason)
     print(_alias_move(result))
     return result
 
@@ -179,17 +180,18 @@ def run_promote(args: argparse.Namespace) -> dict[str, Any]:
 def run_rollback(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline import registry
 
-    _registry_reachable(args)
-    result = registry.rollback(args.tracking_uri, args.model_name, args.reason)
+    result = registry.rollback(_reachable_registry(args), args.model_name, args.reason)
     print(_alias_move(result))
     return result
 
 
-def _registry_reachable(args: argparse.Namespace) -> None:
-    """A dead server fails in seconds, not after MLflow's minutes of retries."""
-    from lstm_pipeline import tracking
+def _reachable_registry(args: argparse.Namespace) -> Any:
+    """The store; a dead server fails in seconds, not after MLflow's minutes of retries."""
+    from lstm_pipeline.tracking import Store
 
-    tracking.ensure_reachable(args.tracking_uri, nothing_done="no alias was moved")
+    store = Store.open(args.tracking_uri)
+    store.ensure_reachable(args.model_name, nothing_done="no alias was moved")
+    return store
 
 
 def _alias_move(result: dict[str, Any]) -> str:

@@ -27,9 +27,10 @@ def main() -> int:
 
     model_uri = DEFAULT_MODEL_URI
     if not result["promoted"]:
-        from lstm_pipeline.tracking import CHAMPION, client_for, version_by_alias
+        from lstm_pipeline.tracking import CHAMPION, Store
 
-        if version_by_alias(client_for(), cfg.tracking.model_name, CHAMPION) is None:
+        store = Store.open(cfg.tracking.tracking_uri)
+        if store.version_by_alias(cfg.tracking.model_name, CHAMPION) is None:
             model_uri = f"models:/{result['model_name']}/{result['model_version']}"
             print(
                 f"no champion yet: forecasting with the version just trained ({model_uri}),"

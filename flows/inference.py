@@ -18,24 +18,25 @@ from flows.fetching import fetch_each, transient_only
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import describe_failures
+from lstm_pipeline.tracking import DEFAULT_MODEL_URI, ResolvedModel, Store, is_registry_uri
 
 DEFAULT_OUTPUT = "forecasts/forecasts.csv"
 
-
-@task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE, retry_condition_fn=transient_only)
-def load_model(model_uri: str, tracking_uri: str | None) -> tracking.ResolvedModel:
-    return tracking.resolve_model(model_uri, tracking_uri)
+# a registry that does not answer at once is retried; a model that is not there is not
+resolve_model = task(
+    retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE, retry_condition_fn=transient_only
+)(tracking.resolve_model)
 
 
 @task(cache_policy=NO_CACHE)
-def open_model(model: tracking.ResolvedModel) -> predict.OnnxForecaster:
+def open_model(model: ResolvedModel) -> predict.OnnxForecaster:
     return predict.OnnxForecaster(model.path)
 
 
 @task(cache_policy=NO_CACHE)
 def forecast(
     forecaster: predict.OnnxForecaster,
-    model: tracking.ResolvedModel,
+    model: ResolvedModel,
     prices: dict[str, pd.DataFrame],
 ) -> pd.DataFrame:
     return predict.forecast_table(forecaster, prices, model.version, model.run_id)
@@ -54,7 +55,7 @@ def write(table: pd.DataFrame, output: str) -> str:
 )
 def forecast_flow(
     data: DataConfig = DataConfig(),
-    model_uri: str = tracking.DEFAULT_MODEL_URI,
+    model_uri: str = DEFAULT_MODEL_URI,
     output: str = DEFAULT_OUTPUT,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
@@ -64,9 +65,11 @@ def forecast_flow(
     the others. With none left, nothing is written and the failure is raised.
     """
     predict.check_output(output)  # a bad name fails now, not after the forecast
-    if model_uri.startswith("models:/"):  # fail in seconds, not after MLflow's retries
-        tracking.ensure_reachable(tracking_uri)
-    model = load_model(model_uri, tracking_uri)
+    store = None
+    if is_registry_uri(model_uri):
+        store = Store.open(tracking_uri)
+        store.ensure_reachable()  # fail in seconds, not after MLflow's retries
+    model = resolve_model(model_uri, store)
     forecaster = open_model(model)
     prices, failures = fetch_each(data, "the forecast", forecaster.window, "one input window")
     table = forecast(forecaster, model, prices)

@@ -3,110 +3,44 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
-import pandas as pd
-from prefect import flow, task
+from prefect import Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import runners
 from flows.artifacts import publish_training_summary
 from flows.fetching import fetch_each
-from lstm_pipeline import data, pipeline, provenance, registry, tracking
+from lstm_pipeline import data, features, pipeline, provenance, registry
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import describe_failures
-from lstm_pipeline.features import WindowSet, build_window_sets, rows_needed, split_purpose
-from lstm_pipeline.gate import GateDecision
 from lstm_pipeline.runtime import make_runtime
-from lstm_pipeline.train import FitResult
+from lstm_pipeline.tracking import Run, Store, owner_of_new_run
 
-# Tasks take frames, tensors and models: no result caching on them.
-step = task(cache_policy=NO_CACHE)
-
-
-@step
-def make_windows(prices: dict[str, pd.DataFrame], cfg: PipelineConfig) -> dict[str, WindowSet]:
-    return build_window_sets(prices, cfg.features)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-@step
-def open_run(cfg: PipelineConfig, data_tags: dict[str, str], owner: dict[str, str]) -> str:
-    return tracking.start_run(
-        cfg.tracking.tracking_uri,
-        cfg.tracking.experiment,
-        provenance.run_name(cfg, date.today().isoformat()),
-        provenance.run_params(cfg),
-        provenance.run_tags(cfg, data_tags) | owner,
-    )
+def _as_task(fn: Callable[P, R]) -> Task[P, R]:
+    """`fn` as a Prefect task of the same name. Stages take frames, tensors and models: no
+    result caching on them."""
+    return task(cache_policy=NO_CACHE)(fn)
 
 
-@step
-def log_training_data(
-    cfg: PipelineConfig, run_id: str, prices: dict[str, pd.DataFrame], digest: str
-) -> None:
-    tracking.log_dataset(
-        cfg.tracking.tracking_uri,
-        run_id,
-        pipeline.training_frame(prices),
-        digest,
-        source=data.source_location(cfg.data),
-        context="training",
-    )
-
-
-@step
-def fit_model(windows: dict[str, WindowSet], cfg: PipelineConfig, run_id: str) -> FitResult:
-    def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        tracking.log_metrics(cfg.tracking.tracking_uri, run_id, metrics, step=epoch)
-
-    return pipeline.train_model(windows, cfg, on_epoch_end=log_epoch)
-
-
-@step
-def evaluate(
-    cfg: PipelineConfig,
-    result: FitResult,
-    windows: dict[str, WindowSet],
-    data_tags: dict[str, str],
-    run_id: str,
-) -> pipeline.RunReport:
-    return pipeline.run_report(cfg, result, windows, data_tags, run_id)
-
-
-@step
-def log_report(cfg: PipelineConfig, run_id: str, report: pipeline.RunReport) -> None:
-    tracking.log_report(cfg.tracking.tracking_uri, run_id, *report)
-
-
-@step
-def export(
-    result: FitResult, windows: dict[str, WindowSet], folder: str, run_id: str, cutoff: str
-) -> tuple[Path, np.ndarray]:
-    return pipeline.export_model(result, windows, Path(folder) / "model.onnx", run_id, cutoff)
-
-
-@step
-def judge(cfg: PipelineConfig, onnx_path: Path, val: WindowSet) -> GateDecision:
-    t = cfg.tracking
-    return registry.judge(t.tracking_uri, t.model_name, onnx_path, val, t.promotion_margin)
-
-
-@step
-def register(
-    cfg: PipelineConfig,
-    run_id: str,
-    model: tuple[Path, np.ndarray],
-    decision: GateDecision,
-    card: str,
-    val: WindowSet,
-) -> tuple[str, registry.Promotion]:
-    t = cfg.tracking
-    return registry.register_and_gate(
-        t.tracking_uri, t.model_name, run_id, *model, decision, card, val, t.promotion_margin
-    )
+# Each task is the library function of the same name, run as a task (one box in the UI).
+build_window_sets = _as_task(features.build_window_sets)
+start_run = _as_task(Store.start_run)
+log_dataset = _as_task(Run.log_dataset)
+train_model = _as_task(pipeline.train_model)
+run_report = _as_task(pipeline.run_report)
+log_report = _as_task(Run.log_report)
+export_model = _as_task(pipeline.export_model)
+judge = _as_task(registry.judge)
+register_and_gate = _as_task(registry.register_and_gate)
 
 
 @flow(
@@ -117,44 +51,60 @@ def register(
 )
 def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     """Train on cfg.data's tickers, log the run, judge against the champion, register."""
+    t = cfg.tracking
+    store = Store.open(t.tracking_uri)
     # an absent device or a dead tracking server fails the job now, before any fetch or run
     make_runtime(cfg.train, cfg.model.hidden_size)
-    tracking.ensure_reachable(cfg.tracking.tracking_uri, cfg.tracking.experiment)
-    needed = rows_needed(cfg.features)
-    prices, failures = fetch_each(cfg.data, "training", needed, split_purpose(cfg.features))
-    windows = make_windows(prices, cfg)
+    store.ensure_reachable(t.experiment)
+    needed = features.rows_needed(cfg.features)
+    purpose = features.split_purpose(cfg.features)
+    prices, failures = fetch_each(cfg.data, "training", needed, purpose)
+    windows = build_window_sets(prices, cfg.features)
     data_tags = pipeline.data_summary(prices, failures)
-    uri = cfg.tracking.tracking_uri
-    owner = tracking.owner_of_new_run(uri, cfg.tracking.experiment)  # this process ends it
-    run_id = open_run(cfg, data_tags, owner)
-    with tracking.closing_run(uri, run_id):
-        log_training_data(cfg, run_id, prices, data_tags["data.sha256"])
-        result = fit_model(windows, cfg, run_id)
-        tracking.set_tags(
-            uri,
-            run_id,
-            {
-                "device": result.device,
-                "precision": result.precision,
-                "threads": str(result.threads),
-            },
+    owner = owner_of_new_run(store, t.experiment)  # this process ends the run
+    run = start_run(
+        store,
+        t.experiment,
+        provenance.run_name(cfg, date.today().isoformat()),
+        provenance.run_params(cfg),
+        provenance.run_tags(cfg, data_tags) | owner,
+    )
+    with run.closing():
+        frame, source = pipeline.training_frame(prices), data.source_location(cfg.data)
+        log_dataset(run, frame, data_tags["data.sha256"], source, "training")
+
+        def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            run.log_metrics(metrics, step=epoch)
+
+        result = train_model(windows, cfg, on_epoch_end=log_epoch)
+        run.set_tags(
+            {"device": result.device, "precision": result.precision, "threads": str(result.threads)}
         )
-        report = evaluate(cfg, result, windows, data_tags, run_id)
-        log_report(cfg, run_id, report)
+        report = run_report(cfg, result, windows, data_tags, run.run_id)
+        log_report(run, *report)
         with tempfile.TemporaryDirectory() as folder:
-            model = export(result, windows, folder, run_id, data_tags["data.cutoff"])
-            decision = judge(cfg, model[0], windows["val"])  # before anything is registered
-            version, promotion = register(
-                cfg, run_id, model, decision, report.model_card, windows["val"]
+            path = Path(folder) / "model.onnx"
+            cutoff = data_tags["data.cutoff"]
+            onnx_path, example = export_model(result, windows, path, run.run_id, cutoff)
+            # judged before anything is registered
+            decision = judge(store, t.model_name, onnx_path, windows["val"], t.promotion_margin)
+            version, promotion = register_and_gate(
+                run,
+                t.model_name,
+                onnx_path,
+                example,
+                decision,
+                report.model_card,
+                windows["val"],
+                t.promotion_margin,
             )
     print(promotion.reason)
-    t = cfg.tracking
     publish_training_summary(
-        uri, t.model_name, run_id, version, report.metrics, promotion.promoted, promotion.reason
+        run, t.model_name, version, report.metrics, promotion.promoted, promotion.reason
     )
     return {
-        "run_id": run_id,
-        "model_name": cfg.tracking.model_name,
+        "run_id": run.run_id,
+        "model_name": t.model_name,
         "model_version": version,
         "promoted": promotion.promoted,
         "alias": promotion.alias,

@@ -13,8 +13,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.fetching import fetch_each
-from lstm_pipeline import files, pipeline, provenance, tracking, tune
+from lstm_pipeline import files, pipeline, provenance, tune
 from lstm_pipeline.config import PipelineConfig, with_trigger
+from lstm_pipeline.tracking import Run, Store, owner_of_new_run
 
 
 @task(cache_policy=NO_CACHE, task_run_name="trial-{ticket.number}")
@@ -23,21 +24,20 @@ def run_trial(ticket: tune.TrialTicket, prices: dict[str, pd.DataFrame]) -> tune
 
 
 @task(cache_policy=NO_CACHE)
-def log_trial(cfg: PipelineConfig, parent_id: str, outcome: tune.TrialOutcome) -> str:
-    uri = cfg.tracking.tracking_uri
-    tags = {"mlflow.parentRunId": parent_id, "trigger": "tune", "trial.state": outcome.state}
-    run_id = tracking.start_run(
-        uri,
+def log_trial(cfg: PipelineConfig, parent: Run, outcome: tune.TrialOutcome) -> str:
+    """The trial's epochs and scores as a run nested under `parent`; its id."""
+    tags = {"mlflow.parentRunId": parent.run_id, "trigger": "tune", "trial.state": outcome.state}
+    run = parent.store.start_run(
         cfg.tracking.experiment,
         f"trial-{outcome.number}",
         provenance.run_params(outcome.config),
         tags,
     )
     for epoch, metrics in enumerate(outcome.history, start=1):
-        tracking.log_metrics(uri, run_id, metrics, step=epoch)
-    tracking.log_metrics(uri, run_id, outcome.metrics)
-    tracking.end_run(uri, run_id, "FINISHED" if outcome.state == "COMPLETE" else "KILLED")
-    return run_id
+        run.log_metrics(metrics, step=epoch)
+    run.log_metrics(outcome.metrics)
+    run.end("FINISHED" if outcome.state == "COMPLETE" else "KILLED")
+    return run.run_id
 
 
 def run_trials(
@@ -47,7 +47,7 @@ def run_trials(
     prices: dict[str, pd.DataFrame],
     trials: int,
     parallel: int,
-    parent: str,
+    parent: Run,
 ) -> dict[int, tune.TrialOutcome]:
     """Ask `parallel` trials at a time, run them as tasks (on a Dask runner in as many worker
     processes), tell the study each outcome and log it as a nested run."""
@@ -81,33 +81,29 @@ def tune_flow(
     """
     files.check_writable(output, "output")  # fails now, not after hours of trials
     prices, failures = fetch_each(cfg.data, "tuning")
-    uri = cfg.tracking.tracking_uri
+    store = Store.open(cfg.tracking.tracking_uri)
     cfg = with_trigger(cfg, "tune")
     params = provenance.run_params(cfg) | {"tune.trials": trials, "tune.parallel": parallel}
     tags = provenance.run_tags(cfg, pipeline.data_summary(prices, failures))
     with tune.study_storage(storage) as url:
         study = tune.create_study(url, f"tune-{uuid.uuid4().hex[:8]}", cfg.train.seed)
         tags["optuna.study"] = study.study_name
-        tags |= tracking.owner_of_new_run(uri, cfg.tracking.experiment)
-        parent = tracking.start_run(
-            uri, cfg.tracking.experiment, f"tune-{date.today()}", params, tags
-        )
-        with tracking.closing_run(uri, parent):
+        tags |= owner_of_new_run(store, cfg.tracking.experiment)
+        parent = store.start_run(cfg.tracking.experiment, f"tune-{date.today()}", params, tags)
+        with parent.closing():
             outcomes = run_trials(study, url, cfg, prices, trials, parallel, parent)
             best = outcomes[study.best_trial.number]
             best_params = study.best_trial.params  # read while the storage still exists
             path = tune.write_config(best.config, output)
-            tracking.log_text(uri, parent, path.read_text(), "tune/best_config.yaml")
-            tracking.log_metrics(
-                uri,
-                parent,
+            parent.log_text(path.read_text(), "tune/best_config.yaml")
+            parent.log_metrics(
                 {
                     "best_val_mase": study.best_value,
                     "pruned_trials": sum(o.state == "PRUNED" for o in outcomes.values()),
                 },
             )
     return {
-        "run_id": parent,
+        "run_id": parent.run_id,
         "best_trial": best.number,
         "best_val_mase": best.value,
         "best_params": best_params,

@@ -117,7 +117,7 @@ class TrainConfig(_Frozen):
     # else fp32; see runtime.BF16_MIN_HIDDEN
     precision: Precision = "auto"
     threads: int | None = Field(None, ge=1)  # CPU threads for torch; None = torch's default
-    cuda_graphs: bool = True  # on CUDA, replay the captured training step (see steps.py)
+    cuda_graphs: bool = True  # on CUDA, replay the captured training step (see train_step.py)
     seed: int = 42
     device: Device = "auto"
 

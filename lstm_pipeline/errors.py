@@ -28,6 +28,14 @@ class DataUnavailableError(RuntimeError):
     """Too few tickers could be loaded, and not only because of bad input (network, rate limits)."""
 
 
+class ModelNotFoundError(InputError):
+    """A model URI or file that names nothing."""
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The tracking store does not answer; the message says what was (not) done."""
+
+
 # the user part of `scheme://user:password@host`: greedy up to the host's `@`, never past a `/`
 _USERINFO = re.compile(r"(?<=://)[^/\s]*@")
 

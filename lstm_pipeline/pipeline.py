@@ -1,4 +1,4 @@
-"""The training job's steps as plain functions; flows/training.py wraps each one in a task."""
+"""The training job's stages as plain functions; flows/training.py runs each one as a task."""
 
 from __future__ import annotations
 

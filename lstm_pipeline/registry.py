@@ -1,6 +1,6 @@
 """The model registry: the promotion gate's verdict, and moving `champion` by hand.
 
-It reaches the store through tracking.py, the only module that imports mlflow. Every move
+It reaches the store through the tracking package, the only one that imports mlflow. Every move
 of the `champion` alias leaves its history in model-version tags, so the registry itself says
 who held the alias before, since when, set by what and why:
 
@@ -24,14 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lstm_pipeline import gate, tracking
+from lstm_pipeline import gate
 from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.tracking import (
     CHALLENGER,
     CHAMPION,
-    Client,
-    existing_version,
-    version_by_alias,
+    Run,
+    Store,
+    champion_lock,
+    log_onnx_model,
+    resolve_model,
 )
 
 if TYPE_CHECKING:
@@ -51,22 +53,20 @@ class Promotion:
 
 
 def judge(
-    uri: str | None, model_name: str, new_model: Path, val: WindowSet, margin: float
+    store: Store, model_name: str, new_model: Path, val: WindowSet, margin: float
 ) -> gate.GateDecision:
     """Score the new ONNX model and the current champion on `val` alike, then apply the rule."""
-    client = tracking.client_for(uri)
-    holder = version_by_alias(client, model_name, CHAMPION)
+    holder = store.version_by_alias(model_name, CHAMPION)
     champion = None
     if holder is not None:
-        resolved = tracking.resolve_model(f"models:/{model_name}/{holder.version}", uri)
+        resolved = resolve_model(f"models:/{model_name}/{holder.version}", store)
         champion = (str(holder.version), resolved.path)
     return gate.decide(gate.score_both(new_model, champion, val), margin)
 
 
 def register_and_gate(
-    uri: str | None,
+    run: Run,
     model_name: str,
-    run_id: str,
     onnx_path: Path,
     example: np.ndarray,
     decision: gate.GateDecision,
@@ -81,36 +81,36 @@ def register_and_gate(
     settle). Should anything fail after the version exists, it is deleted again: a failed run
     never leaves a model behind.
     """
-    version = tracking.log_onnx_model(uri, run_id, onnx_path, example, model_name)
-    client = tracking.client_for(uri)
+    store = run.store
+    version = log_onnx_model(run, onnx_path, example, model_name)
 
     def rejudge() -> gate.GateDecision:
-        return judge(uri, model_name, onnx_path, val, margin)
+        return judge(store, model_name, onnx_path, val, margin)
 
     try:
-        client.update_model_version(model_name, version, description=description)
-        decision = settle(client, model_name, version, decision, rejudge)
-        return version, _apply(client, model_name, version, run_id, decision)
+        store.client.update_model_version(model_name, version, description=description)
+        decision = settle(store, model_name, version, decision, rejudge)
+        return version, _apply(run, model_name, version, decision)
     except BaseException:
-        _withdraw(client, model_name, version)
+        _withdraw(store, model_name, version)
         raise
 
 
-def _withdraw(client: Client, model_name: str, version: str) -> None:
+def _withdraw(store: Store, model_name: str, version: str) -> None:
     """Delete a version whose gate failed half-way, giving `champion` back if it took it."""
     try:
-        holder = version_by_alias(client, model_name, CHAMPION)
+        holder = store.version_by_alias(model_name, CHAMPION)
         if holder is not None and str(holder.version) == version:
             previous = holder.tags.get("previous_champion", NONE)
             if previous != NONE:
-                client.set_registered_model_alias(model_name, CHAMPION, previous)
-        client.delete_model_version(model_name, version)
+                store.client.set_registered_model_alias(model_name, CHAMPION, previous)
+        store.client.delete_model_version(model_name, version)
     except Exception as exc:  # the store may be what failed; the original error matters more
         log.warning("could not withdraw %s v%s: %s", model_name, version, one_line(exc))
 
 
 def settle(
-    client: Client,
+    store: Store,
     model_name: str,
     version: str,
     decision: gate.GateDecision,
@@ -125,16 +125,16 @@ def settle(
     """
     if not decision.promote:
         return decision
-    with tracking.champion_lock(client, model_name):
-        if _holder(client, model_name) != decision.scores.champion_version:
+    with champion_lock(store, model_name):
+        if _holder(store, model_name) != decision.scores.champion_version:
             decision = rejudge()  # judged against a former champion
         if decision.promote:
-            _move_champion(client, model_name, version, "gate", decision.reason)
+            _move_champion(store, model_name, version, "gate", decision.reason)
     return decision
 
 
-def _holder(client: Client, model_name: str) -> str | None:
-    holder = version_by_alias(client, model_name, CHAMPION)
+def _holder(store: Store, model_name: str) -> str | None:
+    holder = store.version_by_alias(model_name, CHAMPION)
     return None if holder is None else str(holder.version)
 
 
@@ -153,79 +153,75 @@ def gate_tags(decision: gate.GateDecision) -> dict[str, str]:
     }
 
 
-def _apply(
-    client: Client, model_name: str, version: str, run_id: str, decision: gate.GateDecision
-) -> Promotion:
+def _apply(run: Run, model_name: str, version: str, decision: gate.GateDecision) -> Promotion:
     """Record the settled decision on the version and the run; a loser becomes challenger."""
     tags = gate_tags(decision)
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
-        client.set_tag(run_id, key, value)
+    _set_version_tags(run.store, model_name, version, tags)
+    run.set_tags(tags)
     if not decision.promote:
-        client.set_registered_model_alias(model_name, CHALLENGER, version)
+        run.client.set_registered_model_alias(model_name, CHALLENGER, version)
     log.info("%s v%s: %s", model_name, version, decision.reason)
     alias = CHAMPION if decision.promote else CHALLENGER
     return Promotion(decision.promote, alias, decision.reason)
 
 
-def promote(uri: str | None, model_name: str, version: str, reason: str) -> dict[str, Any]:
+def promote(store: Store, model_name: str, version: str, reason: str) -> dict[str, Any]:
     """Give `champion` to `version` by hand; ModelNotFoundError when it does not exist."""
-    client = tracking.client_for(uri)
-    target = existing_version(client, model_name, version)
-    with tracking.champion_lock(client, model_name):  # not between a gate's read and write
-        holder = version_by_alias(client, model_name, CHAMPION)
+    target = store.existing_version(model_name, version)
+    with champion_lock(store, model_name):  # not between a gate's read and write
+        holder = store.version_by_alias(model_name, CHAMPION)
         if holder is not None and str(holder.version) == str(target.version):
             return _summary(model_name, str(target.version), None, reason, changed=False)
-        previous = _move_champion(client, model_name, str(target.version), "promote", reason)
+        previous = _move_champion(store, model_name, str(target.version), "promote", reason)
     return _summary(model_name, str(target.version), previous, reason, changed=True)
 
 
-def rollback(uri: str | None, model_name: str, reason: str) -> dict[str, Any]:
+def rollback(store: Store, model_name: str, reason: str) -> dict[str, Any]:
     """Give `champion` back to the current champion's `previous_champion`."""
-    client = tracking.client_for(uri)
-    with tracking.champion_lock(client, model_name):  # not between a gate's read and write
-        return _roll_back(client, model_name, reason)
+    with champion_lock(store, model_name):  # not between a gate's read and write
+        return _roll_back(store, model_name, reason)
 
 
-def _roll_back(client: Client, model_name: str, reason: str) -> dict[str, Any]:
-    holder = version_by_alias(client, model_name, CHAMPION)
+def _roll_back(store: Store, model_name: str, reason: str) -> dict[str, Any]:
+    holder = store.version_by_alias(model_name, CHAMPION)
     if holder is None:
         raise InputError(f"model {model_name} has no champion to roll back")
     back_to = holder.tags.get("previous_champion", NONE)
     if back_to == NONE:
         raise InputError(f"champion v{holder.version} of {model_name} has no previous champion")
-    target = existing_version(client, model_name, back_to)
+    target = store.existing_version(model_name, back_to)
     _set_version_tags(
-        client,
+        store,
         model_name,
         str(holder.version),
         {"rolled_back_at": _now(), "rolled_back_reason": reason},
     )
     # the restored version keeps its own previous_champion: a second rollback goes further back
-    _take_alias(client, model_name, str(target.version), "rollback", reason)
+    _take_alias(store, model_name, str(target.version), "rollback", reason)
     return _summary(model_name, str(target.version), str(holder.version), reason, changed=True)
 
 
 def _move_champion(
-    client: Client, model_name: str, version: str, set_by: str, reason: str
+    store: Store, model_name: str, version: str, set_by: str, reason: str
 ) -> str | None:
     """Point `champion` at `version`, recording who held it before; returns that version."""
-    holder = version_by_alias(client, model_name, CHAMPION)
+    holder = store.version_by_alias(model_name, CHAMPION)
     previous = str(holder.version) if holder is not None else None
-    client.set_model_version_tag(model_name, version, "previous_champion", previous or NONE)
-    _take_alias(client, model_name, version, set_by, reason)
+    _set_version_tags(store, model_name, version, {"previous_champion": previous or NONE})
+    _take_alias(store, model_name, version, set_by, reason)
     return previous
 
 
-def _take_alias(client: Client, model_name: str, version: str, set_by: str, reason: str) -> None:
+def _take_alias(store: Store, model_name: str, version: str, set_by: str, reason: str) -> None:
     tags = {
         "champion_since": _now(),
         "champion_set_by": set_by,
         "champion_reason": reason,
         "champion_set_by_user": _user(),
     }
-    _set_version_tags(client, model_name, version, tags)
-    challenger = version_by_alias(client, model_name, CHALLENGER)
+    _set_version_tags(store, model_name, version, tags)
+    client = store.client
+    challenger = store.version_by_alias(model_name, CHALLENGER)
     if challenger is not None and str(challenger.version) == version:
         client.delete_registered_model_alias(model_name, CHALLENGER)  # no longer a candidate
     client.set_registered_model_alias(model_name, CHAMPION, version)
@@ -234,9 +230,9 @@ def _take_alias(client: Client, model_name: str, version: str, set_by: str, reas
     )
 
 
-def _set_version_tags(client: Client, model_name: str, version: str, tags: dict[str, str]) -> None:
+def _set_version_tags(store: Store, model_name: str, version: str, tags: dict[str, str]) -> None:
     for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
+        store.client.set_model_version_tag(model_name, version, key, value)
 
 
 def _summary(

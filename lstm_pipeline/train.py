@@ -1,6 +1,7 @@
 """Training: seeding, early stopping, the epoch loop and price predictions.
 
-Device and precision live in runtime.py, the optimisation step (eager or CUDA graph) in steps.py.
+Device and precision live in runtime.py, the optimisation step (eager or CUDA graph) in
+train_step.py.
 No MLflow here: `fit` reports each epoch through an optional callback the flow wires to tracking.
 """
 
@@ -23,7 +24,7 @@ from lstm_pipeline.config import TrainConfig
 from lstm_pipeline.features import WindowSet
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.runtime import Runtime, make_loss, make_runtime
-from lstm_pipeline.steps import TrainStep, make_step
+from lstm_pipeline.train_step import TrainStep, make_step
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,28 @@ def fake_yahoo(monkeypatch: pytest.MonkeyPatch) -> FakeYahoo:
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+
+
+@pytest.fixture(scope="session")
+def empty_store_file(tmp_path_factory) -> Path:
+    """An MLflow sqlite store with its tables made: making them costs seconds, a copy nothing."""
+    from lstm_pipeline.tracking import Store
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    Store.open(f"sqlite:///{path}").client.search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tracking_uri: str, empty_store_file: Path):
+    """A throwaway sqlite tracking store at `tracking_uri`, its tables made."""
+    from lstm_pipeline.tracking import Store
+
+    store = Store.open(tracking_uri)
+    assert store.sqlite_file is not None
+    store.sqlite_file.parent.mkdir(parents=True)
+    shutil.copyfile(empty_store_file, store.sqlite_file)
+    return store
 
 
 @pytest.fixture

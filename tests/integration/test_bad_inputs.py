@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from lstm_pipeline.tracking import ensure_experiment
+from lstm_pipeline.tracking import Store
 from tests.conftest import cli_env, export_tiny_model
 from tests.integration.processes import free_port
 from tests.unit.test_validate import BAD, ERRORS
@@ -243,7 +243,7 @@ def write_inputs(folder: Path) -> None:
     onnx.save(wrong_shape_model({}, window=10, features=5), folder / "no-metadata.onnx")
     (folder / "garbage.onnx").write_bytes(b"\x00not a model\xff" * 10)
     (folder / "f.csv").mkdir()  # a folder where a forecast file name is expected
-    ensure_experiment(f"sqlite:///{folder}/store/mlflow.db", "lstm-forecaster")
+    Store.open(f"sqlite:///{folder}/store/mlflow.db").experiment_id("lstm-forecaster")
 
 
 def wrong_shape_model(metadata: dict[str, str], window: int = 7, features: int = 2):

@@ -227,6 +227,10 @@ def test_a_gate_that_judged_a_former_champion_judges_again_before_taking_the_ali
 ):
     """The race of two trainings, made deterministic: the second run's gate saw no champion
     (it judged before the first registered), yet the first is champion when it registers."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    from flows import training
     from flows.training import train_flow
 
     learnable = tmp_path / "learnable.yaml"
@@ -242,15 +246,21 @@ def test_a_gate_that_judged_a_former_champion_judges_again_before_taking_the_ali
 
     real_judge, calls = registry.judge, []
 
-    def judged_before_the_first_registered(*args, **kwargs):
+    def judged(*args, **kwargs):
         decision = real_judge(*args, **kwargs)
         calls.append(decision)
-        if len(calls) > 1:
-            return decision
+        return decision
+
+    def judged_before_the_first_registered(*args, **kwargs):
+        decision = judged(*args, **kwargs)
         stale = replace(decision.scores, champion_mase=None, champion_version=None)
         return gate.GateDecision(True, "promoted: no previous champion", stale, 0.0)
 
-    monkeypatch.setattr(registry, "judge", judged_before_the_first_registered)
+    # the flow's own judgement (its judge task) saw no champion; the gate's second look,
+    # inside register_and_gate, is the real one
+    stale_task = task(name="judge", cache_policy=NO_CACHE)(judged_before_the_first_registered)
+    monkeypatch.setattr(training, "judge", stale_task)
+    monkeypatch.setattr(registry, "judge", judged)
     weak = train_flow(build_config(SMOKE, **data))  # 2 epochs at a small lr: learns little
     client = MlflowClient(tracking_uri)
     assert len(calls) == 2  # judged again, against v1, before taking anything

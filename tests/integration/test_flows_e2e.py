@@ -94,7 +94,7 @@ def test_forecast_flow_writes_one_row_per_ticker_and_horizon(
 
 def test_forecast_flow_without_a_champion_fails_with_a_clear_message(prefect_harness, tiny_cfg):
     from flows.inference import forecast_flow
-    from lstm_pipeline.tracking import ModelNotFoundError
+    from lstm_pipeline.errors import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError, match="models:/lstm-forecaster@champion not found"):
         forecast_flow(tiny_cfg.data, tracking_uri=tiny_cfg.tracking.tracking_uri)

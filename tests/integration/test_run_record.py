@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from lstm_pipeline import __version__, provenance, registry
 from lstm_pipeline.config import PipelineConfig, build_config
+from lstm_pipeline.tracking import Store
 
 pytestmark = pytest.mark.slow
 MODEL = "lstm-forecaster"
@@ -125,7 +126,8 @@ def test_a_failure_while_registering_removes_the_version_and_keeps_the_champion(
     from flows.training import train_flow
 
     first = train_flow(tiny_cfg)
-    registry.promote(tiny_cfg.tracking.tracking_uri, MODEL, first["model_version"], "baseline")
+    store = Store.open(tiny_cfg.tracking.tracking_uri)
+    registry.promote(store, MODEL, first["model_version"], "baseline")
 
     def broken(*args, **kwargs):
         raise RuntimeError("registry went away")
@@ -149,7 +151,7 @@ def test_the_gate_scores_the_champion_on_the_new_runs_validation_windows(prefect
 
     uri = tiny_cfg.tracking.tracking_uri
     first = train_flow(tiny_cfg)
-    registry.promote(uri, MODEL, first["model_version"], "a champion to beat")
+    registry.promote(Store.open(uri), MODEL, first["model_version"], "a champion to beat")
     client = MlflowClient(uri)
 
     # the same config, data and seed give the same model: both must score the same

@@ -184,11 +184,11 @@ def test_scheduled_retraining_then_forecast_really_run(tmp_path, learnable_csv_d
 
 
 def test_serve_creates_the_store_once_so_simultaneous_runs_do_not_race(tmp_path):
-    from lstm_pipeline.tracking import ensure_experiment
+    from lstm_pipeline.tracking import Store
 
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    first = ensure_experiment(uri, "lstm-forecaster")
-    assert ensure_experiment(uri, "lstm-forecaster") == first  # found, not created again
+    first = Store.open(uri).experiment_id("lstm-forecaster")
+    assert Store.open(uri).experiment_id("lstm-forecaster") == first  # found, not created again
     experiment = MlflowClient(uri).get_experiment(first)
     assert experiment.name == "lstm-forecaster"
     assert experiment.artifact_location == (tmp_path / "mlflow/artifacts").as_uri()

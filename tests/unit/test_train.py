@@ -221,7 +221,7 @@ def test_same_seed_data_and_device_give_identical_metrics(sine_windows):
 @gpu
 def test_cuda_graphs_only_when_the_data_holds_enough_full_batches(sine_windows):
     from lstm_pipeline.runtime import make_runtime
-    from lstm_pipeline.steps import GraphedTrainStep, make_step
+    from lstm_pipeline.train_step import GraphedTrainStep, make_step
 
     cfg = TrainConfig(device="cuda", batch_size=32)
     runtime = make_runtime(cfg, hidden_size=8)

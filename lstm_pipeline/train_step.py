@@ -1,4 +1,4 @@
-"""One optimisation step on a batch of window indices: eager, or replayed as a CUDA graph.
+"""The optimisation step on a batch of window indices: eager, or replayed as a CUDA graph.
 
 A small recurrent model on a GPU is bound by the CPU launching kernels, not by the GPU: on
 an H100 the eager step of the default model keeps the GPU ~15% busy. Capturing the whole

@@ -1,0 +1,43 @@
+"""MLflow behind one `Store`: the only package of the library that imports mlflow.
+
+A flow makes one `Store` from its tracking config and hands it (or a `Run` bound to one run)
+to every function that logs, registers or downloads. Modules, each one job:
+
+- store.py: `Store` (the resolved URI, the client, the reachability check, experiments) and
+  `Run` (params, metrics, tags, figures, texts, datasets, the run's end);
+- orphans.py: the owner tag of a run and the sweep that ends runs whose process is gone;
+- lock.py: `champion_lock`, one promotion gate at a time;
+- register.py: the ONNX file as the run's logged model and a new registry version;
+- download.py: a model URI or `.onnx` path as a local ONNX file.
+
+Everything goes through an explicit run id (not mlflow's thread-local active run), so Prefect
+may run the calls in any thread. No torch here: the forecast path resolves models too.
+"""
+
+from lstm_pipeline.tracking.download import ResolvedModel, is_registry_uri, resolve_model
+from lstm_pipeline.tracking.lock import champion_lock
+from lstm_pipeline.tracking.orphans import OWNER_TAG, end_orphaned_runs, owner_of_new_run
+from lstm_pipeline.tracking.register import log_onnx_model
+from lstm_pipeline.tracking.store import (
+    CHALLENGER,
+    CHAMPION,
+    DEFAULT_MODEL_URI,
+    Run,
+    Store,
+)
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "DEFAULT_MODEL_URI",
+    "OWNER_TAG",
+    "ResolvedModel",
+    "Run",
+    "Store",
+    "champion_lock",
+    "end_orphaned_runs",
+    "is_registry_uri",
+    "log_onnx_model",
+    "owner_of_new_run",
+    "resolve_model",
+]
