@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= lstm_pipeline
 
 .PHONY: setup demo test test-fast lint format golden bench bench-inference bench-e2e bench-scale train forecast mlflow-ui mlflow-server serve-model \
-	prefect-server serve clean check
+	prefect-server serve clean check docs
 
 setup: $(STAMP)
 
@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) -m flows.demo
 
-test: setup
+# the docs site first (seconds: a broken link or a page missing from the nav fails), then the suite
+test: setup docs
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -48,8 +49,12 @@ golden: setup
 
 check: lint test
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any broken link.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 # Speed and accuracy benchmarks: JSON in benchmarks/results/ (with the machine and its load),
-# tables in the README. Timings are only comparable on a quiet machine.
+# tables in docs/results/. Timings are only comparable on a quiet machine.
 bench: setup bench-inference bench-e2e bench-scale
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/train_sample.py
@@ -105,4 +110,4 @@ serve: setup
 		$(VENV)/bin/lstm-pipeline serve --source sample
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info forecasts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info forecasts site
