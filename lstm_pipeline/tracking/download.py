@@ -46,11 +46,13 @@ def resolve_model(model_uri: str, store: Store | None = None) -> ResolvedModel:
             "--tracking-uri)"
         )
     version = _model_version(store, model_uri)
+    # MLflow resolves a registry version to its logged model through the process-wide registry,
+    # whatever download_artifacts is given: point it here first
+    store.make_global()
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"{REGISTRY_SCHEME}{version.name}/{version.version}",
         dst_path=_download_folder(),
         tracking_uri=store.uri,
-        registry_uri=store.uri,
     )
     onnx_files = sorted(Path(local).rglob("*.onnx"))
     if not onnx_files:

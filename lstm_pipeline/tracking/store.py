@@ -2,8 +2,8 @@
 
 `Store.open(cfg.tracking.tracking_uri)` resolves the URI once; every library function that
 talks to MLflow takes the store (or a run), never a URI string. The store talks through its
-own client: MLflow's process-wide tracking URI is set only where its fluent API leaves no
-choice (register.py), and then only when it differs.
+own client: MLflow's process-wide tracking URI is set only where MLflow leaves no choice
+(logging a model, downloading a registry version), and then only when it differs.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ class Store:
             ) from None
 
     def make_global(self) -> None:
-        """Point MLflow's process-wide tracking URI here, for its fluent API (log_model)."""
+        """Point MLflow's process-wide tracking URI here, for the parts of its API that know
+        no client: log_model, and resolving a registry version in download_artifacts."""
         if mlflow.get_tracking_uri() != self.uri:
             mlflow.set_tracking_uri(self.uri)
 

@@ -166,7 +166,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
         2,
         "output out.txt: use a .csv or .parquet file name",
     ),
-    # these used to fail (exit 1) only after the whole forecast or search was done
+    # unwritable outputs fail before any work, not after the whole forecast or search
     "forecast-output-in-a-file": (
         ["forecast", *SAMPLE, "--model-uri", "{inputs}/tiny.onnx"]
         + ["--output", "{inputs}/tiny.onnx/f.csv"],

@@ -106,10 +106,11 @@ def test_config_file_with_unknown_key_exits_2(tmp_path):
 def test_forecast_path_never_imports_torch_nor_unpickles(tmp_path: Path, tiny_onnx, csv_dir):
     """A forecast job runs on onnxruntime, pandas and the registry alone, and never unpickles
     (a pickle can run any code): the model is an ONNX file, nothing else is loaded."""
+    from lstm_pipeline.tracking import Store
     from tests.integration.test_registry import register
 
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    _, version = register(uri, tiny_onnx)
+    _, version = register(Store.open(uri), tiny_onnx)
     from mlflow.tracking import MlflowClient
 
     MlflowClient(uri).set_registered_model_alias("lstm-forecaster", "champion", version)

@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from lstm_pipeline import gate, predict, registry
 from lstm_pipeline.config import build_config
+from lstm_pipeline.tracking import Store
 from tests.conftest import LEARNABLE_CONFIG, ROOT, run_cli, start_cli
 from tests.integration.processes import free_port, kill_group, serving_process
 from tests.integration.test_mlflow_server import server_args
@@ -87,7 +88,7 @@ def versions(client: MlflowClient) -> list[str]:
 
 
 def with_champion(uri: str, tiny_onnx) -> str:
-    _, version = register(uri, tiny_onnx)
+    _, version = register(Store.open(uri), tiny_onnx)
     MlflowClient(uri).set_registered_model_alias(MODEL, "champion", version)
     return version
 

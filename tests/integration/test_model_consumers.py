@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.predict import OnnxForecaster
+from lstm_pipeline.tracking import Store
 from tests.conftest import make_prices
 from tests.integration.processes import MLFLOW, free_port, serving
 from tests.integration.test_registry import register
@@ -43,7 +44,7 @@ def raw_windows(n: int = 5, window: int = 10) -> np.ndarray:
 @pytest.fixture
 def champion(tracking_uri, tiny_onnx):
     """A registry whose champion is the tiny model; yields its tracking URI."""
-    _, version = register(tracking_uri, tiny_onnx)
+    _, version = register(Store.open(tracking_uri), tiny_onnx)
     MlflowClient(tracking_uri).set_registered_model_alias("lstm-forecaster", "champion", version)
     return tracking_uri
 
