@@ -19,14 +19,20 @@ from prefect.context import TaskRunContext
 from prefect.states import State
 
 from flows.progress import wait_counting
-from lstm_pipeline import cache, data, yahoo
+from lstm_pipeline import cache, data
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import InputError, describe_failures, require_survivors
+from lstm_pipeline.errors import (
+    DownloadError,
+    InputError,
+    NoDataError,
+    describe_failures,
+    require_survivors,
+)
 
 # A yfinance fetch is reused for this long at most, and only the same day for open ranges
 # (cache.fetch_key names the date), so a rerun on the same data skips the network.
 FETCH_CACHE_EXPIRATION = timedelta(hours=12)
-DOWNLOAD_FAILURES = (yahoo.DownloadError, yahoo.NoDataError)  # the disk cache may stand in
+DOWNLOAD_FAILURES = (DownloadError, NoDataError)  # the disk cache may stand in
 
 
 def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.validate import validate_ticker
 
 Source = Literal["yfinance", "sample", "csv"]
@@ -207,7 +207,7 @@ def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
     except OSError as exc:
         raise InputError(f"cannot read config {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise InputError(f"config {path} is not valid YAML: {exc}".splitlines()[0]) from None
+        raise InputError(f"config {path} is not valid YAML: {one_line(exc)}") from None
     if not isinstance(tree, dict):
         raise InputError(f"config {path} must be a mapping of sections")
     return tree

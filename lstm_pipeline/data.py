@@ -18,7 +18,13 @@ import pandas as pd
 
 from lstm_pipeline import cache, yahoo
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import DataValidationError, InputError
+from lstm_pipeline.errors import (
+    DataValidationError,
+    DownloadError,
+    InputError,
+    NoDataError,
+    one_line,
+)
 from lstm_pipeline.files import check_can_create_in, write_atomic
 from lstm_pipeline.validate import (
     ADJ_CLOSE,
@@ -115,9 +121,8 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataValidationError(
-            f"{ticker}: file {path} is not a readable CSV ({first_line})"
+            f"{ticker}: file {path} is not a readable CSV ({one_line(exc)})"
         ) from None
     if "Date" not in frame.columns:
         raise DataValidationError(f"{ticker}: file {path}: no Date column")
@@ -182,7 +187,7 @@ def refresh_cache(ticker: str, cfg: DataConfig, allow_stale: bool = True) -> Cac
         return CachedPrices(load_cached(cached, ticker, path, cfg), path)
     try:
         merged, first = download_into(ticker, cfg, cached, request or (cfg.start, cfg.end))
-    except (yahoo.DownloadError, yahoo.NoDataError) as exc:
+    except (DownloadError, NoDataError) as exc:
         return fall_back_on_cache(exc, ticker, cfg, cached, path, allow_stale)
     origin = f"yfinance {cfg.interval} bars"
     bars = check_bars(merged, ticker, origin, cfg)
@@ -216,7 +221,7 @@ def download_into(
 
 
 def fall_back_on_cache(
-    exc: yahoo.DownloadError | yahoo.NoDataError,
+    exc: DownloadError | NoDataError,
     ticker: str,
     cfg: DataConfig,
     cached: pd.DataFrame | None,
@@ -242,7 +247,7 @@ def load_stale(
     path = cache.cache_path(cfg.cache_root(), ticker, cfg.interval)
     cached = cache.read_cache(path)
     if cached is None:
-        raise yahoo.DownloadError(f"{ticker}: no cache at {path} to fall back on")
+        raise DownloadError(f"{ticker}: no cache at {path} to fall back on")
     age = cache.describe_age(cached)
     log.warning(
         "%s: yfinance update failed; using the cache %s as it stands (%s)", ticker, path, age

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lstm_pipeline import cache, data, files, yahoo
+from lstm_pipeline import cache, data, files
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import DataValidationError
+from lstm_pipeline.errors import DataValidationError, DownloadError
 from tests.conftest import ROOT
 from tests.fake_yahoo import DNS_ERROR, OFFLINE, FakeYahoo, yahoo_frame
 
@@ -104,7 +104,7 @@ def test_offline_run_falls_back_to_the_cache_saying_how_stale_it_is(yf_cfg, fake
 
 def test_offline_without_a_cache_is_a_clear_error(yf_cfg, fake):
     fake.script = [ConnectionError("no route")] * 5
-    with pytest.raises(yahoo.DownloadError) as err:
+    with pytest.raises(DownloadError) as err:
         data.load_prices("AAPL", yf_cfg)
     assert str(err.value) == (
         "AAPL: yfinance failed after 4 attempt(s) (ConnectionError: no route);"
@@ -115,9 +115,7 @@ def test_offline_without_a_cache_is_a_clear_error(yf_cfg, fake):
 def test_fetch_command_reports_a_failed_update_even_with_a_cache(yf_cfg, fake):
     data.refresh_cache("AAPL", yf_cfg)
     fake.script = [OFFLINE] * 5
-    with pytest.raises(
-        yahoo.DownloadError, match=r"cache .*AAPL.parquet kept \(last bar 2021-02-23"
-    ):
+    with pytest.raises(DownloadError, match=r"cache .*AAPL.parquet kept \(last bar 2021-02-23"):
         data.fill_cache("AAPL", yf_cfg)
 
 
