@@ -226,9 +226,10 @@ def fall_back_on_cache(
     cfg: DataConfig,
     cached: pd.DataFrame | None,
     path: Path,
-    allow_stale: bool,
+    allow_stale: bool = True,
 ) -> CachedPrices:
-    """The cached prices with a staleness warning, or `exc` again saying what the cache holds."""
+    """The cached prices with a warning naming `exc` (what stopped the update) and the cache's
+    age; `exc` again, saying what the cache holds, when there is none or not `allow_stale`."""
     if cached is None:
         raise type(exc)(f"{exc}; no cache at {path} to fall back on") from None
     age = cache.describe_age(cached)
@@ -245,14 +246,9 @@ def load_stale(
     takes, with a warning, after `load_prices(allow_stale=False)` failed to download."""
     ticker = validate_ticker(ticker)
     path = cache.cache_path(cfg.cache_root(), ticker, cfg.interval)
-    cached = cache.read_cache(path)
-    if cached is None:
-        raise DownloadError(f"{ticker}: no cache at {path} to fall back on")
-    age = cache.describe_age(cached)
-    log.warning(
-        "%s: yfinance update failed; using the cache %s as it stands (%s)", ticker, path, age
-    )
-    return select_dates(load_cached(cached, ticker, path, cfg), ticker, cfg, min_rows, purpose)
+    failed = DownloadError(f"{ticker}: yfinance update failed")
+    stale = fall_back_on_cache(failed, ticker, cfg, cache.read_cache(path), path)
+    return select_dates(stale.prices, ticker, cfg, min_rows, purpose)
 
 
 def load_cached(cached: pd.DataFrame, ticker: str, path: Path, cfg: DataConfig) -> pd.DataFrame:

@@ -119,6 +119,24 @@ def test_fetch_command_reports_a_failed_update_even_with_a_cache(yf_cfg, fake):
         data.fill_cache("AAPL", yf_cfg)
 
 
+def test_the_flows_stale_fallback_reads_the_cache_as_it_stands_without_a_download(
+    yf_cfg, fake, caplog
+):
+    path = data.refresh_cache("AAPL", yf_cfg).path
+    calls = len(fake.calls)
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
+        prices = data.load_stale("AAPL", yf_cfg, 300, "a test")
+    assert len(fake.calls) == calls and prices.index[-1] == pd.Timestamp("2021-02-23")
+    age = (date.today() - date(2021, 2, 23)).days
+    assert caplog.records[-1].getMessage() == (
+        f"AAPL: yfinance update failed; using the cache {path} instead"
+        f" (last bar 2021-02-23, {age} days old)"
+    )
+    path.unlink()
+    with pytest.raises(DownloadError, match=f"AAPL: .*; no cache at {path} to fall back on"):
+        data.load_stale("AAPL", yf_cfg)
+
+
 def test_a_bad_download_never_replaces_a_good_cache(yf_cfg, fake):
     path = data.refresh_cache("AAPL", yf_cfg).path
     good = path.read_bytes()
