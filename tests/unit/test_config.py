@@ -11,6 +11,7 @@ def test_defaults_match_the_documented_design():
     assert (cfg.features.window, cfg.features.horizon) == (60, 5)
     assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.model.dropout) == (64, 2, 0.2)
     assert cfg.tracking.model_name == "lstm-forecaster"
+    assert cfg.data.source == "yfinance"  # DESIGN: the default for real use
 
 
 def test_yaml_then_overrides(tmp_path: Path):
