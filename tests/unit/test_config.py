@@ -55,7 +55,7 @@ def test_a_malformed_section_is_the_files_fault_even_with_an_option_in_it(tmp_pa
     path = tmp_path / "c.yaml"
     path.write_text("train: 5\n")
     with pytest.raises(InputError, match=r"^invalid train \(config .*c.yaml\): Input should be"):
-        build_config(path, train__max_epochs=2)  # was a TypeError: 'int' object is not a mapping
+        build_config(path, train__max_epochs=2)  # not a TypeError from merging the option into 5
 
 
 @pytest.mark.parametrize("name", ["", "  ", "team/lstm", "lstm:v2"])
