@@ -49,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _default(model: type[BaseModel], field: str) -> Any:
-    """The config's own default of `model.field`, for a help text: the option leaves it None."""
+    """The config's own default of `model.field`, for an option's default or its help text."""
     return model.model_fields[field].default
 
 
