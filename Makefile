@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 MLFLOW_PORT ?= 5000
 SERVE_PORT  ?= 5001
 PREFECT_PORT ?= 4200
-# the registry `serve-model` reads: $MLFLOW_TRACKING_URI, else the local store
+# the registry `serve-model` reads: $MLFLOW_TRACKING_URI, else the local store. The store and
+# the model name written below are lstm_pipeline/config.py's DEFAULT_TRACKING_URI and MODEL_NAME.
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow/mlflow.db)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_EXTRA_LOGGERS ?= lstm_pipeline
@@ -71,6 +72,7 @@ bench-e2e: setup
 bench-scale: setup
 	$(PY) benchmarks/scale.py
 
+# On the bundled sample, offline; without --source the CLI reads live prices from yfinance.
 train: setup
 	$(VENV)/bin/lstm-pipeline train --source sample
 

@@ -16,10 +16,28 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
+
+from pydantic import BaseModel
 
 from flows import commands
-from flows.progress import TerminalProgress, on_a_terminal, plain_lines
+from flows.runners import DASK_ADDRESS_ENV, DEFAULT_RUNNER, RunnerKind
+from lstm_pipeline.config import (
+    CACHE_ENV,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_FORECAST_OUTPUT,
+    DEFAULT_MODEL_URI,
+    DEFAULT_SOURCE,
+    DEFAULT_TRACKING_URI,
+    SAMPLE_TICKERS,
+    DataConfig,
+    Device,
+    Interval,
+    Source,
+    TrackingConfig,
+    TrainConfig,
+    Trigger,
+)
 from lstm_pipeline.errors import InputError, exit_code_for, one_line
 
 PROG = "lstm-pipeline"
@@ -28,6 +46,11 @@ PROG = "lstm-pipeline"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _default(model: type[BaseModel], field: str) -> Any:
+    """The config's own default of `model.field`, for an option's default or its help text."""
+    return model.model_fields[field].default
 
 
 def _iso_date(text: str) -> date:
@@ -43,19 +66,19 @@ def _data_options(parser: argparse.ArgumentParser, tickers: bool = True) -> None
             "--tickers",
             nargs="+",
             metavar="T",
-            help="default: every TICKER.csv in --data-dir for --source csv, else the six sample "
-            "tickers",
+            help="default: every TICKER.csv in --data-dir for --source csv, else "
+            + " ".join(SAMPLE_TICKERS),
         )
     parser.add_argument(
         "--source",
-        choices=["yfinance", "sample", "csv"],
-        default="yfinance",
-        help="where prices come from (default: yfinance; sample = bundled data)",
+        choices=get_args(Source),
+        help=f"where prices come from (default: {DEFAULT_SOURCE}; sample = bundled data)",
     )
     parser.add_argument("--data-dir", help="directory of TICKER.csv files (source csv)")
     parser.add_argument(
         "--cache-dir",
-        help="price cache of the yfinance source (default: $LSTM_PIPELINE_CACHE, else data/cache)",
+        help=f"price cache of the yfinance source (default: ${CACHE_ENV}, else "
+        f"{DEFAULT_CACHE_DIR})",
     )
     parser.add_argument("--start", type=_iso_date, help="first date used, YYYY-MM-DD")
     parser.add_argument("--end", type=_iso_date, help="last date used (inclusive), YYYY-MM-DD")
@@ -63,7 +86,8 @@ def _data_options(parser: argparse.ArgumentParser, tickers: bool = True) -> None
         "--max-failure-ratio",
         type=float,
         metavar="R",
-        help="fail when a larger share of the tickers fails (default 0.5); up to it, warn",
+        help="fail when a larger share of the tickers fails (default "
+        f"{_default(DataConfig, 'max_failure_ratio')}); up to it, warn",
     )
 
 
@@ -71,15 +95,15 @@ def _runner_options(parser: argparse.ArgumentParser, kinds: bool = True) -> None
     if kinds:
         parser.add_argument(
             "--task-runner",
-            choices=["threads", "dask"],
-            help="where per-ticker fetches, folds and trials run (default: threads; dask "
-            "without --dask-address starts a temporary local cluster)",
+            choices=get_args(RunnerKind),
+            help=f"where per-ticker fetches, folds and trials run (default: {DEFAULT_RUNNER}; "
+            "dask without --dask-address starts a temporary local cluster)",
         )
     parser.add_argument(
         "--dask-address",
         metavar="ADDR",
         help="scheduler of an existing Dask cluster, e.g. tcp://scheduler:8786 (implies dask; "
-        "default: $LSTM_PIPELINE_DASK_ADDRESS)",
+        f"default: ${DASK_ADDRESS_ENV})",
     )
 
 
@@ -89,16 +113,25 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
 
 def _training_options(parser: argparse.ArgumentParser) -> None:
     _config_option(parser)
-    parser.add_argument("--max-epochs", type=int)
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--experiment", help="MLflow experiment (default: lstm-forecaster)")
+    parser.add_argument(
+        "--max-epochs", type=int, help=f"default: {_default(TrainConfig, 'max_epochs')}"
+    )
+    parser.add_argument(
+        "--device",
+        choices=get_args(Device),
+        help=f"default: {_default(TrainConfig, 'device')}",
+    )
+    parser.add_argument("--seed", type=int, help=f"default: {_default(TrainConfig, 'seed')}")
+    parser.add_argument(
+        "--experiment",
+        help=f"MLflow experiment (default: {_default(TrackingConfig, 'experiment')})",
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db)",
+        help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else {DEFAULT_TRACKING_URI})",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object as last line")
 
@@ -117,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("tickers", nargs="+", metavar="TICKER")
     _data_options(fetch, tickers=False)
     fetch.add_argument(
-        "--interval", choices=["1d", "1h", "1wk"], help="bar size to cache (default: 1d)"
+        "--interval",
+        choices=get_args(Interval),
+        help=f"bar size to cache (default: {_default(DataConfig, 'interval')})",
     )
     _config_option(fetch)
     fetch.add_argument("--json", action="store_true", help="print one JSON object as last line")
@@ -129,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(train)
     train.add_argument(
         "--trigger",
-        choices=["manual", "schedule", "backtest", "tune"],
-        help="what started this run, logged as its `trigger` tag (default: manual)",
+        choices=get_args(Trigger),
+        help="what started this run, logged as its `trigger` tag (default: "
+        f"{_default(TrackingConfig, 'trigger')})",
     )
     _common(train)
     _runner_options(train)
@@ -139,12 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     backtest = sub.add_parser("backtest", help="walk-forward backtest against the naive forecast")
     _data_options(backtest)
     _training_options(backtest)
-    backtest.add_argument("--folds", type=int, default=4, help="refits (default 4)")
+    backtest.add_argument("--folds", type=int, default=4, help="refits (default %(default)s)")
     backtest.add_argument(
         "--step",
         type=int,
         default=126,
-        help="trading days scored per fold (default 126, half a year)",
+        help="trading days scored per fold (default %(default)s, half a year)",
     )
     _common(backtest)
     _runner_options(backtest)
@@ -199,13 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _forecast_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-uri",
-        default="models:/lstm-forecaster@champion",
-        help="models:/NAME@ALIAS, models:/NAME/VERSION or a .onnx file",
+        default=DEFAULT_MODEL_URI,
+        help="models:/NAME@ALIAS, models:/NAME/VERSION or a .onnx file (default: %(default)s)",
     )
     parser.add_argument(
         "--output",
-        default="forecasts/forecasts.csv",
-        help="forecast file, .csv or .parquet (written atomically)",
+        default=DEFAULT_FORECAST_OUTPUT,
+        help="forecast file, .csv or .parquet, written atomically (default: %(default)s)",
     )
 
 
@@ -240,8 +276,8 @@ def _registry_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="no reason given", help="stored as a version tag")
     parser.add_argument(
         "--model-name",
-        default="lstm-forecaster",
-        help="registered model (default: lstm-forecaster)",
+        default=_default(TrackingConfig, "model_name"),
+        help="registered model (default: %(default)s)",
     )
     _common(parser)
 
@@ -264,6 +300,8 @@ def configure_logging(verbose: bool = False) -> None:
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no db-migration chatter
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download
+    from flows.progress import TerminalProgress, on_a_terminal, plain_lines  # rich: not at --help
+
     formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
     # on a terminal, live bars for epochs, tickers and folds; in a log, one plain line each
     progress: logging.Handler = TerminalProgress() if on_a_terminal() else plain_lines()

@@ -16,8 +16,7 @@ def main() -> int:
     configure_logging()
     from flows.inference import forecast_flow
     from flows.training import train_flow
-    from lstm_pipeline.config import build_config
-    from lstm_pipeline.tracking import DEFAULT_MODEL_URI
+    from lstm_pipeline.config import DEFAULT_FORECAST_OUTPUT, DEFAULT_MODEL_URI, build_config
 
     started = time.perf_counter()
     cfg = build_config(data__source="sample")
@@ -36,13 +35,15 @@ def main() -> int:
                 f"no champion yet: forecasting with the version just trained ({model_uri}),"
                 " a challenger that did not beat the naive forecast"
             )
-    output = "forecasts/forecasts.csv"
-    forecast = forecast_flow(cfg.data, model_uri, output)
+    forecast = forecast_flow(cfg.data, model_uri, DEFAULT_FORECAST_OUTPUT)
     print(
         f"\nforecasts: {forecast['output']} ({forecast['rows']} rows, model {model_uri} ="
         f" version {forecast['model_version']})"
     )
-    print("MLflow UI: make mlflow-ui, then open http://127.0.0.1:5000 (experiment lstm-forecaster)")
+    print(
+        "MLflow UI: make mlflow-ui, then open http://127.0.0.1:5000"
+        f" (experiment {cfg.tracking.experiment})"
+    )
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0
 

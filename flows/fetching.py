@@ -19,14 +19,20 @@ from prefect.context import TaskRunContext
 from prefect.states import State
 
 from flows.progress import wait_counting
-from lstm_pipeline import cache, data, yahoo
+from lstm_pipeline import cache, data
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import InputError, describe_failures, require_survivors
+from lstm_pipeline.errors import (
+    DownloadError,
+    InputError,
+    NoDataError,
+    describe_failures,
+    require_survivors,
+)
 
 # A yfinance fetch is reused for this long at most, and only the same day for open ranges
 # (cache.fetch_key names the date), so a rerun on the same data skips the network.
 FETCH_CACHE_EXPIRATION = timedelta(hours=12)
-DOWNLOAD_FAILURES = (yahoo.DownloadError, yahoo.NoDataError)  # the disk cache may stand in
+DOWNLOAD_FAILURES = (DownloadError, NoDataError)  # the disk cache may stand in
 
 
 def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:
@@ -80,11 +86,18 @@ def each_ticker(
 
 
 def load_each(
-    ticker_task: Any, cfg: DataConfig, purpose: str, *args: Any
+    ticker_task: Any, cfg: DataConfig, purpose: str, *args: Any, fallback: Any = None
 ) -> tuple[dict[str, Any], dict[str, BaseException]]:
-    """each_ticker, then go on with a warning, or fail when too few tickers are left
+    """each_ticker, where `fallback(ticker, cfg, *args)` stands in for a ticker whose download
+    failed, if given; then go on with a warning, or fail when too few tickers are left
     (cfg.min_tickers) or too many failed (cfg.max_failure_ratio)."""
     results, failures = each_ticker(ticker_task, cfg, *args)
+    outage = tuple(t for t, e in failures.items() if isinstance(e, DOWNLOAD_FAILURES))
+    if fallback is not None and outage:
+        stood_in, _ = each_ticker(fallback, cfg.model_copy(update={"tickers": outage}), *args)
+        found = results | stood_in
+        results = {t: found[t] for t in cfg.tickers if t in found}  # in cfg's order
+        failures = {t: e for t, e in failures.items() if t not in stood_in}
     require_survivors(results, failures, cfg.min_tickers, purpose, cfg.max_failure_ratio)
     return results, failures
 
@@ -96,15 +109,7 @@ def fetch_each(
     cache (fetch_stale, with a warning) and fails only when it has none."""
     if cfg.source == "yfinance":  # the other sources never write the cache here
         data.check_cache_writable(cfg)
-    prices, failures = each_ticker(fetch, cfg, *args)
-    outage = tuple(t for t, e in failures.items() if isinstance(e, DOWNLOAD_FAILURES))
-    if outage:
-        cached, _ = each_ticker(fetch_stale, cfg.model_copy(update={"tickers": outage}), *args)
-        found = prices | cached
-        prices = {t: found[t] for t in cfg.tickers if t in found}  # in cfg's order
-        failures = {t: e for t, e in failures.items() if t not in cached}
-    require_survivors(prices, failures, cfg.min_tickers, purpose, cfg.max_failure_ratio)
-    return prices, failures
+    return load_each(fetch, cfg, purpose, *args, fallback=fetch_stale)
 
 
 @flow(name="lstm-fetch", flow_run_name=lambda: f"fetch-{date.today()}")

@@ -16,11 +16,9 @@ from flows import runners
 from flows.artifacts import publish_forecasts
 from flows.fetching import fetch_each, transient_only
 from lstm_pipeline import predict, tracking
-from lstm_pipeline.config import DataConfig
+from lstm_pipeline.config import DEFAULT_FORECAST_OUTPUT, DEFAULT_MODEL_URI, DataConfig
 from lstm_pipeline.errors import describe_failures
-from lstm_pipeline.tracking import DEFAULT_MODEL_URI, ResolvedModel, Store, is_registry_uri
-
-DEFAULT_OUTPUT = "forecasts/forecasts.csv"
+from lstm_pipeline.tracking import ResolvedModel, Store, is_registry_uri
 
 # a registry that does not answer at once is retried; a model that is not there is not
 resolve_model = task(
@@ -56,7 +54,7 @@ def write(table: pd.DataFrame, output: str) -> str:
 def forecast_flow(
     data: DataConfig = DataConfig(),
     model_uri: str = DEFAULT_MODEL_URI,
-    output: str = DEFAULT_OUTPUT,
+    output: str = DEFAULT_FORECAST_OUTPUT,
     tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     """Forecast each ticker's next `horizon` trading days with the model at `model_uri`.

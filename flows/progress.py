@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prefect.futures import PrefectFuture, as_completed
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,11 +25,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+if TYPE_CHECKING:  # the CLI configures its logging before prefect is imported
+    from prefect.futures import PrefectFuture
+
 log = logging.getLogger(__name__)
 
 
 def wait_counting(futures: Sequence[PrefectFuture[Any]], label: str) -> None:
     """Wait for every future; on a terminal a bar counts them off as they finish."""
+    from prefect.futures import as_completed
+
     for done, _ in enumerate(as_completed(list(futures)), start=1):
         progress = {"progress": (label, done, len(futures)), "bar_only": True}
         log.info("%d of %d %s done", done, len(futures), label, extra=progress)

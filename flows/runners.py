@@ -11,13 +11,15 @@ Optuna storage, but never the tracking server.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
-
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from typing import TYPE_CHECKING, Any, Literal
 
 from lstm_pipeline.errors import InputError
 
+if TYPE_CHECKING:  # prefect is imported when a runner is made: the CLI's --help reads this module
+    from prefect.task_runners import TaskRunner
+
 RunnerKind = Literal["threads", "dask"]
+DEFAULT_RUNNER: RunnerKind = "threads"
 DASK_ADDRESS_ENV = "LSTM_PIPELINE_DASK_ADDRESS"  # a scheduler, e.g. tcp://scheduler:8786
 
 
@@ -26,7 +28,9 @@ def task_runner(kind: RunnerKind | None = None, address: str | None = None) -> T
     a temporary local Dask cluster of worker processes for this run alone."""
     if kind == "threads" and address:
         raise InputError(f"--dask-address {address} needs --task-runner dask, not threads")
-    if (kind or "threads") == "threads" and not address:
+    if (kind or DEFAULT_RUNNER) == "threads" and not address:
+        from prefect.task_runners import ThreadPoolTaskRunner
+
         return ThreadPoolTaskRunner()
     from prefect_dask import DaskTaskRunner  # imports dask only when asked for
 

@@ -16,7 +16,7 @@ import pandas as pd
 from lstm_pipeline.config import FeatureConfig, PipelineConfig
 from lstm_pipeline.data import require_rows
 from lstm_pipeline.evaluate import diebold_mariano, score_forecasts, scores_by_ticker_horizon
-from lstm_pipeline.features import build_window_sets
+from lstm_pipeline.features import build_window_sets, min_split_rows
 from lstm_pipeline.pipeline import train_model
 from lstm_pipeline.train import predict_prices
 
@@ -29,7 +29,9 @@ def fold_split(
     The test frame starts `window` rows early so its first window's last day is the day
     before the span: every target lies inside the span.
     """
-    per_split = cfg.window + cfg.horizon
+    # one window each for train and validation: a fold exports no model, so the parity
+    # check's second window (MIN_WINDOWS_PER_SPLIT) is not needed here
+    per_split = min_split_rows(cfg, windows=1)
     test_start = len(prices) - (folds - fold) * step
     history_rows = test_start
     n_val = max(round(history_rows * cfg.val_frac), per_split)

@@ -7,7 +7,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -17,8 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from lstm_pipeline.errors import InputError
-from lstm_pipeline.validate import validate_ticker
+from lstm_pipeline.errors import InputError, one_line
 
 Source = Literal["yfinance", "sample", "csv"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -32,8 +30,15 @@ CACHE_ENV = "LSTM_PIPELINE_CACHE"
 DEFAULT_CACHE_DIR = "data/cache"
 
 SAMPLE_TICKERS = ("AAPL", "AMZN", "GOOG", "MSFT", "NVDA", "SPY")
+# Live prices unless asked otherwise: `lstm-pipeline train --tickers TSLA` means Yahoo's TSLA,
+# and a scheduled job forecasts today's market. The offline demo, the Makefile's train and
+# forecast and the docs' examples say `sample` (prices bundled in the package) explicitly.
+DEFAULT_SOURCE: Source = "yfinance"
 MODEL_NAME = "lstm-forecaster"  # the MLflow experiment and registered model, unless configured
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"  # relative to the working directory
+CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases: the model in use, a runner-up
+DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
+DEFAULT_FORECAST_OUTPUT = "forecasts/forecasts.csv"  # relative to the working directory
 
 
 class _Frozen(BaseModel):
@@ -42,9 +47,9 @@ class _Frozen(BaseModel):
 
 class DataConfig(_Frozen):
     tickers: tuple[str, ...] = SAMPLE_TICKERS  # upper-cased and checked before any path or request
-    source: Source = "sample"
+    source: Source = DEFAULT_SOURCE
     data_dir: str | None = None  # directory of TICKER.csv files, for source "csv"
-    cache_dir: str | None = None  # parquet price cache; None: $LSTM_PIPELINE_CACHE, else data/cache
+    cache_dir: str | None = None  # parquet price cache; None: $CACHE_ENV, else DEFAULT_CACHE_DIR
     yfinance_cache_dir: str | None = None  # yfinance's own tz/cookie caches; None: CACHE/yfinance
     interval: Interval = "1d"  # bar size fetched and cached; the model and forecast dates use 1d
     start: date | None = None  # first date used (inclusive); None = all the source has
@@ -63,6 +68,8 @@ class DataConfig(_Frozen):
     @field_validator("tickers")
     @classmethod
     def _symbols(cls, tickers: tuple[str, ...]) -> tuple[str, ...]:
+        from lstm_pipeline.validate import validate_ticker  # imports pandas: not at --help
+
         # validate_ticker raises InputError, a ValueError: pydantic reports it for the field
         return tuple(dict.fromkeys(validate_ticker(t) for t in tickers))  # dedupe, keep order
 
@@ -77,7 +84,7 @@ class DataConfig(_Frozen):
         return self
 
     def cache_root(self) -> Path:
-        """The price cache folder: cache_dir, else $LSTM_PIPELINE_CACHE, else data/cache."""
+        """The price cache folder: cache_dir, else $CACHE_ENV, else DEFAULT_CACHE_DIR."""
         return Path(self.cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR)
 
     def yfinance_cache(self) -> Path:
@@ -123,7 +130,7 @@ class TrainConfig(_Frozen):
 
 
 class TrackingConfig(_Frozen):
-    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow/mlflow.db
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else DEFAULT_TRACKING_URI
     experiment: str = Field(MODEL_NAME, min_length=1, max_length=500)  # MLflow's limits
     model_name: str = MODEL_NAME
     trigger: Trigger = "manual"  # logged as the run's `trigger` tag
@@ -202,12 +209,14 @@ def _csv_tickers_by_default(tree: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
+    import yaml  # ~50 ms, and only a --config file needs it: not at --help
+
     try:
         tree = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
         raise InputError(f"cannot read config {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise InputError(f"config {path} is not valid YAML: {exc}".splitlines()[0]) from None
+        raise InputError(f"config {path} is not valid YAML: {one_line(exc)}") from None
     if not isinstance(tree, dict):
         raise InputError(f"config {path} must be a mapping of sections")
     return tree

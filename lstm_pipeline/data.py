@@ -18,7 +18,13 @@ import pandas as pd
 
 from lstm_pipeline import cache, yahoo
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import DataValidationError, InputError
+from lstm_pipeline.errors import (
+    DataValidationError,
+    DownloadError,
+    InputError,
+    NoDataError,
+    one_line,
+)
 from lstm_pipeline.files import check_can_create_in, write_atomic
 from lstm_pipeline.validate import (
     ADJ_CLOSE,
@@ -115,9 +121,8 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataValidationError(
-            f"{ticker}: file {path} is not a readable CSV ({first_line})"
+            f"{ticker}: file {path} is not a readable CSV ({one_line(exc)})"
         ) from None
     if "Date" not in frame.columns:
         raise DataValidationError(f"{ticker}: file {path}: no Date column")
@@ -182,7 +187,7 @@ def refresh_cache(ticker: str, cfg: DataConfig, allow_stale: bool = True) -> Cac
         return CachedPrices(load_cached(cached, ticker, path, cfg), path)
     try:
         merged, first = download_into(ticker, cfg, cached, request or (cfg.start, cfg.end))
-    except (yahoo.DownloadError, yahoo.NoDataError) as exc:
+    except (DownloadError, NoDataError) as exc:
         return fall_back_on_cache(exc, ticker, cfg, cached, path, allow_stale)
     origin = f"yfinance {cfg.interval} bars"
     bars = check_bars(merged, ticker, origin, cfg)
@@ -216,14 +221,15 @@ def download_into(
 
 
 def fall_back_on_cache(
-    exc: yahoo.DownloadError | yahoo.NoDataError,
+    exc: DownloadError | NoDataError,
     ticker: str,
     cfg: DataConfig,
     cached: pd.DataFrame | None,
     path: Path,
-    allow_stale: bool,
+    allow_stale: bool = True,
 ) -> CachedPrices:
-    """The cached prices with a staleness warning, or `exc` again saying what the cache holds."""
+    """The cached prices with a warning naming `exc` (what stopped the update) and the cache's
+    age; `exc` again, saying what the cache holds, when there is none or not `allow_stale`."""
     if cached is None:
         raise type(exc)(f"{exc}; no cache at {path} to fall back on") from None
     age = cache.describe_age(cached)
@@ -240,14 +246,9 @@ def load_stale(
     takes, with a warning, after `load_prices(allow_stale=False)` failed to download."""
     ticker = validate_ticker(ticker)
     path = cache.cache_path(cfg.cache_root(), ticker, cfg.interval)
-    cached = cache.read_cache(path)
-    if cached is None:
-        raise yahoo.DownloadError(f"{ticker}: no cache at {path} to fall back on")
-    age = cache.describe_age(cached)
-    log.warning(
-        "%s: yfinance update failed; using the cache %s as it stands (%s)", ticker, path, age
-    )
-    return select_dates(load_cached(cached, ticker, path, cfg), ticker, cfg, min_rows, purpose)
+    failed = DownloadError(f"{ticker}: yfinance update failed")
+    stale = fall_back_on_cache(failed, ticker, cfg, cache.read_cache(path), path)
+    return select_dates(stale.prices, ticker, cfg, min_rows, purpose)
 
 
 def load_cached(cached: pd.DataFrame, ticker: str, path: Path, cfg: DataConfig) -> pd.DataFrame:

@@ -1,7 +1,9 @@
-"""Exceptions that mean 'bad input' (CLI exit 2) and how per-ticker failures are reported.
+"""Every exception class of the library and the flows, and how a failure reaches the user:
+one line (`one_line`, credentials scrubbed) and an exit code.
 
-Exit codes when some tickers fail and others succeed: 2 when every failure is bad input (an
-unknown ticker, a broken file, too few rows), 1 when any failure is something else (network).
+InputError and its subclasses mean bad input (CLI exit 2); anything else exits 1. When some
+tickers fail and others succeed: 2 when every failure is bad input (an unknown ticker, a broken
+file, too few rows), 1 when any failure is something else (network).
 """
 
 from __future__ import annotations
@@ -26,6 +28,35 @@ class DataValidationError(InputError):
 
 class DataUnavailableError(RuntimeError):
     """Too few tickers could be loaded, and not only because of bad input (network, rate limits)."""
+
+
+# yfinance (yahoo.py) and the cache that stands in for it (data.py)
+
+
+class DownloadError(RuntimeError):
+    """yfinance kept failing for network reasons until the retry budget ran out."""
+
+
+class NoDataError(InputError):
+    """yfinance has no bars for this ticker and range: unknown or delisted, or an empty range."""
+
+
+class NetworkEmptyFrameError(ConnectionError):
+    """An empty frame that yfinance logged as a network failure: retried like one (an OSError)."""
+
+
+# training (train.py) and export (export.py)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; nothing from this run may be registered."""
+
+
+class ExportError(RuntimeError):
+    """The exported graph fails the ONNX checker or disagrees with torch."""
+
+
+# the tracking store and the registry (tracking/)
 
 
 class ModelNotFoundError(InputError):

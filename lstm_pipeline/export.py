@@ -13,6 +13,7 @@ import onnx
 import torch
 
 from lstm_pipeline.data import FEATURES
+from lstm_pipeline.errors import ExportError
 from lstm_pipeline.features import CLOSE
 from lstm_pipeline.files import write_atomic
 from lstm_pipeline.model import LSTMForecaster, PriceForecaster
@@ -22,10 +23,6 @@ log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-5  # max abs error in normalised (log-return) space
 OPSET = 17
-
-
-class ExportError(RuntimeError):
-    """The exported graph fails the ONNX checker or disagrees with torch."""
 
 
 def export_onnx(

@@ -26,9 +26,10 @@ SPLITS = ("train", "val", "test")
 MIN_WINDOWS_PER_SPLIT = 2
 
 
-def min_split_rows(cfg: FeatureConfig) -> int:
-    """Rows of the smallest split: MIN_WINDOWS_PER_SPLIT windows with their horizons."""
-    return cfg.window + cfg.horizon + MIN_WINDOWS_PER_SPLIT - 1
+def min_split_rows(cfg: FeatureConfig, windows: int = MIN_WINDOWS_PER_SPLIT) -> int:
+    """Rows a split needs to hold `windows` windows with their horizons (windows never cross
+    a split, so each split pays for a whole window and horizon once)."""
+    return cfg.window + cfg.horizon + windows - 1
 
 
 def rows_needed(cfg: FeatureConfig) -> int:

@@ -23,7 +23,7 @@ from pandas.tseries.holiday import (
 )
 
 from lstm_pipeline.data import latest_window, require_rows
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.files import check_writable, write_atomic
 
 FORECAST_COLUMNS = (
@@ -75,9 +75,7 @@ class OnnxForecaster:
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             where = "model bytes" if isinstance(model, bytes) else f"model file {model}"
-            raise InputError(
-                f"{where} is not a loadable ONNX model ({exc})".splitlines()[0]
-            ) from None
+            raise InputError(f"{where} is not a loadable ONNX model ({one_line(exc)})") from None
         self.threads = max(1, threads or cpu_threads())
         self._pool: ThreadPoolExecutor | None = None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)

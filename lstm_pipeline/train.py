@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lstm_pipeline.config import TrainConfig
+from lstm_pipeline.errors import TrainingDivergedError
 from lstm_pipeline.features import WindowSet
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.runtime import Runtime, make_loss, make_runtime
@@ -29,10 +30,6 @@ from lstm_pipeline.train_step import TrainStep, make_step
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; nothing from this run may be registered."""
 
 
 def set_seed(seed: int) -> None:

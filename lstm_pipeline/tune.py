@@ -95,25 +95,25 @@ class TrialTicket:
 
     storage: str
     study_name: str
-    number: int
-    trial_id: int  # the storage's id, which optuna.Trial needs to report intermediate values
+    number: int  # the trial's number in its study
     config: PipelineConfig
 
 
 def ask(study: optuna.Study, storage: str, base: PipelineConfig) -> TrialTicket:
     """A new trial with its config drawn here, where the study's seeded sampler lives."""
     trial = study.ask()
-    cfg = suggest(trial, base)
-    # optuna has no public way to rebuild a Trial elsewhere; its storage id is what it needs
-    return TrialTicket(storage, study.study_name, trial.number, trial._trial_id, cfg)
+    return TrialTicket(storage, study.study_name, trial.number, suggest(trial, base))
 
 
 def run_trial(ticket: TrialTicket, prices: dict[str, pd.DataFrame]) -> TrialOutcome:
     """Train one trial's config, reporting val loss each epoch so the pruner can stop it."""
-    study = optuna.load_study(
-        storage=ticket.storage, study_name=ticket.study_name, pruner=_pruner()
-    )
-    trial = optuna.Trial(study, ticket.trial_id)
+    storage = optuna.storages.RDBStorage(ticket.storage)  # the URLs study_storage hands out
+    study = optuna.load_study(storage=storage, study_name=ticket.study_name, pruner=_pruner())
+    # optuna.Trial, which reports and prunes, takes the storage's id of the trial: the
+    # storage's public lookup finds it by study and trial number
+    study_id = storage.get_study_id_from_name(ticket.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, ticket.number)
+    trial = optuna.Trial(study, trial_id)
     cfg, trial_number = ticket.config, ticket.number
     history: list[dict[str, float]] = []
 

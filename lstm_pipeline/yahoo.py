@@ -22,7 +22,7 @@ from typing import TypeVar
 import pandas as pd
 
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import DownloadError, NetworkEmptyFrameError, NoDataError, one_line
 from lstm_pipeline.validate import day
 
 log = logging.getLogger(__name__)
@@ -39,18 +39,6 @@ _TRANSIENT = re.compile(
 _LOGGED_TICKERS = re.compile(r"^\[[^\]]*\]:\s*")
 _CURL_DOCS = re.compile(r"\.?\s*See https?://\S+ first for more details\.?")
 T = TypeVar("T")
-
-
-class DownloadError(RuntimeError):
-    """yfinance kept failing for network reasons until the retry budget ran out."""
-
-
-class NoDataError(InputError):
-    """yfinance has no bars for this ticker and range: unknown or delisted, or an empty range."""
-
-
-class _NetworkEmptyFrame(ConnectionError):
-    """An empty frame that yfinance logged as a network failure: retried like one."""
 
 
 def download_bars(
@@ -101,7 +89,7 @@ def download_once(
         # line saying the request itself failed is what tells the outage from an unknown ticker
         network = [line for line in errors if _TRANSIENT.search(line)]
         if network:
-            raise _NetworkEmptyFrame(_short_reason(network[-1]))
+            raise NetworkEmptyFrameError(_short_reason(network[-1]))
         reason = _short_reason(errors[-1]) if errors else ""
         span = (f" from {start}" if start else "") + (f" to {end}" if end else "")
         raise NoDataError(
@@ -167,8 +155,8 @@ def call_with_retries(
         try:
             return call()
         except (OSError, YFRateLimitError) as exc:
-            reason = first_line(exc)
-            if not isinstance(exc, _NetworkEmptyFrame):  # its text already names the error
+            reason = one_line(exc)
+            if not isinstance(exc, NetworkEmptyFrameError):  # its text already names the error
                 reason = f"{type(exc).__name__}: {reason}"
             delay = backoff_delay(cfg, attempt)
             if attempt >= cfg.retry_attempts or clock() + delay > deadline:
@@ -229,8 +217,3 @@ def logged_errors() -> Iterator[list[str]]:
         yield errors
     finally:
         yf_log.removeHandler(handler)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

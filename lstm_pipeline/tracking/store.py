@@ -31,7 +31,10 @@ from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from lstm_pipeline.config import DEFAULT_TRACKING_URI, MODEL_NAME
+from lstm_pipeline.config import (
+    DEFAULT_TRACKING_URI,
+    MODEL_NAME,
+)
 from lstm_pipeline.errors import (
     InputError,
     ModelNotFoundError,
@@ -45,8 +48,6 @@ from lstm_pipeline.files import check_can_create_in
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # only the training path logs figures
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 LOCAL_UI = "http://127.0.0.1:5000"  # `make mlflow-ui` over the default sqlite store
 REACHABLE_TIMEOUT_S = 10  # the up-front reachability check waits this long, once
 MAX_REASON_CHARS = 5000  # of a failure reason kept as a run tag (MLflow's limit is 8000)

@@ -106,7 +106,7 @@ def test_the_registered_model_has_a_signature_and_an_example_of_batch_two_or_mor
 
 def test_a_diverging_run_stops_at_once_fails_and_registers_nothing(prefect_harness, tiny_cfg):
     from flows.training import train_flow
-    from lstm_pipeline.train import TrainingDivergedError
+    from lstm_pipeline.errors import TrainingDivergedError
 
     absurd = with_changes(tiny_cfg, train={"lr": 1e30})  # Adam's first step makes weights NaN
     with pytest.raises(TrainingDivergedError, match="loss became nan"):

@@ -100,7 +100,7 @@ def test_parity_check_catches_a_model_that_differs(exported, real_windows):
         cell=net.rnn.mode.lower(),
         derived_features=net.derived_features,
     ).eval()
-    from lstm_pipeline.export import ExportError
+    from lstm_pipeline.errors import ExportError
 
     with pytest.raises(ExportError, match="ONNX and torch differ"):
         check_parity(other, path, real_windows[:10])

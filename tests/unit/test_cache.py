@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lstm_pipeline import cache, data, files, yahoo
+from lstm_pipeline import cache, data, files
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import DataValidationError
+from lstm_pipeline.errors import DataValidationError, DownloadError
 from tests.conftest import ROOT
 from tests.fake_yahoo import DNS_ERROR, OFFLINE, FakeYahoo, yahoo_frame
 
@@ -104,7 +104,7 @@ def test_offline_run_falls_back_to_the_cache_saying_how_stale_it_is(yf_cfg, fake
 
 def test_offline_without_a_cache_is_a_clear_error(yf_cfg, fake):
     fake.script = [ConnectionError("no route")] * 5
-    with pytest.raises(yahoo.DownloadError) as err:
+    with pytest.raises(DownloadError) as err:
         data.load_prices("AAPL", yf_cfg)
     assert str(err.value) == (
         "AAPL: yfinance failed after 4 attempt(s) (ConnectionError: no route);"
@@ -115,10 +115,26 @@ def test_offline_without_a_cache_is_a_clear_error(yf_cfg, fake):
 def test_fetch_command_reports_a_failed_update_even_with_a_cache(yf_cfg, fake):
     data.refresh_cache("AAPL", yf_cfg)
     fake.script = [OFFLINE] * 5
-    with pytest.raises(
-        yahoo.DownloadError, match=r"cache .*AAPL.parquet kept \(last bar 2021-02-23"
-    ):
+    with pytest.raises(DownloadError, match=r"cache .*AAPL.parquet kept \(last bar 2021-02-23"):
         data.fill_cache("AAPL", yf_cfg)
+
+
+def test_the_flows_stale_fallback_reads_the_cache_as_it_stands_without_a_download(
+    yf_cfg, fake, caplog
+):
+    path = data.refresh_cache("AAPL", yf_cfg).path
+    calls = len(fake.calls)
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
+        prices = data.load_stale("AAPL", yf_cfg, 300, "a test")
+    assert len(fake.calls) == calls and prices.index[-1] == pd.Timestamp("2021-02-23")
+    age = (date.today() - date(2021, 2, 23)).days
+    assert caplog.records[-1].getMessage() == (
+        f"AAPL: yfinance update failed; using the cache {path} instead"
+        f" (last bar 2021-02-23, {age} days old)"
+    )
+    path.unlink()
+    with pytest.raises(DownloadError, match=f"AAPL: .*; no cache at {path} to fall back on"):
+        data.load_stale("AAPL", yf_cfg)
 
 
 def test_a_bad_download_never_replaces_a_good_cache(yf_cfg, fake):

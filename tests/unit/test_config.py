@@ -11,6 +11,7 @@ def test_defaults_match_the_documented_design():
     assert (cfg.features.window, cfg.features.horizon) == (60, 5)
     assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.model.dropout) == (64, 2, 0.2)
     assert cfg.tracking.model_name == "lstm-forecaster"
+    assert cfg.data.source == "yfinance"  # DESIGN: the default for real use
 
 
 def test_yaml_then_overrides(tmp_path: Path):
@@ -54,7 +55,7 @@ def test_a_malformed_section_is_the_files_fault_even_with_an_option_in_it(tmp_pa
     path = tmp_path / "c.yaml"
     path.write_text("train: 5\n")
     with pytest.raises(InputError, match=r"^invalid train \(config .*c.yaml\): Input should be"):
-        build_config(path, train__max_epochs=2)  # was a TypeError: 'int' object is not a mapping
+        build_config(path, train__max_epochs=2)  # not a TypeError from merging the option into 5
 
 
 @pytest.mark.parametrize("name", ["", "  ", "team/lstm", "lstm:v2"])

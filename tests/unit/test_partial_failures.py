@@ -10,14 +10,15 @@ from lstm_pipeline.config import DataConfig, FeatureConfig
 from lstm_pipeline.errors import (
     DataUnavailableError,
     DataValidationError,
+    DownloadError,
     InputError,
+    NoDataError,
     describe_failures,
     exit_code_for,
     failed_share,
     require_survivors,
 )
 from lstm_pipeline.features import rows_needed, split_by_time, split_purpose
-from lstm_pipeline.yahoo import DownloadError, NoDataError
 
 BROKEN = DataValidationError("BBB: file x/BBB.csv: date 2020-01-03 repeats")
 UNKNOWN = NoDataError("ZZZ: yfinance returned no 1d bars")

@@ -13,7 +13,7 @@ from yfinance.exceptions import YFRateLimitError
 
 from lstm_pipeline import yahoo
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import DownloadError, InputError, NoDataError
 from tests.fake_yahoo import OFFLINE, FakeYahoo, yahoo_frame
 
 NOW = pd.Timestamp("2024-06-01 12:00", tz="UTC")
@@ -77,7 +77,7 @@ def test_an_empty_frame_after_a_logged_network_error_is_retried(
         return pd.DataFrame()
 
     monkeypatch.setattr(yfinance, "download", offline)
-    with pytest.raises(yahoo.DownloadError) as err:
+    with pytest.raises(DownloadError) as err:
         yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)
     assert len(calls) == 4
     assert str(err.value) == f"MSFT: yfinance failed after 4 attempt(s) ({reason})"
@@ -107,11 +107,11 @@ def test_yfinance_caches_go_to_the_configured_folder(yf_cfg, fake):
 
 def test_an_empty_frame_is_a_failure_never_data(yf_cfg, fake):
     with pytest.raises(
-        yahoo.NoDataError, match="ZZZZ: yfinance returned no 1d bars .unknown or delisted"
+        NoDataError, match="ZZZZ: yfinance returned no 1d bars .unknown or delisted"
     ):
         yahoo.download_bars("ZZZZ", yf_cfg, None, None, now=NOW)
     assert len(fake.calls) == 1  # an unknown ticker stays unknown: no retries
-    assert issubclass(yahoo.NoDataError, InputError)
+    assert issubclass(NoDataError, InputError)
 
 
 def test_fails_n_times_then_succeeds(yf_cfg, fake, caplog):
@@ -137,7 +137,7 @@ def test_an_empty_frame_logged_as_a_network_error_is_retried(yf_cfg, fake):
 
 def test_retries_are_bounded_by_count(yf_cfg, fake):
     fake.script = [YFRateLimitError()] * 10
-    with pytest.raises(yahoo.DownloadError, match="MSFT: yfinance failed after 4 attempt"):
+    with pytest.raises(DownloadError, match="MSFT: yfinance failed after 4 attempt"):
         yahoo.download_bars("MSFT", yf_cfg, None, None, now=NOW)
     assert len(fake.calls) == 4
 
@@ -163,7 +163,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap_and_the_total_budget():
     def always_down() -> None:
         raise ConnectionError("down")
 
-    with pytest.raises(yahoo.DownloadError, match="failed after [0-9] attempt"):
+    with pytest.raises(DownloadError, match="failed after [0-9] attempt"):
         yahoo.call_with_retries(always_down, yf_cfg, "X", sleep=sleep, clock=lambda: clock[0])
     caps = [1.0, 2.0, 4.0, 4.0, 4.0][: len(slept)]
     assert all(cap / 2 <= s <= cap for s, cap in zip(slept, caps, strict=True)), slept
