@@ -14,17 +14,12 @@ Everything goes through an explicit run id (not mlflow's thread-local active run
 may run the calls in any thread. No torch here: the forecast path resolves models too.
 """
 
+from lstm_pipeline.config import CHALLENGER, CHAMPION, DEFAULT_MODEL_URI
 from lstm_pipeline.tracking.download import ResolvedModel, is_registry_uri, resolve_model
 from lstm_pipeline.tracking.lock import champion_lock
 from lstm_pipeline.tracking.orphans import OWNER_TAG, end_orphaned_runs, owner_of_new_run
 from lstm_pipeline.tracking.register import log_onnx_model
-from lstm_pipeline.tracking.store import (
-    CHALLENGER,
-    CHAMPION,
-    DEFAULT_MODEL_URI,
-    Run,
-    Store,
-)
+from lstm_pipeline.tracking.store import Run, Store
 
 __all__ = [
     "CHALLENGER",
