@@ -3,7 +3,7 @@
 The honest answer to "does any of this beat tomorrow = today?": for every variant, the
 pooled out-of-sample MASE, directional accuracy against the base rate, and the
 Diebold-Mariano p-value per horizon. JSON to benchmarks/results/ and a markdown table.
-Usage: python benchmarks/backtest_sample.py [--folds 4] [--step 126] [--device auto]
+Usage: python benchmarks/backtest_sample.py [--folds 4] [--fold-days 126] [--device auto]
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def run_variant(overrides: dict[str, Any], args: argparse.Namespace) -> dict[str
     cfg = build_config(data__source="sample", train__device=args.device, **overrides)
     prices = {t: data.load_prices(t, cfg.data) for t in cfg.data.tickers}
     started = time.perf_counter()
-    folds = [backtest.run_fold(prices, cfg, k, args.folds, args.step) for k in range(args.folds)]
+    folds = [
+        backtest.run_fold(prices, cfg, k, args.folds, args.fold_days) for k in range(args.folds)
+    ]
     overall, _ = backtest.pooled_scores(folds)
     horizon = cfg.features.horizon
     return {
@@ -60,7 +62,7 @@ def run_variant(overrides: dict[str, Any], args: argparse.Namespace) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--step", type=int, default=126)
+    parser.add_argument("--fold-days", type=int, default=126)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
@@ -70,7 +72,7 @@ def main() -> None:
     report = {
         "benchmark": "backtest_sample",
         "folds": args.folds,
-        "step": args.step,
+        "fold_days": args.fold_days,
         "variants": results,
     }
     output.write_text(json.dumps(report, indent=2) + "\n")

@@ -18,9 +18,9 @@ from lstm_pipeline.tracking import Run, Store, owner_of_new_run
 
 @task(cache_policy=NO_CACHE, task_run_name="fold-{fold}")
 def run_fold(
-    prices: dict[str, pd.DataFrame], cfg: PipelineConfig, fold: int, folds: int, step: int
+    prices: dict[str, pd.DataFrame], cfg: PipelineConfig, fold: int, folds: int, fold_days: int
 ) -> backtest.FoldResult:
-    return backtest.run_fold(prices, cfg, fold, folds, step)
+    return backtest.run_fold(prices, cfg, fold, folds, fold_days)
 
 
 @task(cache_policy=NO_CACHE)
@@ -40,18 +40,18 @@ def log_fold(cfg: PipelineConfig, parent: Run, result: backtest.FoldResult) -> s
 
 
 @flow(name="lstm-backtest", flow_run_name=lambda: f"backtest-{date.today()}")
-def backtest_flow(cfg: PipelineConfig, folds: int = 4, step: int = 126) -> dict[str, Any]:
-    """Refit on expanding history `folds` times, each scored on the next `step` trading days."""
+def backtest_flow(cfg: PipelineConfig, folds: int = 4, fold_days: int = 126) -> dict[str, Any]:
+    """Refit on expanding history `folds` times, each scored on the next `fold_days` days."""
     prices, failures = fetch_each(cfg.data, "backtest")
     store = Store.open(cfg.tracking.tracking_uri)
     cfg = with_trigger(cfg, "backtest")
-    params = provenance.run_params(cfg) | {"backtest.folds": folds, "backtest.step": step}
+    params = provenance.run_params(cfg) | {"backtest.folds": folds, "backtest.fold_days": fold_days}
     tags = provenance.run_tags(cfg, pipeline.data_summary(prices, failures))
     tags |= owner_of_new_run(store, cfg.tracking.experiment)
     parent = store.start_run(cfg.tracking.experiment, f"backtest-{date.today()}", params, tags)
     with parent.closing():
         # all folds at once: on a Dask runner each is fitted in its own worker process
-        futures = [run_fold.submit(prices, cfg, k, folds, step) for k in range(folds)]
+        futures = [run_fold.submit(prices, cfg, k, folds, fold_days) for k in range(folds)]
         wait_counting(futures, "folds")
         results = [future.result() for future in futures]
         for result in results:

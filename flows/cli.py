@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(backtest)
     backtest.add_argument("--folds", type=int, default=4, help="refits (default %(default)s)")
     backtest.add_argument(
-        "--step",
+        "--fold-days",
+        "--step",  # its first name, kept working
         type=int,
         default=126,
         help="trading days scored per fold (default %(default)s, half a year)",

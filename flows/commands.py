@@ -67,12 +67,14 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
 def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline.errors import InputError
 
-    if args.folds < 1 or args.step < 1:
-        raise InputError(f"--folds {args.folds} and --step {args.step} must be at least 1")
+    if args.folds < 1 or args.fold_days < 1:
+        raise InputError(
+            f"--folds {args.folds} and --fold-days {args.fold_days} must be at least 1"
+        )
     cfg = _training_config(args)
     from flows.backtest import backtest_flow
 
-    result = _on_runner(backtest_flow, args)(cfg, args.folds, args.step)
+    result = _on_runner(backtest_flow, args)(cfg, args.folds, args.fold_days)
     for fold in result["folds"]:
         print(
             f"fold {fold['fold']}: {fold['first_day']}..{fold['last_day']} MASE "

@@ -1,6 +1,6 @@
 """Walk-forward backtests: refit on an expanding history, score each next span against naive.
 
-Fold k of K holds out `step` trading days per ticker; everything before them is its history
+Fold k of K holds out `fold_days` trading days per ticker; everything before them is its history
 (train, then the last `val_frac` as validation for early stopping). The last fold ends at
 each ticker's last row. Only forecasts whose targets fall inside a fold's span are scored.
 """
@@ -22,7 +22,7 @@ from lstm_pipeline.train import predict_prices
 
 
 def fold_split(
-    prices: pd.DataFrame, cfg: FeatureConfig, ticker: str, fold: int, folds: int, step: int
+    prices: pd.DataFrame, cfg: FeatureConfig, ticker: str, fold: int, folds: int, fold_days: int
 ) -> dict[str, pd.DataFrame]:
     """Fold `fold` (0-based) of `folds`: history before the held-out span, and the span.
 
@@ -32,14 +32,16 @@ def fold_split(
     # one window each for train and validation: a fold exports no model, so the parity
     # check's second window (MIN_WINDOWS_PER_SPLIT) is not needed here
     per_split = min_split_rows(cfg, windows=1)
-    test_start = len(prices) - (folds - fold) * step
+    test_start = len(prices) - (folds - fold) * fold_days
     history_rows = test_start
     n_val = max(round(history_rows * cfg.val_frac), per_split)
-    require_rows(prices, ticker, folds * step + n_val + per_split, f"{folds} folds of {step} days")
+    require_rows(
+        prices, ticker, folds * fold_days + n_val + per_split, f"{folds} folds of {fold_days} days"
+    )
     return {
         "train": prices.iloc[: test_start - n_val],
         "val": prices.iloc[test_start - n_val : test_start],
-        "test": prices.iloc[test_start - cfg.window : test_start + step],
+        "test": prices.iloc[test_start - cfg.window : test_start + fold_days],
     }
 
 
@@ -58,10 +60,14 @@ class FoldResult:
 
 
 def run_fold(
-    prices_by_ticker: dict[str, pd.DataFrame], cfg: PipelineConfig, fold: int, folds: int, step: int
+    prices_by_ticker: dict[str, pd.DataFrame],
+    cfg: PipelineConfig,
+    fold: int,
+    folds: int,
+    fold_days: int,
 ) -> FoldResult:
     """Fit a fresh model on the fold's history and score its held-out span."""
-    splitter = partial(fold_split, fold=fold, folds=folds, step=step)
+    splitter = partial(fold_split, fold=fold, folds=folds, fold_days=fold_days)
     windows = build_window_sets(prices_by_ticker, cfg.features, splitter)
     result = train_model(windows, cfg)
     test = windows["test"]

@@ -84,7 +84,7 @@ def test_fetch_with_one_failing_ticker_caches_the_other_and_exits_non_zero(
         (["fetch", "A B"], "invalid data.tickers: invalid ticker 'A B'"),
         (["forecast", "--tickers", "AAPL", "../x"], "invalid ticker '../x'"),
         (["forecast", "--model-uri", "nothing.onnx"], "model nothing.onnx: not a models:/ URI"),
-        (["backtest", "--folds", "0"], "--folds 0 and --step 126 must be at least 1"),
+        (["backtest", "--folds", "0"], "--folds 0 and --fold-days 126 must be at least 1"),
         (
             ["tune", "--task-runner", "threads", "--dask-address", "tcp://s:8786"],
             "--dask-address tcp://s:8786 needs --task-runner dask, not threads",

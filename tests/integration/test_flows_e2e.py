@@ -187,7 +187,7 @@ def test_forecast_flow_takes_a_plain_onnx_file(prefect_harness, tiny_cfg, tiny_o
 def test_backtest_flow_logs_a_parent_run_with_one_nested_run_per_fold(prefect_harness, tiny_cfg):
     from flows.backtest import backtest_flow
 
-    result = backtest_flow(tiny_cfg, folds=2, step=30)
+    result = backtest_flow(tiny_cfg, folds=2, fold_days=30)
     client = MlflowClient(tiny_cfg.tracking.tracking_uri)
     parent = client.get_run(result["run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["trigger"] == "backtest"

@@ -27,7 +27,7 @@ def test_fold_targets_lie_inside_the_held_out_span():
     prices = numbered_prices(300)
 
     def splitter(frame, cfg, ticker):
-        return fold_split(frame, cfg, ticker, fold=1, folds=3, step=40)
+        return fold_split(frame, cfg, ticker, fold=1, folds=3, fold_days=40)
 
     test = build_window_sets({"AAA": prices}, CFG, splitter)["test"]
     closes = test.inputs(np.arange(len(test)))[..., 3].double()
