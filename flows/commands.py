@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported when a command runs: --help stays fast
+    from lstm_pipeline.tracking import Store
 
 
 def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,7 +190,7 @@ def run_rollback(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _reachable_registry(args: argparse.Namespace) -> Any:
+def _reachable_registry(args: argparse.Namespace) -> Store:
     """The store; a dead server fails in seconds, not after MLflow's minutes of retries."""
     from lstm_pipeline.tracking import Store
 
