@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 MLFLOW_PORT ?= 5000
 SERVE_PORT  ?= 5001
 PREFECT_PORT ?= 4200
+TEST_WORKERS ?= 2
 # the registry `serve-model` reads: $MLFLOW_TRACKING_URI, else the local store
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow/mlflow.db)
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
@@ -27,11 +28,13 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) -m flows.demo
 
+# The whole suite on $(TEST_WORKERS) workers (pytest-xdist), a module at a time, in conftest's order.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
+# The fast layers: tests/unit and tests/model, no servers and no subprocesses; under a minute.
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q tests/unit tests/model
 
 lint: setup
 	$(VENV)/bin/ruff check .
