@@ -228,14 +228,15 @@ LONGEST_FIRST = (
     "test_registry.py",
     "test_model_consumers.py",
 )
-LAYERS = ("integration", "model", "unit")
+LAYERS = ("integration", "model", "unit")  # folders of tests/, in the order they start
+TESTS = Path(__file__).parent
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> tuple[int, int]:
         path = Path(item.path)
-        layer = path.parent.name
+        layer = path.parts[len(TESTS.parts)] if path.is_relative_to(TESTS) else ""
         layer_rank = LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
         module_rank = LONGEST_FIRST.index(path.name) if path.name in LONGEST_FIRST else 99
         return layer_rank, module_rank if layer == "integration" else 0
