@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 MLFLOW_PORT ?= 5000
 SERVE_PORT  ?= 5001
 PREFECT_PORT ?= 4200
+TEST_WORKERS ?= 2
 # the registry `serve-model` reads: $MLFLOW_TRACKING_URI, else the local store. The store and
 # the model name written below are lstm_pipeline/config.py's DEFAULT_TRACKING_URI and MODEL_NAME.
 TRACKING_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow/mlflow.db)
@@ -28,12 +29,14 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) -m flows.demo
 
-# the docs site first (seconds: a broken link or a page missing from the nav fails), then the suite
+# the docs site first (seconds: a broken link or a page missing from the nav fails), then the
+# whole suite on $(TEST_WORKERS) workers (pytest-xdist), a module at a time, in conftest's order
 test: setup docs
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
+# The fast layers: tests/unit and tests/model, no servers and no subprocesses; under a minute.
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q tests/unit tests/model
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Before prefect or mlflow are imported by any test module: keep their state out of $HOME.
+# One folder per test process (each xdist worker has its own), removed when the process ends.
 _STATE = Path(tempfile.mkdtemp(prefix="lstm-pipeline-tests-"))
+atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
 os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
@@ -19,6 +22,10 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("LSTM_PIPELINE_DASK_ADDRESS", None)  # flows default to threads in tests
 os.environ["LSTM_PIPELINE_TEST_STATE"] = str(_STATE)
 os.environ["LSTM_PIPELINE_CACHE"] = str(_STATE / "price-cache")  # never the repo's data/cache
+# One torch (OpenMP) thread per process, this one and the CLIs it starts: the models here are
+# tiny, and with two test workers on two shared cores a second thread mostly spin-waits for a
+# core (the unit layer took 50 s and 53 s of CPU with two threads, 32 s and 23 s with one).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
@@ -141,11 +148,14 @@ def tiny_cfg(csv_dir: Path, tracking_uri: str) -> PipelineConfig:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
+def prefect_harness() -> Iterator[str]:
+    """Prefect's test harness for the session: a Prefect server process on a temporary database;
+    flows in this process run on it. Yields its API URL (CLI processes can use it too)."""
+    from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
-        yield
+        yield str(PREFECT_API_URL.value())
 
 
 def export_tiny_model(path: Path, window: int = 10, horizon: int = 3, seed: int = 0) -> np.ndarray:
@@ -178,11 +188,16 @@ def cli_command(args: tuple[str, ...], prelude: str = "") -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
+# Variables every CLI process of the current test gets on top of this environment; the
+# integration fixture `clis_on_prefect_server` puts the harness's Prefect API URL here.
+CLI_ENV: dict[str, str] = {}
+
+
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment for a CLI process, minus the tracking URI that in-process tests leave in
-    it (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI), plus `extra`."""
+    it (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI), plus CLI_ENV and `extra`."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return {**env, "PYTHONPATH": str(ROOT), **(extra or {})}
+    return {**env, "PYTHONPATH": str(ROOT), **CLI_ENV, **(extra or {})}
 
 
 def run_cli(
@@ -213,3 +228,39 @@ def start_cli(
         env=cli_env(env),
         start_new_session=True,
     )
+
+
+# Parallel runs (`make test`: pytest-xdist, --dist loadscope --no-loadscope-reorder) hand whole
+# modules to the workers in this order, so the long integration modules start first and the short
+# unit modules fill the gaps at the end. A module stays on one worker: its module fixtures (one
+# bad-inputs batch, one Dask cluster) are built once. Integration modules by their time on a
+# 2-core machine, longest first; unlisted ones after them.
+LONGEST_FIRST = (
+    "test_schedules.py",  # mostly waits for the cron minute: overlaps well with the others
+    "test_faults.py",
+    "test_mlflow_server.py",
+    "test_security.py",
+    "test_cli.py",
+    "test_benchmarks.py",
+    "test_bad_inputs.py",
+    "test_flows_e2e.py",
+    "test_progress.py",
+    "test_dask.py",
+    "test_run_record.py",
+    "test_registry.py",
+    "test_model_consumers.py",
+)
+LAYERS = ("integration", "model", "unit")  # folders of tests/, in the order they start
+TESTS = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        path = Path(item.path)
+        layer = path.parts[len(TESTS.parts)] if path.is_relative_to(TESTS) else ""
+        layer_rank = LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
+        module_rank = LONGEST_FIRST.index(path.name) if path.name in LONGEST_FIRST else 99
+        return layer_rank, module_rank if layer == "integration" else 0
+
+    items.sort(key=rank)  # stable: each module keeps its own order

@@ -24,6 +24,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_HELD: list[socket.socket] = []
+
+
+def closed_port() -> int:
+    """A loopback port that refuses connections while this process lives: bound but never
+    listening, so no server of a parallel test can take it (a free_port() port is free to all)."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    _HELD.append(held)
+    return int(held.getsockname()[1])
+
+
 @contextmanager
 def serving(args: list[str], url: str, log_path: Path, env: dict[str, str]) -> Iterator[str]:
     """Run `args` in its own process group until `url` answers 200; stop the group after."""

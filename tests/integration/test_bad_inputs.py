@@ -17,13 +17,13 @@ from onnx import TensorProto, helper
 
 from lstm_pipeline.tracking import Store
 from tests.conftest import cli_env, export_tiny_model
-from tests.integration.processes import free_port
+from tests.integration.processes import closed_port
 from tests.unit.test_validate import BAD, ERRORS
 
 pytestmark = pytest.mark.slow
 
 ABSENT_DEVICE = "cuda" if sys.platform == "darwin" else "mps"  # mps exists on Macs only
-CLOSED_PORT = free_port()  # nothing listens there
+CLOSED_PORT = closed_port()  # nothing listens there, ever
 TINY = "{inputs}/tiny.yaml"
 SAMPLE = ["--source", "sample", "--tickers", "AAPL"]
 CSV = ["--source", "csv", "--data-dir", "{inputs}/prices", "--tickers", "AAA", "--config", TINY]
@@ -275,8 +275,9 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory) -> dict:
-    """Run every case; its results, and the file trees before and after."""
+def batch(tmp_path_factory, prefect_harness) -> dict:
+    """Run every case, flows on the session's Prefect server (the harness's); the results, and
+    the file trees before and after."""
     root = tmp_path_factory.mktemp("bad-inputs")
     inputs = root / "inputs"
     write_inputs(inputs)
@@ -290,7 +291,9 @@ def batch(tmp_path_factory) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "tests.integration.cli_batch", "cases.json", "results.json"],
         cwd=root,
-        env=cli_env({"LSTM_PIPELINE_CACHE": str(root / "cache")}),
+        env=cli_env(
+            {"LSTM_PIPELINE_CACHE": str(root / "cache"), "PREFECT_API_URL": prefect_harness}
+        ),
         capture_output=True,
         text=True,
         timeout=600,

@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clis_on_prefect_server")]
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:

@@ -26,7 +26,7 @@ from tests.integration.processes import free_port, kill_group, serving_process
 from tests.integration.test_mlflow_server import server_args
 from tests.integration.test_registry import register
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clis_on_prefect_server")]
 MODEL = "lstm-forecaster"
 SMOKE = str(ROOT / "flows/configs/smoke.yaml")
 # MLflow's client retries a dead server for minutes by default: one quick retry here

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import LEARNABLE_CONFIG, ROOT, run_cli
 from tests.integration.processes import MLFLOW, free_port, serving
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clis_on_prefect_server")]
 
 
 def server_args(port: int, folder: Path, proxied: bool) -> list[str]:

@@ -10,7 +10,9 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
-pytestmark = pytest.mark.slow
+# run_cli's commands run their flows on the harness's server; the terminal test's command starts
+# a temporary server of its own, as a plain `lstm-pipeline train` does
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clis_on_prefect_server")]
 
 TINY = "features: {window: 10, horizon: 3}\nmodel: {hidden_size: 8, num_layers: 1}\n"
 TINY += "train: {max_epochs: 3, patience: 5, batch_size: 64}\n"

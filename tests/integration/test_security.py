@@ -1,12 +1,10 @@
 """Security: servers bind loopback unless told otherwise, and credentials in a tracking URI
-never reach output, MLflow or Prefect's records. (No unpickling on the forecast path:
-test_cli.py; tickers never reaching a path: test_validate.py and test_bad_inputs.py.)"""
+never reach output, MLflow or Prefect's records. (What the Makefile and the code say about
+binding: tests/unit/test_loopback.py; no unpickling on the forecast path: test_cli.py; tickers
+never reaching a path: test_validate.py and test_bad_inputs.py.)"""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,38 +12,10 @@ import pytest
 from tests.conftest import ROOT, run_cli
 from tests.integration.processes import free_port, serving
 from tests.integration.test_mlflow_server import running_server
+from tests.unit.test_loopback import make_recipe
 
 pytestmark = pytest.mark.slow
-VENV = Path(sys.executable).parent.parent
-SERVER_TARGETS = ("mlflow-ui", "mlflow-server", "serve-model", "prefect-server")
 LOOPBACK = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
-
-
-def make_recipe(target: str, **variables: str) -> str:
-    """The commands `make TARGET` would run (setup left out), with `variables` set."""
-    assigned = [f"{k}={v}" for k, v in {"VENV": str(VENV), **variables}.items()]
-    done = subprocess.run(
-        ["make", "-s", "-n", "-o", "setup", "-C", str(ROOT), *assigned, target],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
-
-
-@pytest.mark.parametrize("target", SERVER_TARGETS)
-def test_every_server_the_makefile_starts_binds_loopback(target):
-    recipe = make_recipe(target)
-    assert re.findall(r"--host (\S+)", recipe) == ["127.0.0.1"], recipe
-
-
-def test_no_code_binds_every_interface():
-    code = [
-        ROOT / "Makefile",
-        *(ROOT / "flows").rglob("*.py"),
-        *(ROOT / "lstm_pipeline").rglob("*.py"),
-    ]
-    assert not [path for path in code if "0.0.0.0" in path.read_text()]
 
 
 def listening_addresses(port: int) -> set[str]:

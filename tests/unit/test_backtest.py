@@ -1,10 +1,13 @@
 import numpy as np
+import pandas as pd
 import pytest
 
-from lstm_pipeline.backtest import fold_split
-from lstm_pipeline.config import FeatureConfig
+from lstm_pipeline.backtest import fold_split, format_table, pooled_scores, run_fold
+from lstm_pipeline.config import FeatureConfig, build_config
+from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import DataValidationError
 from lstm_pipeline.features import build_window_sets
+from tests.synthetic import make_prices
 from tests.unit.test_features import numbered_prices
 
 CFG = FeatureConfig(window=10, horizon=3, val_frac=0.2)
@@ -42,3 +45,42 @@ def test_too_many_folds_for_the_data_is_an_input_error():
         DataValidationError, match="AAA: 100 rows .*, but 176 are needed for 5 folds of 30 days"
     ):
         fold_split(numbered_prices(100), CFG, "AAA", 0, 5, 30)
+
+
+def test_each_fold_scores_its_own_span_and_the_pool_gets_a_dm_test_per_horizon():
+    cfg = build_config(
+        features__window=10,
+        features__horizon=3,
+        model__hidden_size=8,
+        model__num_layers=1,
+        model__dropout=0.0,
+        train__max_epochs=2,
+        train__batch_size=64,
+        train__device="cpu",
+    )
+    frames = {}
+    for seed, ticker in enumerate(("AAA", "BBB")):
+        frame = make_prices(300, seed=seed)
+        frames[ticker] = frame.set_index(pd.to_datetime(frame["Date"]))[list(FEATURES)]
+    days = frames["AAA"].index
+    folds = [run_fold(frames, cfg, k, folds=2, step=40) for k in range(2)]
+    for k, fold in enumerate(folds):
+        span_start = 300 - (2 - k) * 40
+        # origins run from the day before the span to the last day whose targets fit in it
+        assert fold.first_day == str(days[span_start - 1].date())
+        assert fold.last_day == str(days[span_start + 40 - 1 - 3].date())
+        assert len(fold.forecast) == 2 * (40 - 3 + 1) and fold.forecast.shape[1] == 3
+        assert sorted(set(fold.tickers)) == ["AAA", "BBB"] and 1 <= fold.best_epoch <= 2
+        assert fold.metrics["test_mase"] > 0
+
+    overall, table = pooled_scores(folds)
+    for h in (1, 2, 3):
+        assert np.isfinite(overall[f"test_dm_stat_h{h}"])
+        assert 0 <= overall[f"test_dm_pvalue_h{h}"] <= 1
+    pooled = table[table["ticker"] == "ALL"]
+    assert list(pooled["horizon"]) == [1, 2, 3] and pooled["dm_stat"].notna().all()
+    assert table[table["ticker"] != "ALL"]["dm_stat"].isna().all()  # DM only over all tickers
+    assert list(pooled["windows"]) == [2 * 2 * 38] * 3
+    lines = format_table(table).splitlines()
+    assert len(lines) == 4 and lines[0].startswith("h  windows  MAE")
+    assert [line.split()[:2] for line in lines[1:]] == [[str(h), "152"] for h in (1, 2, 3)]

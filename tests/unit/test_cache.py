@@ -2,7 +2,6 @@
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -14,7 +13,6 @@ import pytest
 from lstm_pipeline import cache, data, files
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import DataValidationError, DownloadError
-from tests.conftest import ROOT
 from tests.fake_yahoo import DNS_ERROR, OFFLINE, FakeYahoo, yahoo_frame
 
 FULL = yahoo_frame(320)  # business days 2020-01-01 .. 2021-03-23; the first 300 end 2021-02-23
@@ -185,41 +183,6 @@ def test_fetch_imports_a_csv_file_into_the_cache(yf_cfg, csv_dir: Path):
         "last": "2021-07-13",
         "path": str(Path(yf_cfg.cache_dir or "") / "1d" / "AAA.parquet"),
     }
-
-
-def test_a_writer_killed_mid_write_leaves_the_old_cache_readable(tmp_path: Path):
-    path = tmp_path / "1d" / "AAPL.parquet"
-    old = FULL.iloc[:50].astype("float64")
-    data.save_cache(old, path, covered_from=None)
-    script = f"""
-import time
-import pandas as pd
-from lstm_pipeline import files
-
-payload = pd.read_parquet({str(path)!r}).iloc[:10].to_parquet()
-
-def slow_writer(tmp):
-    with open(tmp, "wb") as out:
-        out.write(payload[: len(payload) // 2])
-        out.flush()
-        print("half written", flush=True)
-        time.sleep(120)
-        out.write(payload[len(payload) // 2 :])
-
-files.write_atomic({str(path)!r}, slow_writer)
-"""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "half written"
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=60) == -signal.SIGKILL
-    pd.testing.assert_frame_equal(pd.read_parquet(path), old, check_freq=False)
-    (half,) = path.parent.glob(".AAPL.parquet.*.tmp")  # the torn write, beside but never read
-    assert half.stat().st_size > 0
 
 
 def test_fetch_key_names_what_the_result_depends_on_and_open_ranges_name_the_day(tmp_path):

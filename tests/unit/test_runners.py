@@ -1,16 +1,11 @@
 """Choosing a task runner from the CLI's options."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
 from flows.runners import DASK_ADDRESS_ENV, from_environment, task_runner
 from lstm_pipeline.errors import InputError
-from tests.conftest import ROOT
 
 
 def test_threads_unless_dask_is_asked_for():
@@ -42,18 +37,3 @@ def test_the_environment_names_the_scheduler_unless_threads_are_asked_for(monkey
     assert isinstance(from_environment("threads"), ThreadPoolTaskRunner)
     monkeypatch.delenv(DASK_ADDRESS_ENV)
     assert isinstance(from_environment(), ThreadPoolTaskRunner)
-
-
-@pytest.mark.slow
-def test_deployed_flows_imported_with_the_variable_set_default_to_that_cluster():
-    """How a served or work-pool run gets Dask: its process imports the flow afresh."""
-    code = (
-        "from flows.training import train_flow\nfrom flows.inference import forecast_flow\n"
-        "print(*(type(f.task_runner).__name__ + ' ' + str(f.task_runner.address)"
-        " for f in (train_flow, forecast_flow)), sep='\\n')"
-    )
-    env = {**os.environ, DASK_ADDRESS_ENV: "tcp://env:8786", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.splitlines() == ["DaskTaskRunner tcp://env:8786"] * 2

@@ -1,0 +1,1 @@
+"""Real servers (mlflow, prefect), CLI processes, whole flows under the Prefect harness."""

@@ -1,0 +1,17 @@
+"""What the integration tests of one test process share (each xdist worker has its own)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import CLI_ENV
+
+
+@pytest.fixture
+def clis_on_prefect_server(prefect_harness: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The CLI processes this test starts (run_cli, start_cli) run their flows on the session's
+    Prefect server, the harness's, instead of each starting a temporary server of its own
+    (about 7 s of CPU per command). Tests of that temporary server itself (test_security,
+    test_schedules, the terminal test of test_progress) do not use this."""
+    monkeypatch.setitem(CLI_ENV, "PREFECT_API_URL", prefect_harness)
+    return prefect_harness

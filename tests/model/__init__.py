@@ -1,0 +1,1 @@
+"""The exported model: ONNX graphs, onnxruntime against torch, the committed golden model."""

@@ -1,0 +1,1 @@
+"""Fast tests on synthetic data: no servers, no subprocesses, no network."""
