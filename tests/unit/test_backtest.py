@@ -63,7 +63,7 @@ def test_each_fold_scores_its_own_span_and_the_pool_gets_a_dm_test_per_horizon()
         frame = make_prices(300, seed=seed)
         frames[ticker] = frame.set_index(pd.to_datetime(frame["Date"]))[list(FEATURES)]
     days = frames["AAA"].index
-    folds = [run_fold(frames, cfg, k, folds=2, step=40) for k in range(2)]
+    folds = [run_fold(frames, cfg, k, folds=2, fold_days=40) for k in range(2)]
     for k, fold in enumerate(folds):
         span_start = 300 - (2 - k) * 40
         # origins run from the day before the span to the last day whose targets fit in it
