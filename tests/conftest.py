@@ -247,7 +247,6 @@ LONGEST_FIRST = (
     "test_progress.py",
     "test_dask.py",
     "test_run_record.py",
-    "test_registry.py",
     "test_model_consumers.py",
 )
 LAYERS = ("integration", "model", "unit")  # folders of tests/, in the order they start

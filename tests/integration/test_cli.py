@@ -107,7 +107,7 @@ def test_forecast_path_never_imports_torch_nor_unpickles(tmp_path: Path, tiny_on
     """A forecast job runs on onnxruntime, pandas and the registry alone, and never unpickles
     (a pickle can run any code): the model is an ONNX file, nothing else is loaded."""
     from lstm_pipeline.tracking import Store
-    from tests.integration.test_registry import register
+    from tests.unit.test_registry import register
 
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     _, version = register(Store.open(uri), tiny_onnx)

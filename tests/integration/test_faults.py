@@ -24,7 +24,7 @@ from lstm_pipeline.tracking import Store
 from tests.conftest import LEARNABLE_CONFIG, ROOT, run_cli, start_cli
 from tests.integration.processes import free_port, kill_group, serving_process
 from tests.integration.test_mlflow_server import server_args
-from tests.integration.test_registry import register
+from tests.unit.test_registry import register
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clis_on_prefect_server")]
 MODEL = "lstm-forecaster"

@@ -16,7 +16,7 @@ from lstm_pipeline.predict import OnnxForecaster
 from lstm_pipeline.tracking import Store
 from tests.conftest import make_prices
 from tests.integration.processes import MLFLOW, free_port, serving
-from tests.integration.test_registry import register
+from tests.unit.test_registry import register
 
 pytestmark = pytest.mark.slow
 CHAMPION_URI = "models:/lstm-forecaster@champion"

@@ -9,8 +9,6 @@ from lstm_pipeline.errors import InputError, ModelNotFoundError
 from lstm_pipeline.gate import GateScores, decide
 from lstm_pipeline.tracking import Store, log_onnx_model
 
-pytestmark = pytest.mark.slow
-
 
 def register(store: Store, tiny_onnx) -> tuple[str, str]:
     """A run with the tiny ONNX model registered under MODEL and no alias: (run id, version)."""
