@@ -38,8 +38,9 @@ def forecast(
     forecaster: predict.OnnxForecaster,
     model: ResolvedModel,
     prices: dict[str, pd.DataFrame],
+    calendars: dict[str, str],
 ) -> pd.DataFrame:
-    return predict.forecast_table(forecaster, prices, model.version, model.run_id)
+    return predict.forecast_table(forecaster, prices, model.version, model.run_id, calendars)
 
 
 @task(cache_policy=NO_CACHE)
@@ -72,7 +73,7 @@ def forecast_flow(
     model = resolve_model(model_uri, store)
     forecaster = open_model(model, model_uri)
     prices, failures = fetch_each(data, "the forecast", forecaster.window, "one input window")
-    table = forecast(forecaster, model, prices)
+    table = forecast(forecaster, model, prices, data.calendars)
     path = write(table, output)
     publish_forecasts(table, path)
     print(f"wrote {len(table)} forecasts to {path} (model version {model.version})")

@@ -5,25 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
-from pandas.tseries.holiday import (
-    AbstractHolidayCalendar,
-    GoodFriday,
-    Holiday,
-    USLaborDay,
-    USMartinLutherKingJr,
-    USMemorialDay,
-    USPresidentsDay,
-    USThanksgivingDay,
-    nearest_workday,
-    sunday_to_monday,
-)
 
+from lstm_pipeline.calendars import calendar_for, next_trading_days
 from lstm_pipeline.data import FEATURES, latest_window, require_rows
 from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.files import check_writable, write_atomic
@@ -37,6 +27,7 @@ FORECAST_COLUMNS = (
     "last_close",
     "model_version",
     "run_id",
+    "calendar",  # the exchange calendar the target dates come from
 )
 
 
@@ -214,39 +205,15 @@ def _shown(value: str, limit: int = 60) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
-class NyseCalendar(AbstractHolidayCalendar):
-    """NYSE full-day holidays (rules since 2022), so target dates skip days the market is shut."""
-
-    rules = [
-        # NYSE does not close on the Friday before a Saturday New Year's Day
-        Holiday("New Year's Day", month=1, day=1, observance=sunday_to_monday),
-        USMartinLutherKingJr,
-        USPresidentsDay,
-        GoodFriday,
-        USMemorialDay,
-        Holiday("Juneteenth", month=6, day=19, start_date="2022-01-01", observance=nearest_workday),
-        Holiday("Independence Day", month=7, day=4, observance=nearest_workday),
-        USLaborDay,
-        USThanksgivingDay,
-        Holiday("Christmas", month=12, day=25, observance=nearest_workday),
-    ]
-
-
-_TRADING_DAY = pd.offsets.CustomBusinessDay(calendar=NyseCalendar())
-
-
-def next_trading_days(as_of: pd.Timestamp, count: int) -> list[pd.Timestamp]:
-    """The `count` NYSE trading days after `as_of`."""
-    return list(pd.date_range(as_of + _TRADING_DAY, periods=count, freq=_TRADING_DAY))
-
-
 def forecast_table(
     forecaster: OnnxForecaster,
     prices_by_ticker: dict[str, pd.DataFrame],
     model_version: str,
     run_id: str,
+    calendars: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """One row per ticker and horizon from each ticker's latest window, in one batched call."""
+    """One row per ticker and horizon from each ticker's latest window, in one batched call;
+    target dates are trading days of each ticker's calendar (`calendars` overrides by ticker)."""
     for ticker, prices in prices_by_ticker.items():
         require_rows(prices, ticker, forecaster.window, "one input window")
     windows = np.stack([latest_window(p, forecaster.window) for p in prices_by_ticker.values()])
@@ -254,19 +221,12 @@ def forecast_table(
     rows = []
     for (ticker, prices), forecast in zip(prices_by_ticker.items(), forecasts, strict=True):
         as_of = prices.index[-1]
-        for h, target in enumerate(next_trading_days(as_of, forecaster.horizon), start=1):
-            rows.append(
-                (
-                    ticker,
-                    as_of,
-                    h,
-                    target,
-                    float(forecast[h - 1]),
-                    float(prices["Close"].iloc[-1]),
-                    model_version,
-                    run_id,
-                )
-            )
+        calendar = calendar_for(ticker, calendars or {})
+        targets = next_trading_days(as_of, forecaster.horizon, calendar)
+        for h, target in enumerate(targets, start=1):
+            last_close = float(prices["Close"].iloc[-1])
+            row = (ticker, as_of, h, target, float(forecast[h - 1]), last_close)
+            rows.append((*row, model_version, run_id, calendar))
     return pd.DataFrame(rows, columns=list(FORECAST_COLUMNS))
 
 
