@@ -27,8 +27,10 @@ resolve_model = task(
 
 
 @task(cache_policy=NO_CACHE)
-def open_model(model: ResolvedModel) -> predict.OnnxForecaster:
-    return predict.OnnxForecaster(model.path)
+def open_model(model: ResolvedModel, model_uri: str) -> predict.OnnxForecaster:
+    registry = is_registry_uri(model_uri)
+    name = f"model {model_uri} (version {model.version})" if registry else None  # else its file
+    return predict.OnnxForecaster(model.path, name=name)
 
 
 @task(cache_policy=NO_CACHE)
@@ -36,8 +38,9 @@ def forecast(
     forecaster: predict.OnnxForecaster,
     model: ResolvedModel,
     prices: dict[str, pd.DataFrame],
+    calendars: dict[str, str],
 ) -> pd.DataFrame:
-    return predict.forecast_table(forecaster, prices, model.version, model.run_id)
+    return predict.forecast_table(forecaster, prices, model.version, model.run_id, calendars)
 
 
 @task(cache_policy=NO_CACHE)
@@ -68,9 +71,9 @@ def forecast_flow(
         store = Store.open(tracking_uri)
         store.ensure_reachable()  # fail in seconds, not after MLflow's retries
     model = resolve_model(model_uri, store)
-    forecaster = open_model(model)
+    forecaster = open_model(model, model_uri)
     prices, failures = fetch_each(data, "the forecast", forecaster.window, "one input window")
-    table = forecast(forecaster, model, prices)
+    table = forecast(forecaster, model, prices, data.calendars)
     path = write(table, output)
     publish_forecasts(table, path)
     print(f"wrote {len(table)} forecasts to {path} (model version {model.version})")

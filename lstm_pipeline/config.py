@@ -64,6 +64,8 @@ class DataConfig(_Frozen):
     retry_base_delay: float = Field(2.0, ge=0)  # seconds before the first retry, doubled each time
     retry_max_delay: float = Field(60.0, ge=0)  # seconds, cap on one backoff delay
     retry_max_total: float = Field(300.0, ge=0)  # seconds, cap on the whole retry sequence
+    # exchange calendar per ticker for forecast dates ({VOD: XLON}); else by suffix (calendars.py)
+    calendars: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("tickers")
     @classmethod
@@ -72,6 +74,15 @@ class DataConfig(_Frozen):
 
         # validate_ticker raises InputError, a ValueError: pydantic reports it for the field
         return tuple(dict.fromkeys(validate_ticker(t) for t in tickers))  # dedupe, keep order
+
+    @field_validator("calendars")
+    @classmethod
+    def _known_calendars(cls, calendars: dict[str, str]) -> dict[str, str]:
+        if not calendars:
+            return {}
+        from lstm_pipeline.calendars import check_calendars  # exchange_calendars: not at --help
+
+        return check_calendars(calendars)
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

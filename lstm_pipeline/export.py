@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import tempfile
 import warnings
@@ -46,7 +47,7 @@ def export_onnx(
             # eval() on the wrapper: export restores the wrapper's mode recursively afterwards
             program = _trace(PriceForecaster(net).eval(), sample)
     props = {
-        "features": ",".join(FEATURES),
+        "features": json.dumps(list(FEATURES)),  # a JSON list: names may hold any character
         "window": str(sample.shape[1]),
         "horizon": str(net.head.out_features),
         "output": "price forecast for horizons 1..horizon",

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
-from pandas.tseries.holiday import (
-    AbstractHolidayCalendar,
-    GoodFriday,
-    Holiday,
-    USLaborDay,
-    USMartinLutherKingJr,
-    USMemorialDay,
-    USPresidentsDay,
-    USThanksgivingDay,
-    nearest_workday,
-    sunday_to_monday,
-)
 
-from lstm_pipeline.data import latest_window, require_rows
+from lstm_pipeline.calendars import calendar_for, next_trading_days
+from lstm_pipeline.data import FEATURES, latest_window, require_rows
 from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.files import check_writable, write_atomic
 
@@ -35,6 +27,7 @@ FORECAST_COLUMNS = (
     "last_close",
     "model_version",
     "run_id",
+    "calendar",  # the exchange calendar the target dates come from
 )
 
 
@@ -64,8 +57,11 @@ class OnnxForecaster:
         model: str | Path | bytes,
         providers: list[str] | None = None,
         threads: int | None = None,
+        name: str | None = None,
     ) -> None:
+        """`name` says what the model is in errors (a registry URI); default: its file."""
         source = model if isinstance(model, bytes) else str(model)
+        self.name = name or ("model bytes" if isinstance(model, bytes) else f"model file {model}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -74,25 +70,27 @@ class OnnxForecaster:
                 source, options, providers=providers or ["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            where = "model bytes" if isinstance(model, bytes) else f"model file {model}"
-            raise InputError(f"{where} is not a loadable ONNX model ({one_line(exc)})") from None
+            raise InputError(
+                f"{self.name} is not a loadable ONNX model ({one_line(exc)})"
+            ) from None
         self.threads = max(1, threads or cpu_threads())
         self._pool: ThreadPoolExecutor | None = None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        try:
-            self.features = tuple(self.metadata["features"].split(","))
-            self.window = int(self.metadata["window"])
-            self.horizon = int(self.metadata["horizon"])
-        except (KeyError, ValueError):
-            raise InputError(
-                "ONNX model lacks lstm-pipeline metadata (features, window, horizon)"
-            ) from None
-        self._check_io("model bytes" if isinstance(model, bytes) else f"model file {model}")
+        self.features, self.window, self.horizon = read_contract(self.metadata, self.name)
+        self._check_io(FEATURES)
 
-    def _check_io(self, where: str) -> None:
-        """InputError unless the graph takes `window` [batch, W, F] and gives `forecast` [batch, H]
-        as its metadata says: a mismatch would only surface at the first forecast, as an
-        onnxruntime error, after the data was fetched."""
+    def _check_io(self, data_features: tuple[str, ...]) -> None:
+        """InputError unless the model takes the features the data provides, in its order, and
+        the graph takes `window` [batch, W, F] and gives `forecast` [batch, H] as its metadata
+        says: a mismatch would only surface at the first forecast, as an onnxruntime error or
+        as silently wrong prices, after the data was fetched."""
+        if self.features != data_features:
+            same_names = set(self.features) == set(data_features)
+            order = " (the same names in another order)" if same_names else ""
+            raise InputError(
+                f"{self.name} takes features {_shown(','.join(self.features), 200)}, but the "
+                f"data provides {','.join(data_features)}{order}"
+            )
         expected: dict[str, list[Dim]] = {
             "window": ["batch", self.window, len(self.features)],
             "forecast": ["batch", self.horizon],
@@ -102,18 +100,21 @@ class OnnxForecaster:
         for name, dims in expected.items():
             if not shape_fits(actual.get(name), dims):
                 raise InputError(
-                    f"{where}: '{name}' has shape {_dims(actual.get(name))}, but its metadata "
+                    f"{self.name}: '{name}' has shape {_dims(actual.get(name))}, but its metadata "
                     f"calls for {_dims(dims)}"
                 )
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
-        """Raw windows [B, W, F] float32 -> price forecasts [B, H] float32."""
-        expected = (self.window, len(self.features))
-        if windows.ndim != 3 or windows.shape[1:] != expected:
-            raise InputError(
-                f"windows of shape {windows.shape} do not match the model's {expected}"
-            )
-        windows = np.ascontiguousarray(windows, dtype=np.float32)
+        """Raw windows [B, W, F] float32 -> price forecasts [B, H] float32.
+
+        A batch of 0 windows has 0 forecasts, [0, H], without a call: onnxruntime aborts the
+        whole process (SIGABRT) on an empty batch. Input of another rank, window length,
+        feature count or dtype is an InputError, never handed to onnxruntime.
+        """
+        self._check_windows(windows)
+        if len(windows) == 0:
+            return np.empty((0, self.horizon), np.float32)
+        windows = np.ascontiguousarray(windows)
         if len(windows) <= CHUNK:
             return self._run(windows)
         chunks = [windows[i : i + CHUNK] for i in range(0, len(windows), CHUNK)]
@@ -122,6 +123,17 @@ class OnnxForecaster:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx-forecast")
         return np.concatenate(list(self._pool.map(self._run, chunks)))
+
+    def _check_windows(self, windows: np.ndarray) -> None:
+        expected = (self.window, len(self.features))
+        if not isinstance(windows, np.ndarray):
+            raise InputError(f"windows must be a numpy array, not {type(windows).__name__}")
+        if windows.ndim != 3 or windows.shape[1:] != expected:
+            raise InputError(
+                f"windows of shape {windows.shape} do not match the model's {expected}"
+            )
+        if windows.dtype != np.float32:
+            raise InputError(f"windows must be float32, not {windows.dtype}")
 
     def _run(self, windows: np.ndarray) -> np.ndarray:
         (out,) = self.session.run(["forecast"], {"window": windows})
@@ -145,30 +157,52 @@ def _dims(shape: list[Dim] | None) -> str:
     return "none" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-class NyseCalendar(AbstractHolidayCalendar):
-    """NYSE full-day holidays (rules since 2022), so target dates skip days the market is shut."""
-
-    rules = [
-        # NYSE does not close on the Friday before a Saturday New Year's Day
-        Holiday("New Year's Day", month=1, day=1, observance=sunday_to_monday),
-        USMartinLutherKingJr,
-        USPresidentsDay,
-        GoodFriday,
-        USMemorialDay,
-        Holiday("Juneteenth", month=6, day=19, start_date="2022-01-01", observance=nearest_workday),
-        Holiday("Independence Day", month=7, day=4, observance=nearest_workday),
-        USLaborDay,
-        USThanksgivingDay,
-        Holiday("Christmas", month=12, day=25, observance=nearest_workday),
-    ]
+# The metadata keys every lstm-pipeline model carries, beside run id and data cut-off
+CONTRACT_KEYS = ("features", "window", "horizon")
+_POSITIVE_INT = re.compile(r"[1-9][0-9]{0,5}")  # a window or horizon: 1..999999, digits only
+_COMMA_JOINED = re.compile(r"[A-Za-z][\w ]*(,[A-Za-z][\w ]*)+")  # Open,High,Low,Close,Volume
 
 
-_TRADING_DAY = pd.offsets.CustomBusinessDay(calendar=NyseCalendar())
+def read_contract(metadata: dict[str, str], where: str) -> tuple[tuple[str, ...], int, int]:
+    """(features, window, horizon) from a model's metadata; InputError naming `where` and the
+    key when one is missing or malformed."""
+    missing = [key for key in CONTRACT_KEYS if key not in metadata]
+    if missing:
+        raise InputError(
+            f"{where}: ONNX model lacks lstm-pipeline metadata (features, window, horizon): "
+            f"no {', '.join(missing)}"
+        )
+    sizes = []
+    for key in ("window", "horizon"):
+        if not _POSITIVE_INT.fullmatch(metadata[key]):
+            raise InputError(
+                f"{where}: metadata {key} {_shown(metadata[key])} is not a positive integer"
+            )
+        sizes.append(int(metadata[key]))
+    return read_features(metadata["features"], where), sizes[0], sizes[1]
 
 
-def next_trading_days(as_of: pd.Timestamp, count: int) -> list[pd.Timestamp]:
-    """The `count` NYSE trading days after `as_of`."""
-    return list(pd.date_range(as_of + _TRADING_DAY, periods=count, freq=_TRADING_DAY))
+def read_features(text: str, where: str) -> tuple[str, ...]:
+    """Feature names from metadata: a JSON list of distinct names, or the comma-joined names
+    that models exported before the JSON form carry (the golden model is one)."""
+    problem = f"{where}: metadata features {_shown(text)} is not a JSON list of distinct names"
+    if _COMMA_JOINED.fullmatch(text):
+        names = text.split(",")
+    else:
+        try:
+            names = json.loads(text)
+        except ValueError:
+            raise InputError(problem) from None
+    if not isinstance(names, list) or not names or len(set(map(str, names))) < len(names):
+        raise InputError(problem)
+    if not all(isinstance(n, str) and n.strip() and n.isprintable() for n in names):
+        raise InputError(problem)
+    return tuple(names)
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    """A metadata value as it may appear in a one-line error: quoted, escaped, cut."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 def forecast_table(
@@ -176,8 +210,10 @@ def forecast_table(
     prices_by_ticker: dict[str, pd.DataFrame],
     model_version: str,
     run_id: str,
+    calendars: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """One row per ticker and horizon from each ticker's latest window, in one batched call."""
+    """One row per ticker and horizon from each ticker's latest window, in one batched call;
+    target dates are trading days of each ticker's calendar (`calendars` overrides by ticker)."""
     for ticker, prices in prices_by_ticker.items():
         require_rows(prices, ticker, forecaster.window, "one input window")
     windows = np.stack([latest_window(p, forecaster.window) for p in prices_by_ticker.values()])
@@ -185,19 +221,12 @@ def forecast_table(
     rows = []
     for (ticker, prices), forecast in zip(prices_by_ticker.items(), forecasts, strict=True):
         as_of = prices.index[-1]
-        for h, target in enumerate(next_trading_days(as_of, forecaster.horizon), start=1):
-            rows.append(
-                (
-                    ticker,
-                    as_of,
-                    h,
-                    target,
-                    float(forecast[h - 1]),
-                    float(prices["Close"].iloc[-1]),
-                    model_version,
-                    run_id,
-                )
-            )
+        calendar = calendar_for(ticker, calendars or {})
+        targets = next_trading_days(as_of, forecaster.horizon, calendar)
+        for h, target in enumerate(targets, start=1):
+            last_close = float(prices["Close"].iloc[-1])
+            row = (ticker, as_of, h, target, float(forecast[h - 1]), last_close)
+            rows.append((*row, model_version, run_id, calendar))
     return pd.DataFrame(rows, columns=list(FORECAST_COLUMNS))
 
 

@@ -175,6 +175,18 @@ def export_tiny_model(path: Path, window: int = 10, horizon: int = 3, seed: int 
     return sample.numpy()
 
 
+def alter_metadata(source: Path, target: Path, changes: dict[str, str | None]) -> Path:
+    """A copy of the ONNX file `source` at `target` with its metadata changed as a broken or
+    foreign exporter would have written it: each key set to its value, or removed for None."""
+    import onnx
+
+    model = onnx.load_model(str(source))
+    props = {p.key: p.value for p in model.metadata_props} | changes
+    onnx.helper.set_model_props(model, {k: v for k, v in props.items() if v is not None})
+    onnx.save_model(model, str(target))
+    return target
+
+
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory) -> tuple[Path, np.ndarray]:
     """A tiny exported price model (window 10, horizon 3) and a batch-2 input example."""

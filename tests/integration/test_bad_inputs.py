@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from lstm_pipeline.tracking import Store
-from tests.conftest import cli_env, export_tiny_model
+from tests.conftest import alter_metadata, cli_env, export_tiny_model
 from tests.integration.processes import closed_port
 from tests.unit.test_validate import BAD, ERRORS
 
@@ -39,6 +39,14 @@ CONFIGS = {
     "not-yaml.yaml": "train: [1, 2\n",
     "list.yaml": "- train\n",
     "model-name.yaml": "tracking: {model_name: 'a/b'}\n",
+    "calendar.yaml": "data: {calendars: {AAPL: NOPE}}\n",
+}
+# ONNX files: the tiny model with its metadata changed -> the changes
+ALTERED_MODELS = {
+    "reordered.onnx": {"features": '["Close", "Open", "High", "Low", "Volume"]'},
+    "other-features.onnx": {"features": '["Open", "High", "Low", "Adj Close", "Volume"]'},
+    "features-not-json.onnx": {"features": "{bad"},
+    "window-not-int.onnx": {"window": "1.5"},
 }
 
 # case id -> (arguments, exit code, what the one stderr line says)
@@ -138,7 +146,44 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     "onnx-without-metadata": (
         ["forecast", *SAMPLE, "--model-uri", "{inputs}/no-metadata.onnx"],
         2,
-        "ONNX model lacks lstm-pipeline metadata (features, window, horizon)",
+        "model file {inputs}/no-metadata.onnx: ONNX model lacks lstm-pipeline metadata (features, "
+        "window, horizon): no features, window, horizon",
+    ),
+    "onnx-features-reordered": (
+        ["forecast", *SAMPLE, "--model-uri", "{inputs}/reordered.onnx"],
+        2,
+        "model file {inputs}/reordered.onnx takes features 'Close,Open,High,Low,Volume', but the "
+        "data provides Open,High,Low,Close,Volume (the same names in another order)",
+    ),
+    "onnx-features-other": (
+        ["forecast", *SAMPLE, "--model-uri", "{inputs}/other-features.onnx"],
+        2,
+        "model file {inputs}/other-features.onnx takes features 'Open,High,Low,Adj Close,Volume', "
+        "but the data provides Open,High,Low,Close,Volume",
+    ),
+    "onnx-features-not-json": (
+        ["forecast", *SAMPLE, "--model-uri", "{inputs}/features-not-json.onnx"],
+        2,
+        "model file {inputs}/features-not-json.onnx: metadata features '{{bad' is not a JSON list "
+        "of distinct names",
+    ),
+    "onnx-window-not-int": (
+        ["forecast", *SAMPLE, "--model-uri", "{inputs}/window-not-int.onnx"],
+        2,
+        "model file {inputs}/window-not-int.onnx: metadata window '1.5' is not a positive integer",
+    ),
+    "calendar-unknown": (
+        [
+            "forecast",
+            *SAMPLE,
+            "--model-uri",
+            "{inputs}/tiny.onnx",
+            "--config",
+            "{inputs}/calendar.yaml",
+        ],
+        2,
+        "invalid data.calendars (config {inputs}/calendar.yaml): unknown exchange calendar 'NOPE' "
+        "for AAPL",
     ),
     "onnx-not-a-model": (
         ["forecast", *SAMPLE, "--model-uri", "{inputs}/garbage.onnx"],
@@ -238,6 +283,8 @@ def write_inputs(folder: Path) -> None:
     (folder / "prices").mkdir()
     make_prices(400).to_csv(folder / "prices" / "AAA.csv", index=False)
     export_tiny_model(folder / "tiny.onnx")
+    for name, changes in ALTERED_MODELS.items():
+        alter_metadata(folder / "tiny.onnx", folder / name, changes)
     metadata = {"features": "Open,High,Low,Close,Volume", "window": "10", "horizon": "3"}
     onnx.save(wrong_shape_model(metadata), folder / "wrong-shape.onnx")
     onnx.save(wrong_shape_model({}, window=10, features=5), folder / "no-metadata.onnx")

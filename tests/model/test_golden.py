@@ -9,7 +9,7 @@ import torch
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.export import export_onnx
 from lstm_pipeline.model import PriceForecaster
-from lstm_pipeline.predict import OnnxForecaster
+from lstm_pipeline.predict import OnnxForecaster, read_features
 from tests.golden.make_golden import GOLDEN, METADATA, SHAPE, WINDOW, load_net
 
 WINDOWS = np.load(GOLDEN / "windows.npy")  # [7, W, F] raw prices, AAPL and SPY
@@ -50,4 +50,6 @@ def test_todays_export_of_the_same_weights_matches_the_shipped_file(tmp_path):
     assert_same_forecast(OnnxForecaster(path).predict(WINDOWS), 7)
     props = {p.key: p.value for p in onnx.load_model(str(path)).metadata_props}
     shipped = {p.key: p.value for p in onnx.load_model(str(GOLDEN / "tiny.onnx")).metadata_props}
+    # the shipped file lists its features comma-joined, as exports did before the JSON list
+    assert read_features(props.pop("features"), "") == read_features(shipped.pop("features"), "")
     assert props == shipped

@@ -1,5 +1,6 @@
 """The shipped ONNX graph: raw windows in, prices out, equal to torch, any batch size."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_onnx_file_is_self_contained_with_metadata(exported):
     onnx.checker.check_model(model)
     assert not list(path.parent.glob("*.data"))  # no external weights file
     meta = {p.key: p.value for p in model.metadata_props}
-    assert meta["features"] == ",".join(FEATURES)
+    assert json.loads(meta["features"]) == list(FEATURES)
     assert (meta["window"], meta["horizon"]) == ("30", "3")
     assert (meta["run_id"], meta["data_cutoff"]) == ("abc123", "2024-07-30")
     assert [i.name for i in model.graph.input] == ["window"]

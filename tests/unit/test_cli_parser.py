@@ -20,6 +20,7 @@ from lstm_pipeline.errors import InputError
 from tests.conftest import ROOT, cli_env
 
 HEAVY = ("prefect", "mlflow", "torch", "pandas", "onnxruntime", "optuna", "yfinance", "rich")
+HEAVY += ("exchange_calendars",)  # forecast target dates only
 
 # every `--help` in one fresh interpreter, then the heavy modules it had imported
 PROBE = f"""
