@@ -191,10 +191,17 @@ def run_rollback(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _reachable_registry(args: argparse.Namespace) -> Store:
-    """The store; a dead server fails in seconds, not after MLflow's minutes of retries."""
+    """The store; a dead server fails in seconds, not after MLflow's minutes of retries, and a
+    missing sqlite store is not created (moving an alias needs a registry that exists)."""
+    from lstm_pipeline.errors import InputError
     from lstm_pipeline.tracking import Store
 
     store = Store.open(args.tracking_uri)
+    if store.is_missing:
+        raise InputError(
+            f"no tracking store at {store.uri} (train first or pass --tracking-uri); "
+            "no alias was moved"
+        )
     store.ensure_reachable(args.model_name, nothing_done="no alias was moved")
     return store
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import stat
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -41,16 +43,30 @@ DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 DEFAULT_FORECAST_OUTPUT = "forecasts/forecasts.csv"  # relative to the working directory
 
 
+def _path_text(text: str) -> str:
+    """A folder name the OS could take: no NUL byte, no name over 255 bytes (else the first
+    look at it raises ValueError or ENAMETOOLONG, not bad input)."""
+    if "\0" in text:
+        raise ValueError("a path cannot hold a NUL character")
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in text.split("/")):
+        raise ValueError("a path cannot hold a name longer than 255 bytes")
+    return text
+
+
+Folder = Annotated[str, AfterValidator(_path_text)]
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # no inf or nan in any float: `.inf` for lr or a delay is bad input, not a crash mid-run
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(_Frozen):
     tickers: tuple[str, ...] = SAMPLE_TICKERS  # upper-cased and checked before any path or request
     source: Source = DEFAULT_SOURCE
-    data_dir: str | None = None  # directory of TICKER.csv files, for source "csv"
-    cache_dir: str | None = None  # parquet price cache; None: $CACHE_ENV, else DEFAULT_CACHE_DIR
-    yfinance_cache_dir: str | None = None  # yfinance's own tz/cookie caches; None: CACHE/yfinance
+    data_dir: Folder | None = None  # directory of TICKER.csv files, for source "csv"
+    cache_dir: Folder | None = None  # parquet price cache; None: $CACHE_ENV, DEFAULT_CACHE_DIR
+    yfinance_cache_dir: Folder | None = None  # yfinance's tz/cookie caches; None: CACHE/yfinance
     interval: Interval = "1d"  # bar size fetched and cached; the model and forecast dates use 1d
     start: date | None = None  # first date used (inclusive); None = all the source has
     end: date | None = None  # last date used (inclusive); None = up to the latest finished bar
@@ -180,7 +196,19 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> Pipel
         keys = tree.get(section, {})
         if isinstance(keys, dict):  # else pydantic names the file's malformed section below
             tree[section] = {**keys, key: overrides[f"{section}__{key}"]}
-    tree = _csv_tickers_by_default(tree)
+    checked = _validated(tree, from_file, given, yaml_path)  # types first: data_dir a path
+    scanned = _csv_tickers_by_default(tree)
+    return checked if scanned is tree else _validated(scanned, from_file, given, yaml_path)
+
+
+def _validated(
+    tree: dict[str, Any],
+    from_file: dict[str, Any],
+    given: set[tuple[str, ...]],
+    yaml_path: str | Path | None,
+) -> PipelineConfig:
+    """`tree` as a PipelineConfig, or InputError naming the first bad key (and the file, when
+    the value came from it)."""
     try:
         return PipelineConfig.model_validate(tree)
     except ValidationError as exc:
@@ -208,15 +236,36 @@ def _csv_tickers_by_default(tree: dict[str, Any]) -> dict[str, Any]:
     return tree | {"data": data | {"tickers": tickers}}
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes; /dev/zero never ends
+
+
 def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
     import yaml  # ~50 ms, and only a --config file needs it: not at --help
 
+    text = _config_text(path)
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise InputError(f"cannot read config {path}: {exc.strerror}") from None
+        tree = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"config {path} is not valid YAML: {one_line(exc)}") from None
+    except RecursionError:
+        raise InputError(f"config {path} is nested too deeply") from None
     if not isinstance(tree, dict):
         raise InputError(f"config {path} must be a mapping of sections")
     return tree
+
+
+def _config_text(path: Path) -> str:
+    """The text of a config file: a regular file of at most MAX_CONFIG_BYTES, in UTF-8."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a device, a FIFO or a folder
+            raise InputError(f"config {path} is not a regular file")
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)  # the size may have changed since stat
+    except OSError as exc:
+        raise InputError(f"cannot read config {path}: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise InputError(f"config {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config {path} is not UTF-8 text (byte {exc.start})") from None
