@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +30,7 @@ Trigger = Literal["manual", "schedule", "backtest", "tune"]  # what started a tr
 Interval = Literal["1d", "1h", "1wk"]
 
 CACHE_ENV = "LSTM_PIPELINE_CACHE"
+OPTUNA_STORAGE_ENV = "LSTM_PIPELINE_OPTUNA_STORAGE"  # tune's storage URL, kept out of parameters
 DEFAULT_CACHE_DIR = "data/cache"
 
 SAMPLE_TICKERS = ("AAPL", "AMZN", "GOOG", "MSFT", "NVDA", "SPY")
@@ -39,7 +41,14 @@ DEFAULT_SOURCE: Source = "yfinance"
 MODEL_NAME = "lstm-forecaster"  # the MLflow experiment and registered model, unless configured
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"  # relative to the working directory
 CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases: the model in use, a runner-up
-DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
+
+
+def champion_uri(model_name: str) -> str:
+    """The registry URI of `model_name`'s champion: what a forecast uses unless told otherwise."""
+    return f"models:/{model_name}@{CHAMPION}"
+
+
+DEFAULT_MODEL_URI = champion_uri(MODEL_NAME)
 DEFAULT_FORECAST_OUTPUT = "forecasts/forecasts.csv"  # relative to the working directory
 
 
@@ -182,6 +191,18 @@ class PipelineConfig(_Frozen):
 def with_trigger(cfg: PipelineConfig, trigger: Trigger) -> PipelineConfig:
     """`cfg` with the tracking trigger set (backtest and tune runs say what started them)."""
     return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"trigger": trigger})})
+
+
+def option_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options named like a config field (`seed`, `tracking_uri`, `interval`) as
+    build_config's `section__key` overrides: one name, one meaning, so every such option of
+    every command reaches its field, and one left out (None) leaves the file's value alone."""
+    sections = {
+        key: section
+        for section, info in PipelineConfig.model_fields.items()
+        for key in info.annotation.model_fields  # type: ignore[union-attr]
+    }
+    return {f"{sections[name]}__{name}": v for name, v in options.items() if name in sections}
 
 
 def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> PipelineConfig:

@@ -98,6 +98,17 @@ def credentials_to_env(uri: str | None) -> str | None:
     return secret_to_env(uri, "MLFLOW_TRACKING_URI")
 
 
+def without_credentials(cfg: PipelineConfig) -> PipelineConfig:
+    """`cfg` fit to be a flow parameter: its tracking URI's credentials moved to the
+    environment (credentials_to_env), wherever the URI came from (option or config file)."""
+    uri = cfg.tracking.tracking_uri
+    clean = credentials_to_env(uri)
+    if clean == uri:
+        return cfg
+    tracking = cfg.tracking.model_copy(update={"tracking_uri": clean})
+    return cfg.model_copy(update={"tracking": tracking})
+
+
 def secret_to_env(uri: str | None, variable: str) -> str | None:
     """`uri` when it holds no credentials; else None, with `uri` moved to `variable`, where the
     code that needs it reads it back (a flow parameter would be stored in plain text)."""
