@@ -5,8 +5,11 @@ never reaching a path: test_validate.py and test_bad_inputs.py.)"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from urllib.request import urlopen
 
+import psutil
 import pytest
 
 from tests.conftest import ROOT, run_cli
@@ -38,6 +41,42 @@ def test_make_mlflow_server_really_listens_on_loopback_only(tmp_path):
     url = f"http://127.0.0.1:{port}"
     with serving(["bash", str(script)], f"{url}/health", tmp_path / "server.log", {}):
         assert listening_addresses(port) == {LOOPBACK}
+
+
+def test_make_prefect_server_on_another_port_serves_a_ui_that_calls_that_port(tmp_path):
+    port = free_port()
+    script = tmp_path / "recipe.sh"
+    script.write_text(f"set -e\n{make_recipe('prefect-server', PREFECT_PORT=str(port))}")
+    url = f"http://127.0.0.1:{port}"
+    env = {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": ""}
+    with serving(["bash", str(script)], f"{url}/api/health", tmp_path / "server.log", env):
+        settings = json.loads(urlopen(f"{url}/ui-settings", timeout=10).read())
+        assert settings["api_url"] == f"{url}/api"
+        assert listening_addresses(port) == {LOOPBACK}
+
+
+def listening_sockets(root: psutil.Process) -> set[tuple[int, str, int]]:
+    """(pid, address, port) of every listening TCP socket of `root` and its descendants."""
+    found = set()
+    for process in [root, *root.children(recursive=True)]:
+        for conn in process.net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN:
+                found.add((process.pid, conn.laddr.ip, conn.laddr.port))
+    return found
+
+
+def test_the_local_dask_cluster_listens_on_loopback_only():
+    """`--task-runner dask` without an address: scheduler, nannies, workers and the dashboard
+    (Dask's default: every interface, port 8787) all bind 127.0.0.1."""
+    from flows.runners import task_runner
+
+    me = psutil.Process()
+    before = listening_sockets(me)
+    with task_runner("dask") as runner:
+        assert runner.client.scheduler_info()["workers"]  # the cluster is up
+        started = listening_sockets(me) - before
+    assert len({pid for pid, _, _ in started}) >= 2, started  # this process and its workers
+    assert {address for _, address, _ in started} == {"127.0.0.1"}, started
 
 
 SECRET = "s3cret-token"
