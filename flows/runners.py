@@ -36,7 +36,7 @@ def task_runner(kind: RunnerKind | None = None, address: str | None = None) -> T
 
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs=LOCAL_CLUSTER)
+    return DaskTaskRunner(cluster_kwargs=dict(LOCAL_CLUSTER))
 
 
 # processes: one torch fit per worker process, each with its own RNG and one thread (Dask's
