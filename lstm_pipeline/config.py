@@ -239,7 +239,9 @@ def _validated(
         in_file = bool(loc) and loc[0] in from_file and loc[:2] not in given
         where = f" (config {yaml_path})" if in_file else ""
         message = first["msg"].removeprefix("Value error, ")
-        raise InputError(f"invalid {'.'.join(loc) or 'config'}{where}: {message}") from None
+        # a key the file made up may hold a newline: the one line stays one line
+        key = ".".join(p if p.isprintable() else repr(p) for p in loc) or "config"
+        raise InputError(f"invalid {key}{where}: {message}") from None
 
 
 def _csv_tickers_by_default(tree: dict[str, Any]) -> dict[str, Any]:
