@@ -105,9 +105,11 @@ serve-model: setup
 		--env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 # The Prefect server and UI (http://127.0.0.1:$(PREFECT_PORT)) that schedules need: the
-# temporary server a plain flow run starts accepts deployments but never runs them.
+# temporary server a plain flow run starts accepts deployments but never runs them. The UI
+# calls the API on the same port (else on 4200, or on whatever $$PREFECT_API_URL says).
 prefect-server: setup
-	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+	PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+		$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
 # Weekly retraining and weekday forecasts on the sample data, served until Ctrl-C.
 serve: setup

@@ -29,6 +29,7 @@ from lstm_pipeline.config import (
     DEFAULT_MODEL_URI,
     DEFAULT_SOURCE,
     DEFAULT_TRACKING_URI,
+    OPTUNA_STORAGE_ENV,
     SAMPLE_TICKERS,
     DataConfig,
     Device,
@@ -196,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--optuna-storage",
         metavar="URL",
-        help="Optuna storage every worker reaches, e.g. postgresql://... (default: a temporary "
-        "sqlite file, removed at the end)",
+        help="Optuna storage every worker reaches, e.g. postgresql://... (default: "
+        f"${OPTUNA_STORAGE_ENV}, else a temporary sqlite file, removed at the end)",
     )
     _common(tune)
     _runner_options(tune)
@@ -236,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _forecast_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-uri",
-        default=DEFAULT_MODEL_URI,
-        help="models:/NAME@ALIAS, models:/NAME/VERSION or a .onnx file (default: %(default)s)",
+        help="models:/NAME@ALIAS, models:/NAME/VERSION or a .onnx file (default: the champion "
+        f"of the config's tracking.model_name, {DEFAULT_MODEL_URI})",
     )
     parser.add_argument(
         "--output",
@@ -277,9 +278,9 @@ def _registry_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="no reason given", help="stored as a version tag")
     parser.add_argument(
         "--model-name",
-        default=_default(TrackingConfig, "model_name"),
-        help="registered model (default: %(default)s)",
+        help=f"registered model (default: {_default(TrackingConfig, 'model_name')})",
     )
+    _config_option(parser)  # its tracking section: the store and the model name
     _common(parser)
 
 
@@ -319,10 +320,6 @@ def configure_logging(verbose: bool = False) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    if getattr(args, "tracking_uri", None):  # a password in it must not become a flow parameter
-        from lstm_pipeline.provenance import credentials_to_env
-
-        args.tracking_uri = credentials_to_env(args.tracking_uri)
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.handler
     where = f"{PROG} {args.command}"
     try:

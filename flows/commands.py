@@ -10,19 +10,25 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when a command runs: --help stays fast
+    from lstm_pipeline.config import PipelineConfig
     from lstm_pipeline.tracking import Store
 
 
-def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "data__tickers": tuple(args.tickers) if args.tickers else None,
-        "data__source": args.source,
-        "data__data_dir": args.data_dir,
-        "data__cache_dir": args.cache_dir,
-        "data__start": args.start,
-        "data__end": args.end,
-        "data__max_failure_ratio": args.max_failure_ratio,
-    }
+def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    """Defaults, then the --config file, then the options given (an option left out leaves the
+    file's value alone), with a tracking URI's credentials moved out of what flows are given."""
+    from lstm_pipeline.config import build_config, option_overrides
+    from lstm_pipeline.provenance import without_credentials
+
+    cfg = build_config(getattr(args, "config", None), **option_overrides(vars(args)))
+    return without_credentials(cfg)
+
+
+def _model_uri(args: argparse.Namespace, cfg: PipelineConfig) -> str:
+    """--model-uri, else the champion of the configured model name."""
+    from lstm_pipeline.config import champion_uri
+
+    return args.model_uri or champion_uri(cfg.tracking.model_name)
 
 
 def _on_runner(flow: Any, args: argparse.Namespace) -> Any:
@@ -34,32 +40,16 @@ def _on_runner(flow: Any, args: argparse.Namespace) -> Any:
 
 def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
     from flows.fetching import fetch_flow
-    from lstm_pipeline.config import build_config
 
-    cfg = build_config(args.config, **_data_overrides(args), data__interval=args.interval)
+    cfg = pipeline_config(args)
     result = _on_runner(fetch_flow, args)(cfg.data)
     for ticker, info in result["tickers"].items():
         print(f"{ticker}: {info['rows']} rows {info['first']}..{info['last']} -> {info['path']}")
     return result
 
 
-def _training_config(args: argparse.Namespace) -> Any:
-    from lstm_pipeline.config import build_config
-
-    return build_config(
-        args.config,
-        **_data_overrides(args),
-        train__max_epochs=args.max_epochs,
-        train__device=args.device,
-        train__seed=args.seed,
-        tracking__tracking_uri=args.tracking_uri,
-        tracking__experiment=args.experiment,
-        tracking__trigger=getattr(args, "trigger", None),  # backtest and tune tag their own
-    )
-
-
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = _training_config(args)
+    cfg = pipeline_config(args)
     from flows.training import train_flow
 
     result = _on_runner(train_flow, args)(cfg)
@@ -74,7 +64,7 @@ def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(
             f"--folds {args.folds} and --fold-days {args.fold_days} must be at least 1"
         )
-    cfg = _training_config(args)
+    cfg = pipeline_config(args)
     from flows.backtest import backtest_flow
 
     result = _on_runner(backtest_flow, args)(cfg, args.folds, args.fold_days)
@@ -97,12 +87,14 @@ def run_tune(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.trials < 1 or args.parallel < 1:
         raise InputError(f"--trials {args.trials} and --parallel {args.parallel} must be >= 1")
-    cfg = _training_config(args)
+    cfg = pipeline_config(args)
     from flows.tuning import tune_flow
+    from lstm_pipeline.config import OPTUNA_STORAGE_ENV
+    from lstm_pipeline.provenance import secret_to_env
 
-    result = _on_runner(tune_flow, args)(
-        cfg, args.trials, args.parallel, args.output, args.optuna_storage
-    )
+    # a URL with a password reaches the flow through the environment, not as a parameter
+    storage = secret_to_env(args.optuna_storage, OPTUNA_STORAGE_ENV)
+    result = _on_runner(tune_flow, args)(cfg, args.trials, args.parallel, args.output, storage)
     for trial in result["trials"]:
         score = f"val MASE {trial['val_mase']:.4f}" if trial["val_mase"] is not None else "pruned"
         print(f"trial {trial['number']}: {score}")
@@ -134,14 +126,14 @@ def format_training(result: dict[str, Any]) -> str:
 
 def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     from flows.inference import forecast_flow
-    from lstm_pipeline.config import build_config
 
-    cfg = build_config(args.config, **_data_overrides(args))
+    cfg = pipeline_config(args)
+    model_uri = _model_uri(args, cfg)
     flow = _on_runner(forecast_flow, args)
-    result = flow(cfg.data, args.model_uri, args.output, args.tracking_uri)
+    result = flow(cfg.data, model_uri, args.output, cfg.tracking.tracking_uri)
     print(
         f"wrote {result['rows']} forecasts to {result['output']} "
-        f"(model version {result['model_version']}, {args.model_uri})"
+        f"(model version {result['model_version']}, {model_uri})"
     )
     return result
 
@@ -154,7 +146,7 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     # Every check before the server is contacted: a bad value must not register anything.
     deploy.check_schedule("--retrain-cron", args.retrain_cron, args.timezone)
     deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)
-    cfg = _training_config(args)
+    cfg = pipeline_config(args)
     predict.check_output(args.output)  # else every scheduled forecast would fail at its end
     url = deploy.require_server()
     if args.dask_address:  # each run imports its flow in a subprocess that inherits this
@@ -162,7 +154,12 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     # a retraining and a forecast due at the same minute would race to create a new store
     Store.open(cfg.tracking.tracking_uri).experiment_id(cfg.tracking.experiment)
     deployments = deploy.build_deployments(
-        cfg, args.model_uri, args.output, args.retrain_cron, args.forecast_cron, args.timezone
+        cfg,
+        _model_uri(args, cfg),
+        args.output,
+        args.retrain_cron,
+        args.forecast_cron,
+        args.timezone,
     )
     print(
         f"serving lstm-train/retrain '{args.retrain_cron}' and lstm-forecast/forecast "
@@ -176,8 +173,8 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
 def run_promote(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline import registry
 
-    store = _reachable_registry(args)
-    result = registry.promote(store, args.model_name, args.version, args.reason)
+    store, model_name = _reachable_registry(args)
+    result = registry.promote(store, model_name, args.version, args.reason)
     print(_alias_move(result))
     return result
 
@@ -185,18 +182,27 @@ def run_promote(args: argparse.Namespace) -> dict[str, Any]:
 def run_rollback(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline import registry
 
-    result = registry.rollback(_reachable_registry(args), args.model_name, args.reason)
+    store, model_name = _reachable_registry(args)
+    result = registry.rollback(store, model_name, args.reason)
     print(_alias_move(result))
     return result
 
 
-def _reachable_registry(args: argparse.Namespace) -> Store:
-    """The store; a dead server fails in seconds, not after MLflow's minutes of retries."""
+def _reachable_registry(args: argparse.Namespace) -> tuple[Store, str]:
+    """The store and the model name; a dead server fails in seconds, not after MLflow's minutes
+    of retries, and a missing sqlite store is not created (an alias needs a registry)."""
+    from lstm_pipeline.errors import InputError
     from lstm_pipeline.tracking import Store
 
-    store = Store.open(args.tracking_uri)
-    store.ensure_reachable(args.model_name, nothing_done="no alias was moved")
-    return store
+    tracking = pipeline_config(args).tracking
+    store = Store.open(tracking.tracking_uri)
+    if store.is_missing:
+        raise InputError(
+            f"no tracking store at {store.uri} (train first or pass --tracking-uri); "
+            "no alias was moved"
+        )
+    store.ensure_reachable(tracking.model_name, nothing_done="no alias was moved")
+    return store, tracking.model_name
 
 
 def _alias_move(result: dict[str, Any]) -> str:

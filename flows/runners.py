@@ -36,10 +36,19 @@ def task_runner(kind: RunnerKind | None = None, address: str | None = None) -> T
 
     if address:
         return DaskTaskRunner(address=address)
-    # processes: one torch fit per worker process, each with its own RNG and one thread
-    # (Dask's nanny sets OMP_NUM_THREADS=1 in each worker), so fits neither share a seed
-    # stream nor oversubscribe the cores
-    return DaskTaskRunner(cluster_kwargs={"processes": True, "threads_per_worker": 1})
+    return DaskTaskRunner(cluster_kwargs=dict(LOCAL_CLUSTER))
+
+
+# processes: one torch fit per worker process, each with its own RNG and one thread (Dask's
+# nanny sets OMP_NUM_THREADS=1 in each worker), so fits neither share a seed stream nor
+# oversubscribe the cores. Loopback: the scheduler, workers and nannies bind 127.0.0.1, and
+# the dashboard (Dask's default: every interface, port 8787) a free loopback port.
+LOCAL_CLUSTER: dict[str, Any] = {
+    "processes": True,
+    "threads_per_worker": 1,
+    "host": "127.0.0.1",
+    "dashboard_address": "127.0.0.1:0",
+}
 
 
 def from_environment(kind: RunnerKind | None = None, address: str | None = None) -> TaskRunner[Any]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,6 +30,7 @@ Trigger = Literal["manual", "schedule", "backtest", "tune"]  # what started a tr
 Interval = Literal["1d", "1h", "1wk"]
 
 CACHE_ENV = "LSTM_PIPELINE_CACHE"
+OPTUNA_STORAGE_ENV = "LSTM_PIPELINE_OPTUNA_STORAGE"  # tune's storage URL, kept out of parameters
 DEFAULT_CACHE_DIR = "data/cache"
 
 SAMPLE_TICKERS = ("AAPL", "AMZN", "GOOG", "MSFT", "NVDA", "SPY")
@@ -37,20 +41,41 @@ DEFAULT_SOURCE: Source = "yfinance"
 MODEL_NAME = "lstm-forecaster"  # the MLflow experiment and registered model, unless configured
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"  # relative to the working directory
 CHAMPION, CHALLENGER = "champion", "challenger"  # registry aliases: the model in use, a runner-up
-DEFAULT_MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
+
+
+def champion_uri(model_name: str) -> str:
+    """The registry URI of `model_name`'s champion: what a forecast uses unless told otherwise."""
+    return f"models:/{model_name}@{CHAMPION}"
+
+
+DEFAULT_MODEL_URI = champion_uri(MODEL_NAME)
 DEFAULT_FORECAST_OUTPUT = "forecasts/forecasts.csv"  # relative to the working directory
 
 
+def _path_text(text: str) -> str:
+    """A folder name the OS could take: no NUL byte, no name over 255 bytes (else the first
+    look at it raises ValueError or ENAMETOOLONG, not bad input)."""
+    if "\0" in text:
+        raise ValueError("a path cannot hold a NUL character")
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in text.split("/")):
+        raise ValueError("a path cannot hold a name longer than 255 bytes")
+    return text
+
+
+Folder = Annotated[str, AfterValidator(_path_text)]
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # no inf or nan in any float: `.inf` for lr or a delay is bad input, not a crash mid-run
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(_Frozen):
     tickers: tuple[str, ...] = SAMPLE_TICKERS  # upper-cased and checked before any path or request
     source: Source = DEFAULT_SOURCE
-    data_dir: str | None = None  # directory of TICKER.csv files, for source "csv"
-    cache_dir: str | None = None  # parquet price cache; None: $CACHE_ENV, else DEFAULT_CACHE_DIR
-    yfinance_cache_dir: str | None = None  # yfinance's own tz/cookie caches; None: CACHE/yfinance
+    data_dir: Folder | None = None  # directory of TICKER.csv files, for source "csv"
+    cache_dir: Folder | None = None  # parquet price cache; None: $CACHE_ENV, DEFAULT_CACHE_DIR
+    yfinance_cache_dir: Folder | None = None  # yfinance's tz/cookie caches; None: CACHE/yfinance
     interval: Interval = "1d"  # bar size fetched and cached; the model and forecast dates use 1d
     start: date | None = None  # first date used (inclusive); None = all the source has
     end: date | None = None  # last date used (inclusive); None = up to the latest finished bar
@@ -179,6 +204,18 @@ def with_trigger(cfg: PipelineConfig, trigger: Trigger) -> PipelineConfig:
     return cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"trigger": trigger})})
 
 
+def option_overrides(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options named like a config field (`seed`, `tracking_uri`, `interval`) as
+    build_config's `section__key` overrides: one name, one meaning, so every such option of
+    every command reaches its field, and one left out (None) leaves the file's value alone."""
+    sections = {
+        key: section
+        for section, info in PipelineConfig.model_fields.items()
+        for key in info.annotation.model_fields  # type: ignore[union-attr]
+    }
+    return {f"{sections[name]}__{name}": v for name, v in options.items() if name in sections}
+
+
 def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> PipelineConfig:
     """Defaults, then the YAML file, then non-None `section__key=value` overrides.
 
@@ -191,7 +228,19 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> Pipel
         keys = tree.get(section, {})
         if isinstance(keys, dict):  # else pydantic names the file's malformed section below
             tree[section] = {**keys, key: overrides[f"{section}__{key}"]}
-    tree = _csv_tickers_by_default(tree)
+    checked = _validated(tree, from_file, given, yaml_path)  # types first: data_dir a path
+    scanned = _csv_tickers_by_default(tree)
+    return checked if scanned is tree else _validated(scanned, from_file, given, yaml_path)
+
+
+def _validated(
+    tree: dict[str, Any],
+    from_file: dict[str, Any],
+    given: set[tuple[str, ...]],
+    yaml_path: str | Path | None,
+) -> PipelineConfig:
+    """`tree` as a PipelineConfig, or InputError naming the first bad key (and the file, when
+    the value came from it)."""
     try:
         return PipelineConfig.model_validate(tree)
     except ValidationError as exc:
@@ -201,7 +250,9 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> Pipel
         in_file = bool(loc) and loc[0] in from_file and loc[:2] not in given
         where = f" (config {yaml_path})" if in_file else ""
         message = first["msg"].removeprefix("Value error, ")
-        raise InputError(f"invalid {'.'.join(loc) or 'config'}{where}: {message}") from None
+        # a key the file made up may hold a newline: the one line stays one line
+        key = ".".join(p if p.isprintable() else repr(p) for p in loc) or "config"
+        raise InputError(f"invalid {key}{where}: {message}") from None
 
 
 def _csv_tickers_by_default(tree: dict[str, Any]) -> dict[str, Any]:
@@ -219,15 +270,36 @@ def _csv_tickers_by_default(tree: dict[str, Any]) -> dict[str, Any]:
     return tree | {"data": data | {"tickers": tickers}}
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes; /dev/zero never ends
+
+
 def _read_yaml(path: Path) -> dict[str, dict[str, Any]]:
     import yaml  # ~50 ms, and only a --config file needs it: not at --help
 
+    text = _config_text(path)
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise InputError(f"cannot read config {path}: {exc.strerror}") from None
+        tree = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise InputError(f"config {path} is not valid YAML: {one_line(exc)}") from None
+    except RecursionError:
+        raise InputError(f"config {path} is nested too deeply") from None
     if not isinstance(tree, dict):
         raise InputError(f"config {path} must be a mapping of sections")
     return tree
+
+
+def _config_text(path: Path) -> str:
+    """The text of a config file: a regular file of at most MAX_CONFIG_BYTES, in UTF-8."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a device, a FIFO or a folder
+            raise InputError(f"config {path} is not a regular file")
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)  # the size may have changed since stat
+    except OSError as exc:
+        raise InputError(f"cannot read config {path}: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise InputError(f"config {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config {path} is not UTF-8 text (byte {exc.start})") from None

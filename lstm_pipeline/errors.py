@@ -67,21 +67,37 @@ class TrackingUnavailableError(RuntimeError):
     """The tracking store does not answer; the message says what was (not) done."""
 
 
-# the user part of `scheme://user:password@host`: greedy up to the host's `@`, never past a `/`
-_USERINFO = re.compile(r"(?<=://)[^/\s]*@")
+# The user part of `scheme://user:password@host`: everything up to the LAST `@` of the URI (a
+# password may hold `/`, `@`, `:`, `?` or `#` unescaped; SQLAlchemy and requests take them so),
+# which ends at whitespace. A stray `@` later in a path costs the host, never the password.
+_USERINFO = re.compile(r"(?<=://)\S*@")
+# a secret in a query string: `?password=`, `&token=`, `access_token=`, `api_key=`, `sig=`, ...
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&;][\w.~-]*(?:pass|pwd|token|key|secret|sig|auth|credential|session)[\w.~-]*=)"
+    r"[^&;#\s]*"
+)
 
 
 def scrub(text: str) -> str:
-    """`text` with the credentials of every URI in it replaced by `***`.
+    """`text` with the credentials of every URI in it replaced by `***`: the user part and any
+    secret-looking query value.
 
     MLflow quotes the full tracking URI in its errors; a password in it must not reach a
     terminal, a log file or a scheduler's UI.
     """
-    return _USERINFO.sub("***@", text)
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub("***@", text))
+
+
+def split_userinfo(uri: str) -> tuple[str, str | None, str]:
+    """`scheme://`, the user part (None without one) and the rest, cut where scrub cuts."""
+    found = _USERINFO.search(uri)
+    if found is None:
+        return uri, None, ""
+    return uri[: found.start()], uri[found.start() : found.end() - 1], uri[found.end() :]
 
 
 def has_credentials(uri: str) -> bool:
-    """Whether `uri` carries a user part (a password or a token) that scrub would hide."""
+    """Whether `uri` carries a user part or a query secret (a password or a token)."""
     return scrub(uri) != uri
 
 

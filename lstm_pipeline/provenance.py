@@ -9,11 +9,11 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from lstm_pipeline import __version__
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.errors import has_credentials, scrub
+from lstm_pipeline.errors import has_credentials, scrub, split_userinfo
 
 UNKNOWN = "unknown"
 _SOURCE_DIR = Path(__file__).resolve().parent  # the code that runs, not the caller's cwd
@@ -80,18 +80,39 @@ def credentials_to_env(uri: str | None) -> str | None:
     An HTTP URI's `user:password@` moves to the variables MLflow's client reads them from
     (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD) and the clean URI is returned. Other
     credentials cannot be split off that way (`postgresql://user:pw@host/db`, a token-only
-    `https://token@host`): the whole URI moves to MLFLOW_TRACKING_URI and None is returned, so
-    the flows fall back to that variable. Either way the secret stays in this process's
-    environment (and its children's), out of Prefect's parameters, database and UI.
+    `https://token@host`, a `?token=` query): the whole URI moves to MLFLOW_TRACKING_URI and
+    None is returned, so the flows fall back to that variable. Either way the secret stays in
+    this process's environment (and its children's), out of Prefect's parameters, database and
+    UI.
     """
-    if not uri:
+    if not uri or not has_credentials(uri):
         return uri
-    parts = urlsplit(uri)
-    if uri.startswith(("http://", "https://")) and parts.password is not None:
-        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username or "")
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
-        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-    if has_credentials(uri):
-        os.environ["MLFLOW_TRACKING_URI"] = uri
-        return None
-    return uri
+    head, user, rest = split_userinfo(uri)
+    clean = head + rest
+    http = uri.startswith(("http://", "https://"))
+    if http and user is not None and ":" in user and not has_credentials(clean):
+        name, password = user.split(":", 1)  # a user name holds no raw ':', a password may
+        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(name)
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(password)
+        return clean
+    return secret_to_env(uri, "MLFLOW_TRACKING_URI")
+
+
+def without_credentials(cfg: PipelineConfig) -> PipelineConfig:
+    """`cfg` fit to be a flow parameter: its tracking URI's credentials moved to the
+    environment (credentials_to_env), wherever the URI came from (option or config file)."""
+    uri = cfg.tracking.tracking_uri
+    clean = credentials_to_env(uri)
+    if clean == uri:
+        return cfg
+    tracking = cfg.tracking.model_copy(update={"tracking_uri": clean})
+    return cfg.model_copy(update={"tracking": tracking})
+
+
+def secret_to_env(uri: str | None, variable: str) -> str | None:
+    """`uri` when it holds no credentials; else None, with `uri` moved to `variable`, where the
+    code that needs it reads it back (a flow parameter would be stored in plain text)."""
+    if not uri or not has_credentials(uri):
+        return uri
+    os.environ[variable] = uri
+    return None

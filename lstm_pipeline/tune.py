@@ -7,6 +7,7 @@ the storage can run one: that is what lets a distributed task runner spread them
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ import optuna
 import pandas as pd
 import yaml
 
-from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.config import OPTUNA_STORAGE_ENV, PipelineConfig
 from lstm_pipeline.features import build_window_sets
 from lstm_pipeline.files import write_atomic
 from lstm_pipeline.pipeline import evaluate_model, train_model
@@ -36,8 +37,10 @@ SEARCH_SPACE: dict[str, tuple[str, Any]] = {
 
 @contextmanager
 def study_storage(url: str | None) -> Iterator[str]:
-    """`url`, or a temporary sqlite file (removed on exit) when None: enough for one machine,
-    threads or local worker processes. A remote cluster needs a URL every worker reaches."""
+    """`url`, else $LSTM_PIPELINE_OPTUNA_STORAGE (where the CLI puts a URL with a password),
+    else a temporary sqlite file (removed on exit): enough for one machine, threads or local
+    worker processes. A remote cluster needs a URL every worker reaches."""
+    url = url or os.environ.get(OPTUNA_STORAGE_ENV)
     if url:
         yield url
         return

@@ -93,6 +93,11 @@ class Store:
         return Path(self.uri.removeprefix("sqlite:///"))
 
     @property
+    def is_missing(self) -> bool:
+        """Whether this is a sqlite store whose file does not exist: any use would create it."""
+        return self.sqlite_file is not None and not self.sqlite_file.is_file()
+
+    @property
     def is_server(self) -> bool:
         return self.uri.startswith(("http://", "https://"))
 

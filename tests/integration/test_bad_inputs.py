@@ -29,7 +29,7 @@ SAMPLE = ["--source", "sample", "--tickers", "AAPL"]
 CSV = ["--source", "csv", "--data-dir", "{inputs}/prices", "--tickers", "AAA", "--config", TINY]
 
 # YAML files written into the inputs folder: name -> text
-CONFIGS = {
+CONFIGS: dict[str, str | bytes] = {
     "tiny.yaml": "features: {window: 10, horizon: 3}\ntrain: {max_epochs: 1}\n",
     "window.yaml": "features: {window: -5}\n",
     "horizon.yaml": "features: {horizon: 0}\n",
@@ -40,6 +40,10 @@ CONFIGS = {
     "list.yaml": "- train\n",
     "model-name.yaml": "tracking: {model_name: 'a/b'}\n",
     "calendar.yaml": "data: {calendars: {AAPL: NOPE}}\n",
+    "latin1.yaml": b"train: {max_epochs: 1}\n# caf\xe9\n",
+    "data-dir-list.yaml": "data: {data_dir: [a, b]}\n",
+    "inf-lr.yaml": "train: {lr: .inf}\n",
+    "nan-delay.yaml": "data: {retry_base_delay: .nan}\n",
 }
 # ONNX files: the tiny model with its metadata changed -> the changes
 ALTERED_MODELS = {
@@ -137,6 +141,43 @@ CASES: dict[str, tuple[list[str], int, str]] = {
         2,
         "cannot read config {inputs}/nothing.yaml: No such file or directory",
     ),
+    "config-not-utf8": (
+        ["train", *SAMPLE, "--config", "{inputs}/latin1.yaml"],
+        2,
+        "config {inputs}/latin1.yaml is not UTF-8 text (byte 28)",
+    ),
+    "config-path-as-a-list": (
+        ["forecast", "--source", "csv", "--config", "{inputs}/data-dir-list.yaml"],
+        2,
+        "invalid data.data_dir (config {inputs}/data-dir-list.yaml): Input should be a valid "
+        "string",
+    ),
+    "config-inf-lr": (
+        ["train", *SAMPLE, "--config", "{inputs}/inf-lr.yaml"],
+        2,
+        "invalid train.lr (config {inputs}/inf-lr.yaml): Input should be a finite number",
+    ),
+    "config-nan-delay": (
+        ["fetch", "AAPL", "--source", "sample", "--config", "{inputs}/nan-delay.yaml"],
+        2,
+        "invalid data.retry_base_delay (config {inputs}/nan-delay.yaml): Input should be a "
+        "finite number",
+    ),
+    "config-never-ends": (
+        ["train", *SAMPLE, "--config", "/dev/zero"],
+        2,
+        "config /dev/zero is not a regular file",
+    ),
+    # the case's working directory is empty: nothing may appear in it (no mlflow/mlflow.db)
+    **{
+        f"{command}-without-a-store": (
+            [command, *version],
+            2,
+            "no tracking store at sqlite:///mlflow/mlflow.db (train first or pass "
+            "--tracking-uri); no alias was moved",
+        )
+        for command, version in (("promote", ["1"]), ("rollback", []))
+    },
     "onnx-wrong-input-shape": (
         ["forecast", *SAMPLE, "--model-uri", "{inputs}/wrong-shape.onnx"],
         2,
@@ -279,7 +320,7 @@ def write_inputs(folder: Path) -> None:
 
     folder.mkdir()
     for name, text in CONFIGS.items():
-        (folder / name).write_text(text)
+        (folder / name).write_bytes(text if isinstance(text, bytes) else text.encode())
     (folder / "prices").mkdir()
     make_prices(400).to_csv(folder / "prices" / "AAA.csv", index=False)
     export_tiny_model(folder / "tiny.onnx")

@@ -76,13 +76,13 @@ def test_help_of_the_cli_and_of_every_command_imports_no_heavy_library():
 def test_options_left_out_leave_the_config_file_and_then_the_config_defaults(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("data: {source: sample}\ntrain: {device: cpu}\n")
-    given = commands._training_config(build_parser().parse_args(["train", "--config", str(config)]))
+    given = commands.pipeline_config(build_parser().parse_args(["train", "--config", str(config)]))
     assert (given.data.source, given.train.device) == ("sample", "cpu")
-    left_out = commands._training_config(build_parser().parse_args(["train"]))
+    left_out = commands.pipeline_config(build_parser().parse_args(["train"]))
     assert left_out == build_config()
     named = build_parser().parse_args(["train", "--config", str(config), "--source", "csv"])
     with pytest.raises(InputError, match="source 'csv' needs data_dir"):
-        commands._training_config(named)
+        commands.pipeline_config(named)
 
 
 @pytest.mark.parametrize(

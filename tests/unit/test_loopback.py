@@ -42,3 +42,9 @@ def test_no_code_binds_every_interface():
         *(ROOT / "lstm_pipeline").rglob("*.py"),
     ]
     assert not [path for path in code if "0.0.0.0" in path.read_text()]
+
+
+def test_the_prefect_uis_api_url_follows_the_port():
+    recipe = make_recipe("prefect-server", PREFECT_PORT="4321")
+    assert "PREFECT_UI_API_URL=http://127.0.0.1:4321/api" in recipe, recipe
+    assert "--port 4321" in recipe, recipe

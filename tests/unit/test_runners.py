@@ -22,7 +22,8 @@ def test_an_address_implies_dask_on_that_cluster():
 def test_dask_without_an_address_is_a_temporary_cluster_of_single_threaded_processes():
     runner = task_runner("dask")
     assert isinstance(runner, DaskTaskRunner) and runner.address is None
-    assert runner.cluster_kwargs == {"processes": True, "threads_per_worker": 1}
+    assert runner.cluster_kwargs["processes"] is True
+    assert runner.cluster_kwargs["threads_per_worker"] == 1
 
 
 def test_threads_with_an_address_is_refused():
