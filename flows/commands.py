@@ -32,8 +32,12 @@ def _model_uri(args: argparse.Namespace, cfg: PipelineConfig) -> str:
 
 
 def _on_runner(flow: Any, args: argparse.Namespace) -> Any:
-    """`flow` with the task runner the options (else $LSTM_PIPELINE_DASK_ADDRESS) ask for."""
+    """`flow` with the task runner the options (else $LSTM_PIPELINE_DASK_ADDRESS) ask for, and
+    a Prefect API to run on (a temporary server that dies with this process, if none is set)."""
     from flows.runners import from_environment
+    from flows.temporary_server import use_tied_server
+
+    use_tied_server()
 
     return flow.with_options(task_runner=from_environment(args.task_runner, args.dask_address))
 

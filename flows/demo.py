@@ -15,8 +15,11 @@ from flows.commands import format_training
 def main() -> int:
     configure_logging()
     from flows.inference import forecast_flow
+    from flows.temporary_server import use_tied_server
     from flows.training import train_flow
     from lstm_pipeline.config import DEFAULT_FORECAST_OUTPUT, DEFAULT_MODEL_URI, build_config
+
+    use_tied_server()  # one temporary Prefect server for both flows, gone when the demo is
 
     started = time.perf_counter()
     cfg = build_config(data__source="sample")

@@ -256,6 +256,7 @@ LONGEST_FIRST = (
     "test_benchmarks.py",
     "test_bad_inputs.py",
     "test_flows_e2e.py",
+    "test_leftover_processes.py",
     "test_progress.py",
     "test_dask.py",
     "test_run_record.py",

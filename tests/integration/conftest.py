@@ -15,3 +15,11 @@ def clis_on_prefect_server(prefect_harness: str, monkeypatch: pytest.MonkeyPatch
     test_schedules, the terminal test of test_progress) do not use this."""
     monkeypatch.setitem(CLI_ENV, "PREFECT_API_URL", prefect_harness)
     return prefect_harness
+
+
+@pytest.fixture
+def clis_on_their_own_server(clis_on_prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Undoes `clis_on_prefect_server` (a module's default) for one test: its CLI processes
+    start their own temporary Prefect server, as a user's command does, for tests of what a
+    killed command leaves behind."""
+    monkeypatch.delitem(CLI_ENV, "PREFECT_API_URL")

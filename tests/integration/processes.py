@@ -1,4 +1,5 @@
-"""Real server processes for tests: a free loopback port, start, wait until healthy, stop."""
+"""Real server processes for tests: a free loopback port, start, wait until healthy, stop; and
+the processes a command left behind."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -106,3 +108,42 @@ def _wait_for_group_exit(pgid: int, seconds: float = 30) -> None:
             return
         time.sleep(0.5)
     os.killpg(pgid, signal.SIGKILL)
+
+
+# Every process a test's command starts inherits its environment, so a variable set for the
+# command marks its whole tree: a temporary server, Dask workers, whatever they start in turn.
+MARK = "LSTM_PIPELINE_TEST_MARK"
+
+
+def new_mark() -> dict[str, str]:
+    """An environment entry (for start_cli's `env`) no other command carries."""
+    return {MARK: uuid.uuid4().hex}
+
+
+def marked_processes(mark: dict[str, str]) -> dict[int, str]:
+    """The live processes whose environment carries `mark`: pid -> command line (Linux)."""
+    entry = f"{MARK}={mark[MARK]}".encode()
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:  # a process may end while it is read; another user's cannot be read
+            environ = (proc / "environ").read_bytes()  # a zombie's is empty: it is gone
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if entry in environ.split(b"\0"):
+            found[int(proc.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def leftovers(mark: dict[str, str], seconds: float = 30) -> dict[int, str]:
+    """The processes carrying `mark` still alive after up to `seconds` (none, once each has
+    seen its parent die and shut down); those left are killed, so no test leaks them."""
+    deadline = time.monotonic() + seconds
+    while (left := marked_processes(mark)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    for pid in left:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left

@@ -22,7 +22,7 @@ from lstm_pipeline import gate, predict, registry
 from lstm_pipeline.config import build_config
 from lstm_pipeline.tracking import Store
 from tests.conftest import LEARNABLE_CONFIG, ROOT, run_cli, start_cli
-from tests.integration.processes import free_port, kill_group, serving_process
+from tests.integration.processes import free_port, kill_group, leftovers, new_mark, serving_process
 from tests.integration.test_mlflow_server import server_args
 from tests.unit.test_registry import register
 
@@ -154,20 +154,22 @@ def test_a_tracking_server_dying_mid_run_fails_the_run_clearly_and_registers_not
 
 
 def test_training_killed_mid_epoch_leaves_the_registry_alone_and_the_next_run_works(
-    tmp_path, csv_dir, tiny_onnx, prefect_harness
+    tmp_path, csv_dir, tiny_onnx, prefect_harness, clis_on_their_own_server
 ):
     uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
     before = with_champion(uri, tiny_onnx)
+    mark = new_mark()
     proc = start_cli(
         "train", *csv_args(csv_dir), "--config", SMOKE, "--tracking-uri", uri,
-        cwd=tmp_path, prelude=pause_in_epoch_2(tmp_path),
+        cwd=tmp_path, prelude=pause_in_epoch_2(tmp_path), env=mark,
     )  # fmt: skip
     try:
         wait_until_paused(proc, tmp_path)  # and never told to go on
         os.kill(proc.pid, signal.SIGKILL)  # the OOM killer's way: no handler runs
         assert proc.wait(timeout=30) == -signal.SIGKILL
+        assert leftovers(mark) == {}  # its temporary Prefect server went with it
     finally:
-        kill_group(proc)  # its temporary Prefect server
+        kill_group(proc)
     client = MlflowClient(uri)
     assert versions(client) == [before] and champion(client) == before
     (killed,) = [r for r in client.search_runs(["1"]) if r.info.run_name.startswith("manual-")]
@@ -192,7 +194,9 @@ def test_training_killed_mid_epoch_leaves_the_registry_alone_and_the_next_run_wo
     assert swept.data.tags["ended_by"] == f"a later run: process {proc.pid} was gone"
 
 
-def test_a_forecast_killed_mid_write_keeps_the_previous_file(tmp_path, csv_dir, tiny_onnx):
+def test_a_forecast_killed_mid_write_keeps_the_previous_file(
+    tmp_path, csv_dir, tiny_onnx, clis_on_their_own_server
+):
     output = tmp_path / "out" / "forecasts.csv"
     output.parent.mkdir()
     output.write_text("the previous forecasts\n")
@@ -205,12 +209,14 @@ def test_a_forecast_killed_mid_write_keeps_the_previous_file(tmp_path, csv_dir, 
         "    _replace(src, dst)\n"
         "os.replace = _die"
     )
+    mark = new_mark()
     proc = start_cli(
         "forecast", *csv_args(csv_dir), "--model-uri", str(tiny_onnx[0]), "--output", str(output),
-        cwd=tmp_path, prelude=die_before_rename,
+        cwd=tmp_path, prelude=die_before_rename, env=mark,
     )  # fmt: skip
     try:
         assert proc.wait(timeout=300) == -signal.SIGKILL, proc.stderr.read()
+        assert leftovers(mark) == {}  # its temporary Prefect server went with it
     finally:
         kill_group(proc)
     assert output.read_text() == "the previous forecasts\n"
