@@ -11,6 +11,7 @@ endings and encodings; empty, header-only or binary files.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -51,8 +52,9 @@ def frames(draw: st.DrawFn, clean: bool) -> pd.DataFrame:
     A clean frame still varies what a good file may: date styles, offsets, extra columns."""
     n = draw(st.sampled_from([10, 12, 30, 60] if clean else [0, 1, 5, 9, 10, 12, 30, 60]))
     raw = make_prices(max(n, 1), seed=draw(st.integers(0, 3))).iloc[:n]
-    days = pd.bdate_range(draw(st.sampled_from(["2020-01-01", "2024-03-01"])), periods=n)
-    styles = ["iso", "compact", "time", "offset"] + ([] if clean else ["slash", "epoch"])
+    start = draw(st.sampled_from(["2024-03-01", "2020-01-01"]))  # the first crosses DST
+    days = pd.bdate_range(start, periods=n)
+    styles = ["iso", "offset", "compact", "time"] + ([] if clean else ["slash", "epoch"])
     style = draw(st.sampled_from(styles))
     frame = raw.astype(object)
     frame["Date"] = _date_text(days, style, draw(st.sampled_from(ZONES)))
@@ -76,14 +78,15 @@ def frames(draw: st.DrawFn, clean: bool) -> pd.DataFrame:
 
 
 @st.composite
-def file_bytes(draw: st.DrawFn) -> bytes:
-    """One price file as bytes: a broken frame serialised oddly, or no CSV at all."""
-    kind = draw(st.sampled_from(["clean"] * 8 + ["broken"] * 10 + ["empty", "binary", "header"]))
+def file_bytes(draw: st.DrawFn, clean: bool) -> bytes:
+    """One price file as bytes: a clean frame, a broken one serialised oddly, or no CSV."""
+    kind = (
+        "clean" if clean else draw(st.sampled_from(["broken"] * 9 + ["empty", "binary", "header"]))
+    )
     if kind == "empty":
         return b""
     if kind == "binary":
         return draw(st.binary(min_size=1, max_size=200))
-    clean = kind == "clean"
     frame = draw(frames(clean))
     if kind == "header":
         frame = frame.iloc[:0]
@@ -99,17 +102,24 @@ def file_bytes(draw: st.DrawFn) -> bytes:
     return text.encode(draw(st.sampled_from(encodings)), errors="replace")
 
 
+@dataclass(frozen=True)
+class PriceFolder:
+    files: dict[str, bytes]  # file name -> content
+    valid: bool  # clean bars, under a name that is TICKER's alone: the forecast must succeed
+
+
 @st.composite
-def price_folders(draw: st.DrawFn) -> dict[str, bytes]:
-    """File name -> bytes of a csv folder for TICKER."""
+def price_folders(draw: st.DrawFn) -> PriceFolder:
+    """A csv folder for TICKER, valid about a third of the time."""
     name = draw(st.sampled_from([TICKER, TICKER.lower(), "Aaa"])) + draw(
         st.sampled_from([".csv", ".csv", ".CSV"])
     )
-    files = {name: draw(file_bytes())}
+    clean = draw(st.integers(0, 2)) == 0
+    files = {name: draw(file_bytes(clean))}
     extra = draw(st.sampled_from([None, None, None, None, "._AAA.csv", "aAa.csv", "BBB.csv"]))
     if extra and extra.lower() != name.lower():
         files[extra] = b"\x00\x05\x16\x07Mac OS X" if extra.startswith("._") else files[name]
-    return files
+    return PriceFolder(files, clean and "aAa.csv" not in files)
 
 
 def write_folder(folder: Path, files: dict[str, bytes]) -> Path:

@@ -32,18 +32,18 @@ def cwd_kept():
 
 
 @settings(
-    max_examples=30,
+    max_examples=40,
     deadline=None,
     derandomize=True,  # the same cases on every run and machine
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(files=price_folders())
+@given(case=price_folders())
 def test_forecast_on_a_malformed_csv_exits_0_with_finite_forecasts_or_2_with_one_line(
-    tmp_path_factory, tiny_onnx, prefect_harness, cwd_kept, capsys, files
+    tmp_path_factory, tiny_onnx, prefect_harness, cwd_kept, capsys, case
 ):
     root = tmp_path_factory.mktemp("cli-fuzz")
-    folder = write_folder(root / "prices", files)
+    folder = write_folder(root / "prices", case.files)
     work = root / "work"
     work.mkdir()
     args = ["forecast", "--source", "csv", "--data-dir", str(folder), "--tickers", TICKER]
@@ -51,7 +51,9 @@ def test_forecast_on_a_malformed_csv_exits_0_with_finite_forecasts_or_2_with_one
     with capsys.disabled():  # sys.stdout and sys.stderr write to the descriptors run_case catches
         result = run_case(args, str(work))
     assert result["code"] in (0, 2), result
+    assert result["code"] == 0 or not case.valid, result["stderr"]  # clean bars must forecast
     assert "Traceback" not in result["stdout"] + result["stderr"], result
+    assert "Warning:" not in result["stderr"], result["stderr"]  # no Python warning either
     if result["code"] == 2:
         event("exit 2")
         lines = result["stderr"].strip().splitlines()
