@@ -263,8 +263,10 @@ def _csv_tickers_by_default(tree: dict[str, Any]) -> dict[str, Any]:
         return tree
     if not data.get("data_dir"):
         return tree  # DataConfig says that csv needs data_dir
+    from lstm_pipeline.validate import price_files  # imports pandas: not at --help
+
     folder = Path(data["data_dir"])
-    tickers = tuple(sorted(p.stem for p in folder.glob("*.csv"))) if folder.is_dir() else ()
+    tickers = tuple(sorted(price_files(folder)))
     if not tickers:
         raise InputError(f"data_dir {folder} holds no TICKER.csv files: add some or pass tickers")
     return tree | {"data": data | {"tickers": tickers}}

@@ -30,7 +30,10 @@ from lstm_pipeline.validate import (
     ADJ_CLOSE,
     FEATURES,
     PRICE_COLUMNS,
+    check_adjusted,
     day,
+    exchange_dates,
+    price_files,
     require_columns,
     require_rows,
     validate_prices,
@@ -90,7 +93,8 @@ def read_local(ticker: str, cfg: DataConfig) -> tuple[pd.DataFrame, str]:
     """Raw bars and where they came from, for the `sample` and `csv` sources."""
     if cfg.source == "sample":
         return read_sample(ticker)
-    path = Path(cfg.data_dir or ".") / f"{ticker}.csv"
+    folder = Path(cfg.data_dir or ".")
+    path = price_files(folder, warn=False).get(ticker, folder / f"{ticker}.csv")
     return read_price_csv(path, ticker), f"file {path}"
 
 
@@ -118,15 +122,15 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
     """A yfinance-layout CSV (`Date,Open,High,Low,Close[,Adj Close],Volume`) as a raw frame."""
     if not path.is_file():
         raise InputError(f"{ticker}: file {path} not found")
-    try:
-        frame = pd.read_csv(path)
+    try:  # dates as text: pandas would read 20260212 as a number, then warn on parsing it
+        frame = pd.read_csv(path, dtype={"Date": str}, low_memory=False)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataValidationError(
             f"{ticker}: file {path} is not a readable CSV ({one_line(exc)})"
         ) from None
     if "Date" not in frame.columns:
         raise DataValidationError(f"{ticker}: file {path}: no Date column")
-    dates = pd.to_datetime(frame["Date"], format="ISO8601", errors="coerce")
+    dates = exchange_dates(frame["Date"])
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna())[0])
         raise DataValidationError(
@@ -136,8 +140,11 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
 
 
 def check_bars(raw: pd.DataFrame, ticker: str, origin: str, cfg: DataConfig) -> pd.DataFrame:
-    """Validated numeric raw bars (see validate.validate_prices) with the configured limits."""
-    return validate_prices(raw, ticker, origin, cfg.max_gap_days, cfg.zero_volume_bars)
+    """Validated numeric raw bars (see validate.validate_prices) with the configured limits,
+    whose adjusted prices the model can take too."""
+    bars = validate_prices(raw, ticker, origin, cfg.max_gap_days, cfg.zero_volume_bars)
+    check_adjusted(adjust_ohlc(bars), f"{ticker}: {origin}")
+    return bars
 
 
 def to_prices(bars: pd.DataFrame, origin: str) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,13 @@ ADJ_CLOSE = "Adj Close"  # optional: close adjusted for splits and dividends
 HIGH_LOW_RTOL = 1e-6
 # starts like a symbol (AAPL, ^GSPC), so "." or ".." can never be one; tickers become file names
 _TICKER = re.compile(r"[A-Z0-9^][A-Z0-9.\-^=]{0,14}")
+# The model runs in float32 (max ~3.4e38) and takes ratios of two values of a window (log of
+# price / last close, volume / mean volume): values in these bounds keep every ratio under 1e27.
+# Far beyond any quoted price (Berkshire A ~1e6, the smallest tokens ~1e-9) or daily volume.
+PRICE_MIN, PRICE_MAX = 1e-12, 1e15
+VOLUME_MAX = 1e18
+# a time after the date, then its UTC offset: `2024-03-08 00:00:00-05:00`, `...T09:30Z`
+_OFFSET = re.compile(r"^(?P<local>.*\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|UTC|[+-]\d\d(?::?\d\d)?)$")
 
 
 def validate_ticker(ticker: str) -> str:
@@ -36,6 +44,56 @@ def validate_ticker(ticker: str) -> str:
             f"invalid ticker {ticker!r}: use 1-15 letters, digits or . - ^ = (e.g. AAPL, BRK-B)"
         )
     return symbol
+
+
+def ticker_of_file(name: str) -> str | None:
+    """The ticker a price file's name gives (`aapl.csv`, `AAPL.CSV`: AAPL), None for a name
+    that is no ticker file (`._SPY.csv`, macOS metadata; `notes.txt`)."""
+    if not name.lower().endswith(".csv"):
+        return None
+    try:
+        return validate_ticker(name[: -len(".csv")])
+    except InputError:
+        return None
+
+
+def price_files(folder: Path, warn: bool = True) -> dict[str, Path]:
+    """Ticker -> its `TICKER.csv` in `folder`, names matched case-insensitively.
+
+    InputError naming both files when two name one ticker (`AAPL.csv`, `aapl.csv`); `.csv`
+    files whose name is no ticker are skipped, with one warning line when `warn`.
+    """
+    found: dict[str, list[Path]] = {}
+    skipped = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+        ticker = ticker_of_file(path.name)
+        if ticker is None:
+            skipped += [path.name] if path.name.lower().endswith(".csv") else []
+        elif path.is_file():
+            found.setdefault(ticker, []).append(path)
+    if skipped and warn:
+        log.warning("%s: skipped %s: not TICKER.csv file names", folder, ", ".join(skipped))
+    for ticker, paths in found.items():
+        if len(paths) > 1:
+            raise InputError(
+                f"{ticker}: {' and '.join(map(str, paths))} name the same ticker: keep one"
+            )
+    return {ticker: paths[0] for ticker, paths in found.items()}
+
+
+def exchange_dates(text: pd.Series) -> pd.Series:
+    """Dates as written, as naive midnights (NaT where unreadable): a UTC offset is dropped
+    (yfinance writes each daily bar at midnight exchange time, the offset changing at daylight
+    saving), a time of day too, so two rows of one day are a repeated date. Compact `20260212`
+    is ISO 8601 too."""
+    local = text.astype("string").str.strip().str.replace(_OFFSET, r"\g<local>", regex=True)
+    try:
+        dates = pd.to_datetime(local, format="ISO8601", errors="coerce")
+    except ValueError:  # an offset without a time (`2024-03-08+01:00`) beside another
+        dates = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+    return dates.dt.normalize()
 
 
 def require_columns(frame: pd.DataFrame, where: str) -> None:
@@ -55,21 +113,21 @@ def validate_prices(
     """The numeric columns of a raw frame less market-closed rows, or DataValidationError.
 
     Checks the values as the source has them (before any adjustment, so messages quote the
-    file). Errors name the first bad date: dates not unique and increasing, a NaN or text, a
-    price <= 0, High or Low on the wrong side of Open/Close, negative volume, fewer than 2 rows.
+    file). Errors name the first bad date: dates not unique and increasing, a NaN or text, an
+    infinity, a price <= 0, negative volume, a value out of the bounds a float32 model can take
+    (PRICE_MIN..PRICE_MAX, VOLUME_MAX), High or Low on the wrong side of Open/Close, fewer
+    than 2 rows. A time zone on the dates is dropped (each keeps its wall-clock time).
     Warnings: rows with every price NaN (dropped), gaps over `max_gap_days` calendar days,
     `zero_volume_bars` or more zero-volume bars in a row.
     """
     where = f"{ticker}: {origin}"
     require_columns(raw, where)
+    if getattr(raw.index, "tz", None) is not None:  # a cache written by something else
+        raw = raw.set_axis(pd.DatetimeIndex(raw.index).tz_localize(None))
     check_dates(raw.index, where)
     prices = drop_closed_rows(numeric_columns(raw), where)
     for bad_rows, what in row_problems(prices):
-        if bad_rows.any():
-            first = int(np.flatnonzero(bad_rows.to_numpy())[0])
-            raise DataValidationError(
-                f"{where}: {what(prices.iloc[first])} on {day(prices.index[first])}"
-            )
+        refuse_first(prices, bad_rows, what, where)
     if len(prices) < 2:
         raise DataValidationError(f"{where}: only {len(prices)} row(s) with prices")
     warn_about_gaps(prices.index, where, max_gap_days)
@@ -126,9 +184,15 @@ def row_problems(prices: pd.DataFrame) -> list[tuple[pd.Series, Describe]]:
             lambda r: f"missing or non-numeric {', '.join(c for c in every if pd.isna(r[c]))}",
         ),
         (
+            ~prices.apply(np.isfinite).all(axis=1),
+            lambda r: "non-finite " + ", ".join(f"{c} {r[c]}" for c in every if np.isinf(r[c])),
+        ),
+        (
             (prices[priced] <= 0).any(axis=1),
             lambda r: "non-positive " + ", ".join(f"{c} {r[c]:g}" for c in priced if r[c] <= 0),
         ),
+        (volume < 0, lambda r: f"negative Volume {r['Volume']:g}"),
+        out_of_range(prices),
         (high < low, lambda r: f"High {r['High']:g} below Low {r['Low']:g}"),
         (
             high < top * (1 - HIGH_LOW_RTOL),
@@ -138,8 +202,38 @@ def row_problems(prices: pd.DataFrame) -> list[tuple[pd.Series, Describe]]:
             low > bottom * (1 + HIGH_LOW_RTOL),
             lambda r: f"Low {r['Low']:g} above min(Open, Close) {min(r['Open'], r['Close']):g}",
         ),
-        (volume < 0, lambda r: f"negative Volume {r['Volume']:g}"),
     ]
+
+
+def out_of_range(prices: pd.DataFrame, after: str = "") -> tuple[pd.Series, Describe]:
+    """(bad-row mask, describe) for prices outside [PRICE_MIN, PRICE_MAX] or Volume over
+    VOLUME_MAX; `after` says what made the values (an adjustment)."""
+    limits = {c: (PRICE_MIN, PRICE_MAX) for c in price_columns(prices)}
+    if "Volume" in prices.columns:
+        limits["Volume"] = (0.0, VOLUME_MAX)
+    outside = {c: ~prices[c].between(low, high) for c, (low, high) in limits.items()}
+
+    def describe(row: pd.Series) -> str:
+        column = next(c for c, (low, high) in limits.items() if not low <= row[c] <= high)
+        low, high = limits[column]
+        return f"{column} {row[column]:g}{after} out of range {low:g} to {high:g}"
+
+    return pd.DataFrame(outside).any(axis=1), describe
+
+
+def check_adjusted(prices: pd.DataFrame, where: str) -> None:
+    """DataValidationError naming column and date when the split/dividend adjustment took a
+    value out of the range the model can take (a tiny or huge Adj Close / Close)."""
+    refuse_first(prices, *out_of_range(prices, " after adjustment by Adj Close / Close"), where)
+
+
+def refuse_first(prices: pd.DataFrame, bad_rows: pd.Series, what: Describe, where: str) -> None:
+    """DataValidationError saying what is wrong with the first bad row, and its date."""
+    if bad_rows.any():
+        first = int(np.flatnonzero(bad_rows.to_numpy())[0])
+        raise DataValidationError(
+            f"{where}: {what(prices.iloc[first])} on {day(prices.index[first])}"
+        )
 
 
 def warn_about_gaps(dates: pd.Index, where: str, max_gap_days: int) -> None:

@@ -255,6 +255,7 @@ LONGEST_FIRST = (
     "test_cli.py",
     "test_benchmarks.py",
     "test_bad_inputs.py",
+    "test_csv_fuzz_cli.py",  # 40 generated csv folders through the CLI, about 60 s
     "test_flows_e2e.py",
     "test_leftover_processes.py",
     "test_progress.py",

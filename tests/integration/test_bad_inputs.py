@@ -110,6 +110,18 @@ CASES: dict[str, tuple[list[str], int, str]] = {
     ),
     "ticker-path": (["train", "--tickers", "../etc"], 2, "invalid ticker '../etc'"),
     "csv-without-folder": (["train", "--source", "csv"], 2, "source 'csv' needs data_dir"),
+    # file names match tickers in any case: two files for one ticker, by lookup and by scan
+    "csv-two-files-one-ticker": (
+        ["forecast", "--source", "csv", "--data-dir", "{inputs}/dupes", "--tickers", "AAA"]
+        + ["--model-uri", "{inputs}/tiny.onnx"],
+        2,
+        "AAA: {inputs}/dupes/AAA.csv and {inputs}/dupes/aaa.csv name the same ticker: keep one",
+    ),
+    "csv-scan-two-files-one-ticker": (
+        ["train", "--source", "csv", "--data-dir", "{inputs}/dupes", "--config", TINY],
+        2,
+        "AAA: {inputs}/dupes/AAA.csv and {inputs}/dupes/aaa.csv name the same ticker: keep one",
+    ),
     "config-unknown-key": (
         ["train", *SAMPLE, "--config", "{inputs}/unknown-key.yaml"],
         2,
@@ -323,6 +335,9 @@ def write_inputs(folder: Path) -> None:
         (folder / name).write_bytes(text if isinstance(text, bytes) else text.encode())
     (folder / "prices").mkdir()
     make_prices(400).to_csv(folder / "prices" / "AAA.csv", index=False)
+    (folder / "dupes").mkdir()
+    for name in ("AAA.csv", "aaa.csv"):
+        make_prices(40).to_csv(folder / "dupes" / name, index=False)
     export_tiny_model(folder / "tiny.onnx")
     for name, changes in ALTERED_MODELS.items():
         alter_metadata(folder / "tiny.onnx", folder / name, changes)

@@ -37,6 +37,13 @@ ERRORS = {
     "GARBAGE": ": no Date column",
     "BINARY": " is not a readable CSV",
     "EMPTY": " is not a readable CSV \\(No columns to parse from file\\)",
+    "INFPRICE": ": non-finite Close inf on 2020-01-08",
+    "INFVOL": ": non-finite Volume -inf on 2020-01-09",
+    "HUGEPRICE": ": High 1e\\+300 out of range 1e-12 to 1e\\+15 on 2020-01-07",
+    "F32VOL": ": Volume 1e\\+39 out of range 0 to 1e\\+18 on 2020-01-10",
+    "ADJHUGE": ": High [0-9.e+]+ after adjustment by Adj Close / Close out of range 1e-12 to "
+    "1e\\+15 on 2020-01-13",
+    "SAMEDAY": ": date 2020-01-02 repeats",
 }
 
 
@@ -56,6 +63,8 @@ def test_the_corpus_has_a_case_for_every_file():
         "CLOSED",
         "GAP",
         "ZEROVOL",
+        "TZDST",
+        "COMPACT",
     }
 
 
