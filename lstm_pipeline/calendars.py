@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -126,7 +127,7 @@ def next_trading_days(as_of: pd.Timestamp, count: int, calendar: str) -> list[pd
     sessions, known_from, known_to = _sessions(calendar, day.year, min(last.year, LAST_YEAR))
     candidates = pd.date_range(day + pd.Timedelta(days=1), last)
     known = (candidates >= known_from) & (candidates <= known_to)
-    weekday = candidates.dayofweek < 5  # XSAU trades Sunday to Thursday: only off the record
+    weekday = candidates.day_of_week < 5  # XSAU trades Sunday to Thursday: only off the record
     days = candidates[(known & candidates.isin(sessions)) | (~known & weekday)][:count]
     guessed = days[(days < known_from) | (days > known_to)]
     if len(guessed):
@@ -167,7 +168,12 @@ def _sessions(
 def _calendar(name: str, start: pd.Timestamp, end: pd.Timestamp) -> ExchangeCalendar:
     import exchange_calendars
 
-    return exchange_calendars.get_calendar(name, start=start, end=end)
+    # exchange_calendars 4.13 calls APIs that pandas 3.1 deprecates (Series.values of aware
+    # dates): its warnings are not the user's to act on, and must not reach a job's stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        return exchange_calendars.get_calendar(name, start=start, end=end)
 
 
 def _factory(name: str) -> type[ExchangeCalendar]:
