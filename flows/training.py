@@ -109,6 +109,7 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
         "promoted": promotion.promoted,
         "alias": promotion.alias,
         "reason": promotion.reason,
+        "gate": promotion.gate,  # gate.compared false: the champion could not be scored
         "metrics": {k: _plain(v) for k, v in report.metrics.items()},
         "skipped": describe_failures(failures),  # tickers trained without, with the reason
     }

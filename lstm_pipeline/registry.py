@@ -19,13 +19,13 @@ from __future__ import annotations
 import getpass
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lstm_pipeline import gate
-from lstm_pipeline.errors import InputError, one_line
+from lstm_pipeline.errors import InputError, ModelNotFoundError, one_line
 from lstm_pipeline.tracking import (
     CHALLENGER,
     CHAMPION,
@@ -50,18 +50,27 @@ class Promotion:
     promoted: bool
     alias: str
     reason: str
+    gate: dict[str, str]  # gate_tags: the scores, whether they were compared, and why not
 
 
 def judge(
     store: Store, model_name: str, new_model: Path, val: WindowSet, margin: float
 ) -> gate.GateDecision:
-    """Score the new ONNX model and the current champion on `val` alike, then apply the rule."""
+    """Score the new ONNX model and the current champion on `val` alike, then apply the rule.
+
+    A store that fails to say who the champion is fails the gate (TrackingUnavailableError);
+    a champion whose model file is missing is reported unscored, like one that does not load.
+    """
     holder = store.version_by_alias(model_name, CHAMPION)
-    champion = None
-    if holder is not None:
-        resolved = resolve_model(f"models:/{model_name}/{holder.version}", store)
-        champion = (str(holder.version), resolved.path)
-    return gate.decide(gate.score_both(new_model, champion, val), margin)
+    if holder is None:
+        return gate.decide(gate.score_both(new_model, None, val), margin)
+    version = str(holder.version)
+    try:
+        resolved = resolve_model(f"models:/{model_name}/{version}", store)
+    except ModelNotFoundError as exc:
+        alone = gate.score_both(new_model, None, val)
+        return gate.decide(replace(alone, champion_version=version, note=str(exc)), margin)
+    return gate.decide(gate.score_both(new_model, (version, resolved.path), val), margin)
 
 
 def register_and_gate(
@@ -149,6 +158,8 @@ def gate_tags(decision: gate.GateDecision) -> dict[str, str]:
         "gate.margin": str(decision.margin),
         "gate.windows": str(s.windows),
         "gate.horizons": str(s.horizons),
+        "gate.compared": str(s.compared).lower(),  # false: no champion, or none to score
+        "gate.note": s.note or NONE,  # why a champion (or the new model) went unscored
         "promotion": decision.reason,
     }
 
@@ -162,7 +173,7 @@ def _apply(run: Run, model_name: str, version: str, decision: gate.GateDecision)
         run.client.set_registered_model_alias(model_name, CHALLENGER, version)
     log.info("%s v%s: %s", model_name, version, decision.reason)
     alias = CHAMPION if decision.promote else CHALLENGER
-    return Promotion(decision.promote, alias, decision.reason)
+    return Promotion(decision.promote, alias, decision.reason, tags)
 
 
 def promote(store: Store, model_name: str, version: str, reason: str) -> dict[str, Any]:

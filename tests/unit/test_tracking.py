@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lstm_pipeline.config import MODEL_NAME as MODEL
@@ -105,6 +106,14 @@ def test_a_run_whose_block_raises_ends_failed_with_the_reason(store):
     record = MlflowClient(store.uri).get_run(run.run_id)
     assert record.info.status == "FAILED"
     assert record.data.tags["failure_reason"] == "ValueError: bad window"
+
+
+def test_a_run_whose_params_cannot_be_logged_ends_failed_not_running(store):
+    with pytest.raises(MlflowException):
+        store.start_run(MODEL, "doomed", {"bad*name": 1}, {})  # a name MLflow refuses
+    (run,) = MlflowClient(store.uri).search_runs([store.experiment_id(MODEL)])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"].startswith("MlflowException")
 
 
 def test_artifacts_live_beside_the_sqlite_store(store):
