@@ -23,6 +23,7 @@ from lstm_pipeline.tracking import (
     Store,
     champion_lock,
     end_orphaned_runs,
+    lock,
     log_onnx_model,
     resolve_model,
 )
@@ -273,3 +274,119 @@ def test_a_lock_left_by_a_dead_process_is_broken(store):
         held = store.client.get_registered_model(f"{MODEL}.gate-lock")
         assert held.tags[OWNER_TAG] == f"{socket.gethostname()}:{os.getpid()}"
     assert store.client.search_registered_models() == []
+
+
+LOCK = f"{MODEL}.gate-lock"
+
+
+def lock_generation(store: Store) -> str | None:
+    """The token of the lock now in the store (its creation time for a lock without one)."""
+    held = store.registered_model(LOCK)
+    if held is None:
+        return None
+    return held.tags.get(lock.TOKEN_TAG) or f"created-{held.creation_timestamp}"
+
+
+class WatchedStore(Store):
+    """A store that tells `on_read` each time the lock is read through it."""
+
+    def __init__(self, uri: str, on_read) -> None:
+        super().__init__(uri)
+        self.on_read = on_read
+
+    def registered_model(self, name: str):
+        found = super().registered_model(name)
+        if name == LOCK:
+            self.on_read(found)
+        return found
+
+
+def test_two_waiters_that_saw_the_same_stale_lock_break_it_once_and_the_fresh_lock_survives(
+    store, caplog
+):
+    """The second waiter read the dead gate's lock, then the first broke it and took a fresh
+    one; the second must not delete the fresh lock by name."""
+    store.experiment_id(MODEL)
+    owner = f"{socket.gethostname()}:{exited_pid()}"
+    store.client.create_registered_model(LOCK, tags={OWNER_TAG: owner})  # a dead gate's
+    saw_stale, first_inside, second_moved_on = (threading.Event() for _ in range(3))
+    reads: list[object] = []
+    spans: dict[str, tuple[float, float]] = {}
+
+    def second_reads(found) -> None:
+        reads.append(found)
+        if len(reads) == 1:  # the dead gate's lock: stale; hold on until the first is inside
+            saw_stale.set()
+            first_inside.wait(timeout=60)
+        elif len(reads) >= 4:
+            second_moved_on.set()
+
+    def second() -> None:
+        with champion_lock(WatchedStore(store.uri, second_reads), MODEL, wait_s=120):
+            second_moved_on.set()
+            spans["second"] = (time.monotonic(), time.monotonic())
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    assert saw_stale.wait(timeout=60)
+    with champion_lock(Store.open(store.uri), MODEL, wait_s=60):
+        entered = time.monotonic()
+        fresh = lock_generation(store)
+        first_inside.set()
+        second_moved_on.wait(timeout=60)  # the second has tried its break, and waits again
+        survived = lock_generation(store)
+        spans["first"] = (entered, time.monotonic())
+    waiter.join(timeout=120)
+    assert survived == fresh is not None
+    assert spans["second"][0] >= spans["first"][1]  # one gate at a time
+    assert len([r for r in caplog.records if "broke" in r.getMessage()]) == 1
+    assert store.client.search_registered_models() == []  # no lock, no break marker left
+
+
+def test_a_fast_client_clock_does_not_break_a_live_lock(store, monkeypatch):
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.2, raising=False)
+    monkeypatch.setattr(lock, "GATE_LOCK_STALE_S", 2)
+    store.experiment_id(MODEL)
+    holding, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with champion_lock(Store.open(store.uri), MODEL):
+            holding.set()
+            done.wait(timeout=60)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(timeout=60)
+    held = lock_generation(store)
+    skewed = time.time() + 600  # this client's clock: ten minutes ahead of the store's
+    monkeypatch.setattr(time, "time", lambda: skewed)
+    try:
+        with pytest.raises(TimeoutError), champion_lock(store, MODEL, wait_s=5):
+            pass
+        assert lock_generation(store) == held
+    finally:
+        done.set()
+        thread.join(timeout=60)
+
+
+def test_a_lock_whose_heartbeat_stops_is_broken_after_the_waiters_own_timeout(store, monkeypatch):
+    monkeypatch.setattr(lock, "GATE_LOCK_STALE_S", 1)
+    store.experiment_id(MODEL)
+    # a gate on another host (its process cannot be seen from here) that stopped beating
+    store.client.create_registered_model(
+        LOCK, tags={OWNER_TAG: "elsewhere:1", lock.TOKEN_TAG: "t1", lock.HEARTBEAT_TAG: "7"}
+    )
+    with champion_lock(store, MODEL, wait_s=30):
+        assert lock_generation(store) not in (None, "t1")
+    assert store.client.search_registered_models() == []
+
+
+def test_only_the_owner_of_a_lock_releases_it(store):
+    store.experiment_id(MODEL)
+    with champion_lock(store, MODEL):
+        # meanwhile this gate was judged stale, its lock broken and taken by another gate
+        store.client.delete_registered_model(LOCK)
+        store.client.create_registered_model(
+            LOCK, tags={OWNER_TAG: "elsewhere:2", lock.TOKEN_TAG: "theirs"}
+        )
+    assert lock_generation(store) == "theirs"
