@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NONE = "none"
+WITHDRAW_WAIT_S = 120  # a failed gate waits this long for the lock to give `champion` back
 
 
 @dataclass(frozen=True)
@@ -106,13 +107,18 @@ def register_and_gate(
 
 
 def _withdraw(store: Store, model_name: str, version: str) -> None:
-    """Delete a version whose gate failed half-way, giving `champion` back if it took it."""
+    """Delete a version whose gate failed half-way, giving `champion` back if it took it.
+
+    The alias moves back under the champion lock, like every other move; only this process
+    gives `champion` to `version`, so a version that does not hold it now never will.
+    """
     try:
-        holder = store.version_by_alias(model_name, CHAMPION)
-        if holder is not None and str(holder.version) == version:
-            previous = holder.tags.get("previous_champion", NONE)
-            if previous != NONE:
-                store.client.set_registered_model_alias(model_name, CHAMPION, previous)
+        if _holder(store, model_name) == version:
+            with champion_lock(store, model_name, wait_s=WITHDRAW_WAIT_S):
+                holder = store.version_by_alias(model_name, CHAMPION)
+                previous = holder.tags.get("previous_champion", NONE) if holder else NONE
+                if str(getattr(holder, "version", "")) == version and previous != NONE:
+                    store.client.set_registered_model_alias(model_name, CHAMPION, previous)
         store.client.delete_model_version(model_name, version)
     except Exception as exc:  # the store may be what failed; the original error matters more
         log.warning("could not withdraw %s v%s: %s", model_name, version, one_line(exc))

@@ -15,7 +15,7 @@ from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import InputError, ModelNotFoundError, TrackingUnavailableError
 from lstm_pipeline.features import build_window_sets
 from lstm_pipeline.gate import GateScores, decide
-from lstm_pipeline.tracking import Store, log_onnx_model
+from lstm_pipeline.tracking import Store, champion_lock, log_onnx_model
 from tests.conftest import make_prices
 
 
@@ -24,6 +24,10 @@ def register(store: Store, tiny_onnx) -> tuple[str, str]:
     path, example = tiny_onnx
     run = store.start_run(MODEL, "registry-test", {"a": 1}, {})
     return run.run_id, log_onnx_model(run, path, example, MODEL)
+
+
+def versions(store: Store) -> list[str]:
+    return sorted(str(v.version) for v in store.client.search_model_versions(f"name = '{MODEL}'"))
 
 
 def holder(store: Store, alias: str = "champion") -> str | None:
@@ -155,3 +159,21 @@ def test_only_a_missing_model_or_alias_reads_as_no_champion(
                 registry.judge(store, MODEL, tiny_onnx[0], val, 0.0)
     finally:
         server.shutdown()
+
+
+def test_a_failed_gate_gives_champion_back_only_under_the_lock(store, tiny_onnx):
+    from tests.unit.test_tracking import LOCK, WatchedStore
+
+    v1, v2 = (register(store, tiny_onnx)[1] for _ in range(2))
+    registry.promote(store, MODEL, v1, "first")
+    registry.promote(store, MODEL, v2, "then the gate that failed half-way")
+    waiting = threading.Event()
+    watched = WatchedStore(store.uri, lambda found: waiting.set())
+    with champion_lock(store, MODEL):  # another gate judging
+        withdraw = threading.Thread(target=registry._withdraw, args=(watched, MODEL, v2))
+        withdraw.start()
+        waiting.wait(timeout=10)  # it reads the lock: it waits for it
+        assert holder(store) == v2  # nothing moved while the other gate holds the lock
+    withdraw.join(timeout=120)
+    assert holder(store) == v1 and versions(store) == [v1]
+    assert store.registered_model(LOCK) is None
