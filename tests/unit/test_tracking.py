@@ -25,6 +25,7 @@ from lstm_pipeline.tracking import (
     end_orphaned_runs,
     lock,
     log_onnx_model,
+    owner_of_new_run,
     resolve_model,
 )
 from lstm_pipeline.tracking.store import LOCAL_UI
@@ -243,6 +244,37 @@ def test_runs_whose_process_is_gone_are_marked_killed_and_no_others(store):
     }
     assert end_orphaned_runs(store, MODEL) == []  # ended runs stay ended
     assert end_orphaned_runs(store, "no-such-experiment") == []
+
+
+def test_versions_a_killed_gate_never_decided_on_are_tagged_interrupted_and_no_others(
+    store, tiny_onnx
+):
+    """SIGKILL between registering a version and its gate's tags (or its alias) left a
+    version no one could explain; the next training's sweep says what happened."""
+    path, example = tiny_onnx
+    host = socket.gethostname()
+    owners = {
+        "killed": f"{host}:{exited_pid()}",
+        "killed-after-its-gate": f"{host}:{exited_pid()}",
+        "alive": f"{host}:{os.getpid()}",  # a gate still at work in a live process
+    }
+    versions = {}
+    for name, owner in owners.items():
+        run = store.start_run(MODEL, name, {}, {OWNER_TAG: owner})
+        versions[name] = log_onnx_model(run, path, example, MODEL)
+    store.client.set_registered_model_alias(MODEL, "champion", versions["killed"])
+    store.client.set_model_version_tag(
+        MODEL, versions["killed-after-its-gate"], "gate.decision", "challenger"
+    )
+    assert owner_of_new_run(store, MODEL, MODEL) == {OWNER_TAG: f"{host}:{os.getpid()}"}
+    tags = {n: store.client.get_model_version(MODEL, v).tags for n, v in versions.items()}
+    assert tags["killed"]["gate.decision"] == "interrupted"
+    assert tags["killed"]["promotion"] == (
+        f"interrupted: the training process {owners['killed']} was gone before its gate "
+        "decided (aliases held: champion); judge it by hand with promote"
+    )
+    assert tags["killed-after-its-gate"]["gate.decision"] == "challenger"
+    assert "gate.decision" not in tags["alive"] and "promotion" not in tags["alive"]
 
 
 def test_the_champion_lock_lets_one_gate_in_at_a_time(store):
