@@ -61,7 +61,7 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     prices, failures = fetch_each(cfg.data, "training", needed, purpose)
     windows = build_window_sets(prices, cfg.features)
     data_tags = pipeline.data_summary(prices, failures)
-    owner = owner_of_new_run(store, t.experiment)  # this process ends the run
+    owner = owner_of_new_run(store, t.experiment, t.model_name)  # this process ends the run
     run = start_run(
         store,
         t.experiment,
@@ -109,6 +109,7 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
         "promoted": promotion.promoted,
         "alias": promotion.alias,
         "reason": promotion.reason,
+        "gate": promotion.gate,  # gate.compared false: the champion could not be scored
         "metrics": {k: _plain(v) for k, v in report.metrics.items()},
         "skipped": describe_failures(failures),  # tickers trained without, with the reason
     }

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import glob
 import os
+import re
+import socket
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,13 +20,14 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
     """Call `write(tmp)` on a temp file beside `path`, then rename it over `path`.
 
     A crash mid-write leaves the previous file intact: readers see the old or the new, never half.
-    The temp file is hidden and named `.NAME.PID.XXXX.tmp`, so nothing reads it, and a writer
-    that was killed leaves one behind only until the next write removes it. The new file gets
-    the old one's mode, or a new file's, so whoever could read it before still can.
+    The temp file is hidden and named `.NAME.PID@HOST.XXXX.tmp`, so nothing reads it, and a
+    writer that was killed leaves one behind only until the next write on its host removes it.
+    The new file gets the old one's mode, or a new file's, so whoever could read it before still
+    can.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.{os.getpid()}."
+    prefix = f".{path.name}.{os.getpid()}@{this_host()}."
     remove_dead_writers_temps(path)
     mode = mode_for(path)
     fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
@@ -74,15 +78,39 @@ def mode_for(path: Path) -> int:
 def remove_dead_writers_temps(path: Path) -> list[Path]:
     """Delete the temp files of `path` whose writer process no longer exists; returns them.
 
-    A live writer's temp file is left alone, so concurrent writers never break each other.
+    Only this host's writers can be seen, so on a shared volume another host's temp file is
+    left alone, as is a live writer's: concurrent writers never break each other. A temp file
+    named without its host (`.NAME.PID.XXXX.tmp`, written before hosts were named) may be
+    another host's: it goes only when no process here has its id and it has not changed for
+    OLD_TEMP_AGE_S, far longer than any write takes.
     """
     removed = []
     for tmp in path.parent.glob(glob.escape(f".{path.name}.") + "*.tmp"):
-        pid = tmp.name.removeprefix(f".{path.name}.").split(".", 1)[0]
-        if pid.isdigit() and not process_exists(int(pid)):
+        if _writer_is_gone(tmp, tmp.name.removeprefix(f".{path.name}.")):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
+
+
+OLD_TEMP_AGE_S = 24 * 3600  # a temp file without a host is left alone for a day
+
+
+def _writer_is_gone(tmp: Path, rest: str) -> bool:
+    """Whether the writer of `tmp` (`rest`: `PID@HOST.XXXX.tmp`, or `PID.XXXX.tmp`) is gone."""
+    pid, at, host = rest.removesuffix(".tmp").rpartition(".")[0].partition("@")
+    if not pid.isdigit() or process_exists(int(pid)):
+        return False
+    if at:
+        return host == this_host()
+    try:
+        return time.time() - tmp.stat().st_mtime > OLD_TEMP_AGE_S
+    except FileNotFoundError:
+        return False
+
+
+def this_host() -> str:
+    """This machine's name as it may appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())
 
 
 def process_exists(pid: int) -> bool:

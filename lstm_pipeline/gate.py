@@ -8,9 +8,13 @@ run's validation windows, so neither is judged on data the other never faced. Th
 
 MASE is the model's MAE over the naive forecast's MAE on the same windows and horizons, so the
 margin is a relative improvement: 0.02 demands an MAE 2% below naive's and 2% below the
-champion's. Margin 0 (the default) promotes a model no worse than both. A champion that cannot
-be scored on these windows (other features) blocks automatic promotion: a person decides.
-No MLflow and no torch here.
+champion's. Margin 0 (the default) promotes a model no worse than both.
+
+A gate that cannot compare says so and does not promote: a champion that cannot be scored on
+these windows (other features, a file that does not load or fails to run, a window longer than
+any validation segment of this run, a non-finite score) blocks automatic promotion, and the new
+model becomes challenger: a person decides (`promote`). A new model with no validation windows
+is not promoted either. No model is ever run on zero windows. No MLflow and no torch here.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.evaluate import score_forecasts
 from lstm_pipeline.predict import OnnxForecaster
 
@@ -57,13 +61,19 @@ def gate_windows(val: WindowSet, length: int) -> GateWindows:
     return GateWindows(values[rows].astype(np.float32), actual, last_close)
 
 
-def gate_length(val: WindowSet, champion: OnnxForecaster | None) -> int:
-    """The window length both models can be given: the longer of the two."""
-    return max(val.window, champion.window if champion is not None else 0)
+def longest_history(val: WindowSet) -> int:
+    """Days of input the longest ticker segment of `val` can give its last window (0: none)."""
+    if len(val) == 0:
+        return 0
+    starts, ids = val.starts.cpu().numpy(), val.ticker_ids
+    spans = [int(starts[ids == i].max() - starts[ids == i].min()) for i in np.unique(ids)]
+    return max(spans) + val.window
 
 
 def validation_mase(model: OnnxForecaster, data: GateWindows, horizons: int) -> float:
     """MASE over horizons 1..`horizons`, each model fed the trailing part of the windows."""
+    if len(data.actual) == 0:  # onnxruntime aborts the process on an empty batch
+        raise ValueError("no windows to score a model on")
     forecast = model.predict(data.windows[:, -model.window :])[:, :horizons]
     return score_forecasts(
         forecast.astype(np.float64), data.actual[:, :horizons], data.last_close, prefix="val"
@@ -79,27 +89,35 @@ class GateScores:
     horizons: int
     note: str = ""  # why a champion could not be scored
 
+    @property
+    def compared(self) -> bool:
+        """Whether both models were scored: False when there was nothing to compare with."""
+        return self.champion_mase is not None
+
 
 def score_both(new_model: Path, champion: tuple[str, Path] | None, val: WindowSet) -> GateScores:
-    """Validation MASE of the new model and of the champion (version, ONNX file), alike."""
+    """Validation MASE of the new model and of the champion (version, ONNX file), alike.
+
+    Never fails on the champion: one that cannot face these windows comes back unscored, with
+    the reason in `note`. With no validation windows at all, neither model is run.
+    """
     new = OnnxForecaster(new_model)
-    version, old, note = None, None, ""
-    if champion is not None:
-        version = champion[0]
-        old, note = _loadable_champion(champion[1], new)
-    data = gate_windows(val, gate_length(val, old))
-    horizons = min(new.horizon, old.horizon) if old else new.horizon  # the shared horizons
-    return GateScores(
-        validation_mase(new, data, horizons),
-        validation_mase(old, data, horizons) if old else None,
-        version,
-        len(data.actual),
-        horizons,
-        note,
-    )
+    version = champion[0] if champion is not None else None
+    old, note = _loadable_champion(champion[1], new, val) if champion is not None else (None, "")
+    data = gate_windows(val, max(val.window, old.window if old is not None else 0))
+    horizons = min(new.horizon, old.horizon) if old is not None else new.horizon
+    if len(data.actual) == 0:
+        return GateScores(float("nan"), None, version, 0, horizons, note or "no windows")
+    new_mase = validation_mase(new, data, horizons)
+    old_mase = None
+    if old is not None:
+        old_mase, note = _champion_mase(old, data, horizons)
+    return GateScores(new_mase, old_mase, version, len(data.actual), horizons, note)
 
 
-def _loadable_champion(path: Path, new: OnnxForecaster) -> tuple[OnnxForecaster | None, str]:
+def _loadable_champion(
+    path: Path, new: OnnxForecaster, val: WindowSet
+) -> tuple[OnnxForecaster | None, str]:
     """The champion's session, or None and why it cannot face the new model's windows."""
     try:
         old = OnnxForecaster(path)
@@ -107,7 +125,26 @@ def _loadable_champion(path: Path, new: OnnxForecaster) -> tuple[OnnxForecaster 
         return None, str(exc)
     if old.features != new.features:
         return None, f"it takes features {','.join(old.features)}, not {','.join(new.features)}"
+    history = longest_history(val)
+    if len(val) and old.window > history:
+        return None, (
+            f"its window of {old.window} days is longer than the {history} days of the "
+            "longest validation segment here"
+        )
     return old, ""
+
+
+def _champion_mase(
+    old: OnnxForecaster, data: GateWindows, horizons: int
+) -> tuple[float | None, str]:
+    """The champion's MASE, or None and why: a graph that fails to run, or a non-finite score."""
+    try:
+        mase = validation_mase(old, data, horizons)
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        return None, f"it fails to run ({one_line(exc)})"
+    if not np.isfinite(mase):
+        return None, f"its validation MASE is {mase}"
+    return mase, ""
 
 
 @dataclass(frozen=True)
@@ -119,21 +156,27 @@ class GateDecision:
 
 
 def decide(scores: GateScores, margin: float) -> GateDecision:
-    """Apply the rule in this module's docstring; the reason quotes both scores."""
+    """Apply the rule in this module's docstring; the reason quotes both scores, and says when
+    the champion could not be compared."""
     new, old, version = scores.new_mase, scores.champion_mase, scores.champion_version
     bar = 1 - margin
     where = f"on {scores.windows} validation windows, horizons 1..{scores.horizons}"
-    if not new <= bar:
-        why = f"validation MASE {new:.4f} does not beat the naive forecast (needs <= {bar:.4f})"
-    elif version is not None and old is None:
-        why = f"champion v{version} cannot be scored on these windows ({scores.note})"
+    whys = []
+    if scores.windows == 0:
+        whys.append("there are no validation windows to score it on")
+    elif not new <= bar:
+        whys.append(
+            f"validation MASE {new:.4f} does not beat the naive forecast (needs <= {bar:.4f})"
+        )
+    if version is not None and old is None:
+        whys.append(f"champion v{version} cannot be scored on these windows ({scores.note})")
     elif old is not None and not new <= bar * old:
-        why = (
+        whys.append(
             f"validation MASE {new:.4f} is worse than champion v{version}'s {old:.4f} "
             f"(needs <= {bar * old:.4f})"
         )
-    else:
-        against = f"champion v{version}'s {old:.4f}" if old is not None else "no previous champion"
-        reason = f"promoted: validation MASE {new:.4f} <= {bar:.4f} (naive); {against}; {where}"
-        return GateDecision(True, reason, scores, margin)
-    return GateDecision(False, f"not promoted: {why}; {where}", scores, margin)
+    if whys:
+        return GateDecision(False, f"not promoted: {'; '.join(whys)}; {where}", scores, margin)
+    against = f"champion v{version}'s {old:.4f}" if old is not None else "no previous champion"
+    reason = f"promoted: validation MASE {new:.4f} <= {bar:.4f} (naive); {against}; {where}"
+    return GateDecision(True, reason, scores, margin)

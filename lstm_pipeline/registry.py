@@ -19,13 +19,13 @@ from __future__ import annotations
 import getpass
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lstm_pipeline import gate
-from lstm_pipeline.errors import InputError, one_line
+from lstm_pipeline.errors import InputError, ModelNotFoundError, one_line
 from lstm_pipeline.tracking import (
     CHALLENGER,
     CHAMPION,
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NONE = "none"
+WITHDRAW_WAIT_S = 120  # a failed gate waits this long for the lock to give `champion` back
 
 
 @dataclass(frozen=True)
@@ -50,18 +51,27 @@ class Promotion:
     promoted: bool
     alias: str
     reason: str
+    gate: dict[str, str]  # gate_tags: the scores, whether they were compared, and why not
 
 
 def judge(
     store: Store, model_name: str, new_model: Path, val: WindowSet, margin: float
 ) -> gate.GateDecision:
-    """Score the new ONNX model and the current champion on `val` alike, then apply the rule."""
+    """Score the new ONNX model and the current champion on `val` alike, then apply the rule.
+
+    A store that fails to say who the champion is fails the gate (TrackingUnavailableError);
+    a champion whose model file is missing is reported unscored, like one that does not load.
+    """
     holder = store.version_by_alias(model_name, CHAMPION)
-    champion = None
-    if holder is not None:
-        resolved = resolve_model(f"models:/{model_name}/{holder.version}", store)
-        champion = (str(holder.version), resolved.path)
-    return gate.decide(gate.score_both(new_model, champion, val), margin)
+    if holder is None:
+        return gate.decide(gate.score_both(new_model, None, val), margin)
+    version = str(holder.version)
+    try:
+        resolved = resolve_model(f"models:/{model_name}/{version}", store)
+    except ModelNotFoundError as exc:
+        alone = gate.score_both(new_model, None, val)
+        return gate.decide(replace(alone, champion_version=version, note=str(exc)), margin)
+    return gate.decide(gate.score_both(new_model, (version, resolved.path), val), margin)
 
 
 def register_and_gate(
@@ -97,13 +107,18 @@ def register_and_gate(
 
 
 def _withdraw(store: Store, model_name: str, version: str) -> None:
-    """Delete a version whose gate failed half-way, giving `champion` back if it took it."""
+    """Delete a version whose gate failed half-way, giving `champion` back if it took it.
+
+    The alias moves back under the champion lock, like every other move; only this process
+    gives `champion` to `version`, so a version that does not hold it now never will.
+    """
     try:
-        holder = store.version_by_alias(model_name, CHAMPION)
-        if holder is not None and str(holder.version) == version:
-            previous = holder.tags.get("previous_champion", NONE)
-            if previous != NONE:
-                store.client.set_registered_model_alias(model_name, CHAMPION, previous)
+        if _holder(store, model_name) == version:
+            with champion_lock(store, model_name, wait_s=WITHDRAW_WAIT_S):
+                holder = store.version_by_alias(model_name, CHAMPION)
+                previous = holder.tags.get("previous_champion", NONE) if holder else NONE
+                if str(getattr(holder, "version", "")) == version and previous != NONE:
+                    store.client.set_registered_model_alias(model_name, CHAMPION, previous)
         store.client.delete_model_version(model_name, version)
     except Exception as exc:  # the store may be what failed; the original error matters more
         log.warning("could not withdraw %s v%s: %s", model_name, version, one_line(exc))
@@ -149,6 +164,8 @@ def gate_tags(decision: gate.GateDecision) -> dict[str, str]:
         "gate.margin": str(decision.margin),
         "gate.windows": str(s.windows),
         "gate.horizons": str(s.horizons),
+        "gate.compared": str(s.compared).lower(),  # false: no champion, or none to score
+        "gate.note": s.note or NONE,  # why a champion (or the new model) went unscored
         "promotion": decision.reason,
     }
 
@@ -162,7 +179,7 @@ def _apply(run: Run, model_name: str, version: str, decision: gate.GateDecision)
         run.client.set_registered_model_alias(model_name, CHALLENGER, version)
     log.info("%s v%s: %s", model_name, version, decision.reason)
     alias = CHAMPION if decision.promote else CHALLENGER
-    return Promotion(decision.promote, alias, decision.reason)
+    return Promotion(decision.promote, alias, decision.reason, tags)
 
 
 def promote(store: Store, model_name: str, version: str, reason: str) -> dict[str, Any]:

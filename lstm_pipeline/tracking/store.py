@@ -169,10 +169,11 @@ class Store:
     def start_run(
         self, experiment: str, run_name: str, params: dict[str, Any], tags: dict[str, str]
     ) -> Run:
-        """A new run with all params and tags logged."""
+        """A new run with all params and tags logged; ended FAILED if logging them fails."""
         info = self.client.create_run(self.experiment_id(experiment), run_name=run_name, tags=tags)
         run = Run(self, info.info.run_id)
-        self.client.log_batch(run.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        with run.closing(finish=False):
+            self.client.log_batch(run.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         return run
 
     def run(self, run_id: str) -> Run:
@@ -187,11 +188,21 @@ class Store:
         return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def version_by_alias(self, model_name: str, alias: str) -> Any:
-        """The model version behind `alias`, or None when the model or the alias does not exist."""
+        """The model version behind `alias`, or None when the model or the alias does not exist.
+
+        Any other failure (a store that errs or does not answer) raises
+        TrackingUnavailableError: read as "no champion", it would let a gate promote without
+        a comparison.
+        """
         try:
             return self.client.get_model_version_by_alias(model_name, alias)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if names_nothing(exc):
+                return None
+            raise TrackingUnavailableError(
+                f"MLflow tracking store {scrub(self.uri)} failed to say which version of "
+                f"{model_name} is '{alias}'; nothing was moved ({one_line(exc)})"
+            ) from None
 
     def existing_version(self, model_name: str, version: str) -> Any:
         """The model version `version` of `model_name`; ModelNotFoundError when there is none."""
@@ -262,9 +273,9 @@ class Run:
         self.client.set_terminated(self.run_id, status)
 
     @contextmanager
-    def closing(self) -> Iterator[Run]:
-        """End the run FINISHED when the block completes, FAILED (with the reason) when it
-        raises."""
+    def closing(self, finish: bool = True) -> Iterator[Run]:
+        """End the run FINISHED when the block completes (unless `finish` is False), FAILED
+        (with the reason) when it raises."""
         try:
             yield self
         except BaseException as exc:
@@ -279,7 +290,16 @@ class Run:
                     f"({one_line(exc)})"
                 ) from exc
             raise
-        self.end()
+        if finish:
+            self.end()
+
+
+def names_nothing(exc: MlflowException) -> bool:
+    """Whether the store answered that the model, version or alias does not exist (sqlite
+    stores and servers say 'alias ... not found' as an invalid parameter)."""
+    if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
 
 
 @contextmanager

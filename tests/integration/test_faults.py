@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from lstm_pipeline import gate, predict, registry
 from lstm_pipeline.config import build_config
 from lstm_pipeline.tracking import Store
-from tests.conftest import LEARNABLE_CONFIG, ROOT, run_cli, start_cli
+from tests.conftest import LEARNABLE_CONFIG, ROOT, export_tiny_model, run_cli, start_cli
 from tests.integration.processes import free_port, kill_group, leftovers, new_mark, serving_process
 from tests.integration.test_mlflow_server import server_args
 from tests.unit.test_registry import register
@@ -192,6 +192,39 @@ def test_training_killed_mid_epoch_leaves_the_registry_alone_and_the_next_run_wo
     swept = client.get_run(killed.info.run_id)  # the next run saw its process was gone
     assert swept.info.status == "KILLED"
     assert swept.data.tags["ended_by"] == f"a later run: process {proc.pid} was gone"
+
+
+def test_a_short_span_run_that_cannot_face_a_longer_window_champion_says_so_and_exits_0(
+    tmp_path, csv_dir
+):
+    """Issue 13's SIGABRT: a window-60 champion, then a window-10 run on a few months of data.
+    The gate found no window on which to score the champion and handed onnxruntime a batch of
+    0; the process died (exit 134) with no line, no JSON and its run RUNNING."""
+    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    model = tmp_path / "champion.onnx"
+    example = export_tiny_model(model, window=60, horizon=5)  # the default window and horizon
+    store = Store.open(uri)
+    _, v1 = register(store, (model, example[:2]))
+    store.client.set_registered_model_alias(MODEL, "champion", v1)
+    start = pd.read_csv(csv_dir / "AAA.csv")["Date"].iloc[-130]  # about six months
+    proc = run_cli(
+        "train", *csv_args(csv_dir), "--config", SMOKE, "--start", start,  # window 10
+        "--tracking-uri", uri, "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (result["promoted"], result["alias"]) == (False, "challenger")
+    assert (
+        f"champion v{v1} cannot be scored on these windows (its window of 60 days is longer "
+        "than the " in result["reason"]
+    )
+    assert result["gate"]["gate.compared"] == "false"
+    assert "its window of 60 days" in result["gate"]["gate.note"]
+    client = MlflowClient(uri)
+    assert client.get_run(result["run_id"]).info.status == "FINISHED"
+    assert champion(client) == v1
+    tags = client.get_model_version(MODEL, result["model_version"]).tags
+    assert tags["gate.champion_version"] == v1 and tags["gate.compared"] == "false"
 
 
 def test_a_forecast_killed_mid_write_keeps_the_previous_file(

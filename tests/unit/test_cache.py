@@ -222,9 +222,10 @@ def test_the_next_write_removes_only_the_temp_files_of_dead_writers(tmp_path: Pa
     ended = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    torn = tmp_path / f".AAPL.parquet.{int(ended.stdout)}.abc123.tmp"  # its writer is gone
+    host = files.this_host()
+    torn = tmp_path / f".AAPL.parquet.{int(ended.stdout)}@{host}.abc123.tmp"  # writer gone
     torn.write_text("half a file")
-    live = tmp_path / f".AAPL.parquet.{os.getpid()}.def456.tmp"  # a writer still at work
+    live = tmp_path / f".AAPL.parquet.{os.getpid()}@{host}.def456.tmp"  # a writer still at work
     live.write_text("in progress")
     files.write_atomic(path, lambda tmp: tmp.write_text("new"))
     assert path.read_text() == "new" and live.exists() and not torn.exists()

@@ -2,6 +2,9 @@
 
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,31 @@ def test_an_unwritable_place_is_one_line_naming_it(tmp_path: Path, name: str, me
     with pytest.raises(InputError) as caught:
         files.check_writable(tmp_path / name, "output")
     assert str(caught.value) == message.format(tmp=tmp_path)
+
+
+def test_a_temp_file_names_its_writers_host_and_process(tmp_path: Path):
+    names = []
+    files.write_atomic(tmp_path / "f.csv", lambda tmp: names.append(tmp.name) or tmp.write_text(""))
+    assert names[0].startswith(f".f.csv.{os.getpid()}@{files.this_host()}.")
+
+
+def test_only_this_hosts_dead_writers_temps_are_swept_from_a_shared_folder(tmp_path: Path):
+    """On a shared volume a process id says nothing about another host's writers."""
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    here, now = files.this_host(), time.time()
+    temps = {
+        "dead here": (f"{gone}@{here}", now, False),
+        "alive here": (f"{os.getpid()}@{here}", now, True),
+        "another host's": (f"{gone}@other-host.example", now, True),
+        "old name, maybe another host's live write": (f"{gone}", now, True),
+        "old name, untouched for two days": (f"{gone}", now - 2 * 86400, False),
+        "not ours": ("notapid", now, True),
+    }
+    for name, (writer, mtime, _) in temps.items():
+        tmp = tmp_path / f".f.csv.{writer}.x{abs(hash(name)) % 1000}.tmp"
+        tmp.write_text(name)
+        os.utime(tmp, (mtime, mtime))
+    files.write_atomic(tmp_path / "f.csv", lambda tmp: tmp.write_text("new"))
+    left = {p.read_text() for p in tmp_path.glob(".f.csv.*.tmp")}
+    assert left == {name for name, (_, _, kept) in temps.items() if kept}

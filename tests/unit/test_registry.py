@@ -1,13 +1,22 @@
 """The registry on a real (sqlite) MLflow store: the gate's verdicts, promote and rollback."""
 
+import http.server
+import json
+import threading
+
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from lstm_pipeline import registry
 from lstm_pipeline.config import MODEL_NAME as MODEL
-from lstm_pipeline.errors import InputError, ModelNotFoundError
+from lstm_pipeline.config import FeatureConfig
+from lstm_pipeline.data import FEATURES
+from lstm_pipeline.errors import InputError, ModelNotFoundError, TrackingUnavailableError
+from lstm_pipeline.features import build_window_sets
 from lstm_pipeline.gate import GateScores, decide
-from lstm_pipeline.tracking import Store, log_onnx_model
+from lstm_pipeline.tracking import Store, champion_lock, log_onnx_model
+from tests.conftest import make_prices
 
 
 def register(store: Store, tiny_onnx) -> tuple[str, str]:
@@ -15,6 +24,10 @@ def register(store: Store, tiny_onnx) -> tuple[str, str]:
     path, example = tiny_onnx
     run = store.start_run(MODEL, "registry-test", {"a": 1}, {})
     return run.run_id, log_onnx_model(run, path, example, MODEL)
+
+
+def versions(store: Store) -> list[str]:
+    return sorted(str(v.version) for v in store.client.search_model_versions(f"name = '{MODEL}'"))
 
 
 def holder(store: Store, alias: str = "champion") -> str | None:
@@ -95,3 +108,72 @@ def test_rollback_without_a_champion_is_an_input_error(store, tiny_onnx):
     register(store, tiny_onnx)
     with pytest.raises(InputError, match="has no champion to roll back"):
         registry.rollback(store, MODEL, "why not")
+
+
+def answering(status: int, error_code: str) -> http.server.HTTPServer:
+    """A registry server that answers every request with `status` and MLflow's error JSON."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = json.dumps({"error_code": error_code, "message": "as told"}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize(
+    "status,error_code,champion_read",
+    [
+        (404, "RESOURCE_DOES_NOT_EXIST", "none"),  # the model is not registered yet
+        (400, "INVALID_PARAMETER_VALUE", "error"),  # not an 'alias ... not found'
+        (500, "INTERNAL_ERROR", "error"),  # a database blip behind the server
+        (503, "TEMPORARILY_UNAVAILABLE", "error"),
+        (403, "PERMISSION_DENIED", "error"),
+    ],
+)
+def test_only_a_missing_model_or_alias_reads_as_no_champion(
+    status, error_code, champion_read, tiny_onnx, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    frames = {}
+    for seed, ticker in enumerate(("AAA", "BBB")):
+        frame = make_prices(200, seed=seed)
+        frames[ticker] = frame.set_index(pd.to_datetime(frame["Date"]))[list(FEATURES)]
+    val = build_window_sets(frames, FeatureConfig(window=10, horizon=3))["val"]
+    server = answering(status, error_code)
+    try:
+        store = Store.open(f"http://127.0.0.1:{server.server_port}")
+        if champion_read == "none":
+            decision = registry.judge(store, MODEL, tiny_onnx[0], val, 0.0)
+            assert decision.scores.champion_version is None and decision.scores.windows > 0
+        else:
+            with pytest.raises(TrackingUnavailableError, match="failed to say which version"):
+                registry.judge(store, MODEL, tiny_onnx[0], val, 0.0)
+    finally:
+        server.shutdown()
+
+
+def test_a_failed_gate_gives_champion_back_only_under_the_lock(store, tiny_onnx):
+    from tests.unit.test_tracking import LOCK, WatchedStore
+
+    v1, v2 = (register(store, tiny_onnx)[1] for _ in range(2))
+    registry.promote(store, MODEL, v1, "first")
+    registry.promote(store, MODEL, v2, "then the gate that failed half-way")
+    waiting = threading.Event()
+    watched = WatchedStore(store.uri, lambda found: waiting.set())
+    with champion_lock(store, MODEL):  # another gate judging
+        withdraw = threading.Thread(target=registry._withdraw, args=(watched, MODEL, v2))
+        withdraw.start()
+        waiting.wait(timeout=10)  # it reads the lock: it waits for it
+        assert holder(store) == v2  # nothing moved while the other gate holds the lock
+    withdraw.join(timeout=120)
+    assert holder(store) == v1 and versions(store) == [v1]
+    assert store.registered_model(LOCK) is None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lstm_pipeline.config import MODEL_NAME as MODEL
@@ -22,7 +23,9 @@ from lstm_pipeline.tracking import (
     Store,
     champion_lock,
     end_orphaned_runs,
+    lock,
     log_onnx_model,
+    owner_of_new_run,
     resolve_model,
 )
 from lstm_pipeline.tracking.store import LOCAL_UI
@@ -105,6 +108,14 @@ def test_a_run_whose_block_raises_ends_failed_with_the_reason(store):
     record = MlflowClient(store.uri).get_run(run.run_id)
     assert record.info.status == "FAILED"
     assert record.data.tags["failure_reason"] == "ValueError: bad window"
+
+
+def test_a_run_whose_params_cannot_be_logged_ends_failed_not_running(store):
+    with pytest.raises(MlflowException):
+        store.start_run(MODEL, "doomed", {"bad*name": 1}, {})  # a name MLflow refuses
+    (run,) = MlflowClient(store.uri).search_runs([store.experiment_id(MODEL)])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"].startswith("MlflowException")
 
 
 def test_artifacts_live_beside_the_sqlite_store(store):
@@ -235,6 +246,37 @@ def test_runs_whose_process_is_gone_are_marked_killed_and_no_others(store):
     assert end_orphaned_runs(store, "no-such-experiment") == []
 
 
+def test_versions_a_killed_gate_never_decided_on_are_tagged_interrupted_and_no_others(
+    store, tiny_onnx
+):
+    """SIGKILL between registering a version and its gate's tags (or its alias) left a
+    version no one could explain; the next training's sweep says what happened."""
+    path, example = tiny_onnx
+    host = socket.gethostname()
+    owners = {
+        "killed": f"{host}:{exited_pid()}",
+        "killed-after-its-gate": f"{host}:{exited_pid()}",
+        "alive": f"{host}:{os.getpid()}",  # a gate still at work in a live process
+    }
+    versions = {}
+    for name, owner in owners.items():
+        run = store.start_run(MODEL, name, {}, {OWNER_TAG: owner})
+        versions[name] = log_onnx_model(run, path, example, MODEL)
+    store.client.set_registered_model_alias(MODEL, "champion", versions["killed"])
+    store.client.set_model_version_tag(
+        MODEL, versions["killed-after-its-gate"], "gate.decision", "challenger"
+    )
+    assert owner_of_new_run(store, MODEL, MODEL) == {OWNER_TAG: f"{host}:{os.getpid()}"}
+    tags = {n: store.client.get_model_version(MODEL, v).tags for n, v in versions.items()}
+    assert tags["killed"]["gate.decision"] == "interrupted"
+    assert tags["killed"]["promotion"] == (
+        f"interrupted: the training process {owners['killed']} was gone before its gate "
+        "decided (aliases held: champion); judge it by hand with promote"
+    )
+    assert tags["killed-after-its-gate"]["gate.decision"] == "challenger"
+    assert "gate.decision" not in tags["alive"] and "promotion" not in tags["alive"]
+
+
 def test_the_champion_lock_lets_one_gate_in_at_a_time(store):
     """What a compare-and-set would give: the second waits until the first has let go."""
     spans: list[tuple[str, float, float]] = []
@@ -264,3 +306,119 @@ def test_a_lock_left_by_a_dead_process_is_broken(store):
         held = store.client.get_registered_model(f"{MODEL}.gate-lock")
         assert held.tags[OWNER_TAG] == f"{socket.gethostname()}:{os.getpid()}"
     assert store.client.search_registered_models() == []
+
+
+LOCK = f"{MODEL}.gate-lock"
+
+
+def lock_generation(store: Store) -> str | None:
+    """The token of the lock now in the store (its creation time for a lock without one)."""
+    held = store.registered_model(LOCK)
+    if held is None:
+        return None
+    return held.tags.get(lock.TOKEN_TAG) or f"created-{held.creation_timestamp}"
+
+
+class WatchedStore(Store):
+    """A store that tells `on_read` each time the lock is read through it."""
+
+    def __init__(self, uri: str, on_read) -> None:
+        super().__init__(uri)
+        self.on_read = on_read
+
+    def registered_model(self, name: str):
+        found = super().registered_model(name)
+        if name == LOCK:
+            self.on_read(found)
+        return found
+
+
+def test_two_waiters_that_saw_the_same_stale_lock_break_it_once_and_the_fresh_lock_survives(
+    store, caplog
+):
+    """The second waiter read the dead gate's lock, then the first broke it and took a fresh
+    one; the second must not delete the fresh lock by name."""
+    store.experiment_id(MODEL)
+    owner = f"{socket.gethostname()}:{exited_pid()}"
+    store.client.create_registered_model(LOCK, tags={OWNER_TAG: owner})  # a dead gate's
+    saw_stale, first_inside, second_moved_on = (threading.Event() for _ in range(3))
+    reads: list[object] = []
+    spans: dict[str, tuple[float, float]] = {}
+
+    def second_reads(found) -> None:
+        reads.append(found)
+        if len(reads) == 1:  # the dead gate's lock: stale; hold on until the first is inside
+            saw_stale.set()
+            first_inside.wait(timeout=60)
+        elif len(reads) >= 4:
+            second_moved_on.set()
+
+    def second() -> None:
+        with champion_lock(WatchedStore(store.uri, second_reads), MODEL, wait_s=120):
+            second_moved_on.set()
+            spans["second"] = (time.monotonic(), time.monotonic())
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    assert saw_stale.wait(timeout=60)
+    with champion_lock(Store.open(store.uri), MODEL, wait_s=60):
+        entered = time.monotonic()
+        fresh = lock_generation(store)
+        first_inside.set()
+        second_moved_on.wait(timeout=60)  # the second has tried its break, and waits again
+        survived = lock_generation(store)
+        spans["first"] = (entered, time.monotonic())
+    waiter.join(timeout=120)
+    assert survived == fresh is not None
+    assert spans["second"][0] >= spans["first"][1]  # one gate at a time
+    assert len([r for r in caplog.records if "broke" in r.getMessage()]) == 1
+    assert store.client.search_registered_models() == []  # no lock, no break marker left
+
+
+def test_a_fast_client_clock_does_not_break_a_live_lock(store, monkeypatch):
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.2, raising=False)
+    monkeypatch.setattr(lock, "GATE_LOCK_STALE_S", 2)
+    store.experiment_id(MODEL)
+    holding, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with champion_lock(Store.open(store.uri), MODEL):
+            holding.set()
+            done.wait(timeout=60)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(timeout=60)
+    held = lock_generation(store)
+    skewed = time.time() + 600  # this client's clock: ten minutes ahead of the store's
+    monkeypatch.setattr(time, "time", lambda: skewed)
+    try:
+        with pytest.raises(TimeoutError), champion_lock(store, MODEL, wait_s=5):
+            pass
+        assert lock_generation(store) == held
+    finally:
+        done.set()
+        thread.join(timeout=60)
+
+
+def test_a_lock_whose_heartbeat_stops_is_broken_after_the_waiters_own_timeout(store, monkeypatch):
+    monkeypatch.setattr(lock, "GATE_LOCK_STALE_S", 1)
+    store.experiment_id(MODEL)
+    # a gate on another host (its process cannot be seen from here) that stopped beating
+    store.client.create_registered_model(
+        LOCK, tags={OWNER_TAG: "elsewhere:1", lock.TOKEN_TAG: "t1", lock.HEARTBEAT_TAG: "7"}
+    )
+    with champion_lock(store, MODEL, wait_s=30):
+        assert lock_generation(store) not in (None, "t1")
+    assert store.client.search_registered_models() == []
+
+
+def test_only_the_owner_of_a_lock_releases_it(store):
+    store.experiment_id(MODEL)
+    with champion_lock(store, MODEL):
+        # meanwhile this gate was judged stale, its lock broken and taken by another gate
+        store.client.delete_registered_model(LOCK)
+        store.client.create_registered_model(
+            LOCK, tags={OWNER_TAG: "elsewhere:2", lock.TOKEN_TAG: "theirs"}
+        )
+    assert lock_generation(store) == "theirs"
