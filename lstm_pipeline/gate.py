@@ -103,7 +103,7 @@ def score_both(new_model: Path, champion: tuple[str, Path] | None, val: WindowSe
     """
     new = OnnxForecaster(new_model)
     version = champion[0] if champion is not None else None
-    old, note = _loadable_champion(champion[1], new, val) if champion is not None else (None, "")
+    old, note = _loadable_champion(champion[1], val) if champion is not None else (None, "")
     data = gate_windows(val, max(val.window, old.window if old is not None else 0))
     horizons = min(new.horizon, old.horizon) if old is not None else new.horizon
     if len(data.actual) == 0:
@@ -115,16 +115,12 @@ def score_both(new_model: Path, champion: tuple[str, Path] | None, val: WindowSe
     return GateScores(new_mase, old_mase, version, len(data.actual), horizons, note)
 
 
-def _loadable_champion(
-    path: Path, new: OnnxForecaster, val: WindowSet
-) -> tuple[OnnxForecaster | None, str]:
-    """The champion's session, or None and why it cannot face the new model's windows."""
+def _loadable_champion(path: Path, val: WindowSet) -> tuple[OnnxForecaster | None, str]:
+    """The champion's session, or None and why it cannot face these windows."""
     try:
         old = OnnxForecaster(path)
-    except InputError as exc:
+    except InputError as exc:  # other features or their order among them: OnnxForecaster checks
         return None, str(exc)
-    if old.features != new.features:
-        return None, f"it takes features {','.join(old.features)}, not {','.join(new.features)}"
     history = longest_history(val)
     if len(val) and old.window > history:
         return None, (
