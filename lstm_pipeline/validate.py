@@ -7,10 +7,12 @@ names the file or source (`file prices/AAPL.csv`, `yfinance`). Suspicious but us
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -57,12 +59,23 @@ def ticker_of_file(name: str) -> str | None:
         return None
 
 
-def price_files(folder: Path, warn: bool = True) -> dict[str, Path]:
+def price_files(folder: Path, warn: bool = True) -> Mapping[str, Path]:
     """Ticker -> its `TICKER.csv` in `folder`, names matched case-insensitively.
 
     InputError naming both files when two name one ticker (`AAPL.csv`, `aapl.csv`); `.csv`
     files whose name is no ticker are skipped, with one warning line when `warn`.
     """
+    try:
+        changed = folder.stat().st_mtime_ns  # adding, removing or renaming a file changes it
+    except OSError:
+        changed = None
+    return MappingProxyType(_scan_price_files(folder, changed, warn))  # shared: read-only
+
+
+# A run looks up each of its tickers in one folder: a scan per folder state, not per ticker,
+# so 5,000 tickers cost one listing instead of 5,000 (14 ms each at 2,000 files).
+@functools.lru_cache(maxsize=16)
+def _scan_price_files(folder: Path, changed: int | None, warn: bool) -> dict[str, Path]:
     found: dict[str, list[Path]] = {}
     skipped = []
     for path in sorted(folder.iterdir()) if folder.is_dir() else ():
