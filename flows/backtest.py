@@ -43,6 +43,7 @@ def log_fold(cfg: PipelineConfig, parent: Run, result: backtest.FoldResult) -> s
 def backtest_flow(cfg: PipelineConfig, folds: int = 4, fold_days: int = 126) -> dict[str, Any]:
     """Refit on expanding history `folds` times, each scored on the next `fold_days` days."""
     prices, failures = fetch_each(cfg.data, "backtest")
+    backtest.check_folds(prices, cfg.features, folds, fold_days)  # before a store or run exists
     store = Store.open(cfg.tracking.tracking_uri)
     cfg = with_trigger(cfg, "backtest")
     params = provenance.run_params(cfg) | {"backtest.folds": folds, "backtest.fold_days": fold_days}

@@ -37,9 +37,9 @@ def _on_runner(flow: Any, args: argparse.Namespace) -> Any:
     from flows.runners import from_environment
     from flows.temporary_server import use_tied_server
 
+    runner = from_environment(args.task_runner, args.dask_address)  # bad input: before a server
     use_tied_server()
-
-    return flow.with_options(task_runner=from_environment(args.task_runner, args.dask_address))
+    return flow.with_options(task_runner=runner)
 
 
 def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
@@ -61,13 +61,18 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
+def _require_count(option: str, value: int, maximum: int) -> None:
+    """InputError unless 1 <= value <= maximum: a typo such as 10**25 folds is bad input, not a
+    hang, nor a flow parameter Prefect's database cannot store (it holds 64-bit integers)."""
     from lstm_pipeline.errors import InputError
 
-    if args.folds < 1 or args.fold_days < 1:
-        raise InputError(
-            f"--folds {args.folds} and --fold-days {args.fold_days} must be at least 1"
-        )
+    if not 1 <= value <= maximum:
+        raise InputError(f"{option} {value} must be from 1 to {maximum:,}")
+
+
+def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
+    _require_count("--folds", args.folds, 1_000)
+    _require_count("--fold-days", args.fold_days, 100_000)
     cfg = pipeline_config(args)
     from flows.backtest import backtest_flow
 
@@ -87,10 +92,8 @@ def run_backtest(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_tune(args: argparse.Namespace) -> dict[str, Any]:
-    from lstm_pipeline.errors import InputError
-
-    if args.trials < 1 or args.parallel < 1:
-        raise InputError(f"--trials {args.trials} and --parallel {args.parallel} must be >= 1")
+    _require_count("--trials", args.trials, 100_000)
+    _require_count("--parallel", args.parallel, 1_024)
     cfg = pipeline_config(args)
     from flows.tuning import tune_flow
     from lstm_pipeline.config import OPTUNA_STORAGE_ENV
@@ -152,6 +155,8 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)
     cfg = pipeline_config(args)
     predict.check_output(args.output)  # else every scheduled forecast would fail at its end
+    if args.dask_address:
+        runners.check_dask_address(args.dask_address)
     url = deploy.require_server()
     if args.dask_address:  # each run imports its flow in a subprocess that inherits this
         os.environ[runners.DASK_ADDRESS_ENV] = args.dask_address

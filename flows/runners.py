@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
-from lstm_pipeline.errors import InputError
+from lstm_pipeline.errors import InputError, one_line
 
 if TYPE_CHECKING:  # prefect is imported when a runner is made: the CLI's --help reads this module
     from prefect.task_runners import TaskRunner
@@ -35,8 +35,28 @@ def task_runner(kind: RunnerKind | None = None, address: str | None = None) -> T
     from prefect_dask import DaskTaskRunner  # imports dask only when asked for
 
     if address:
-        return DaskTaskRunner(address=address)
+        return DaskTaskRunner(address=check_dask_address(address))
     return DaskTaskRunner(cluster_kwargs=dict(LOCAL_CLUSTER))
+
+
+def check_dask_address(address: str) -> str:
+    """`address` if it names a scheduler (`tcp://host:port`, `host:port`, `tls://...`);
+    InputError otherwise, before any flow runs, instead of Dask's error at the first task."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls"):
+            host, port = parse_host_port(location)
+            if not host or not 0 < port < 65536:
+                raise ValueError("a host and a port from 1 to 65535 are needed")
+    except ValueError as exc:
+        raise InputError(
+            f"--dask-address {address!r} is not a scheduler address such as "
+            f"tcp://scheduler:8786 ({one_line(exc)})"
+        ) from None
+    return address
 
 
 # processes: one torch fit per worker process, each with its own RNG and one thread (Dask's

@@ -45,6 +45,16 @@ def fold_split(
     }
 
 
+def check_folds(
+    prices_by_ticker: dict[str, pd.DataFrame], cfg: FeatureConfig, folds: int, fold_days: int
+) -> None:
+    """InputError naming the first ticker too short for `folds` folds of `fold_days` days: before
+    any run is started. The last fold asks the most (the longest history, so the largest
+    validation share), so it alone is checked."""
+    for ticker, prices in prices_by_ticker.items():
+        fold_split(prices, cfg, ticker, folds - 1, folds, fold_days)
+
+
 @dataclass
 class FoldResult:
     fold: int

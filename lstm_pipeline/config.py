@@ -65,6 +65,14 @@ def _path_text(text: str) -> str:
 Folder = Annotated[str, AfterValidator(_path_text)]
 
 
+# Upper bounds of the whole numbers a config may hold: each far above any sensible value, so
+# that a typo such as 99999999999999999999999 is bad input at once, not an overflow deep in
+# numpy or torch, a hang, or a number Prefect's database cannot store (int64) after the run.
+DAYS_MAX = 36_600  # a century of calendar days
+COUNT_MAX = 1_000_000  # epochs, bars, tickers
+SECONDS_MAX = 86_400.0  # a day: a retry delay beyond it is a typo
+
+
 class _Frozen(BaseModel):
     # no inf or nan in any float: `.inf` for lr or a delay is bad input, not a crash mid-run
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -79,16 +87,26 @@ class DataConfig(_Frozen):
     interval: Interval = "1d"  # bar size fetched and cached; the model and forecast dates use 1d
     start: date | None = None  # first date used (inclusive); None = all the source has
     end: date | None = None  # last date used (inclusive); None = up to the latest finished bar
-    overlap_days: int = Field(7, ge=0)  # calendar days re-downloaded before the last cached bar
-    min_tickers: int = Field(1, ge=1)  # training refuses to start with fewer usable tickers
+    overlap_days: int = Field(
+        7, ge=0, le=DAYS_MAX
+    )  # calendar days re-downloaded before the last cached bar
+    min_tickers: int = Field(
+        1, ge=1, le=COUNT_MAX
+    )  # training refuses to start with fewer usable tickers
     # a flow fails when a larger share of its tickers failed; up to it, it warns and goes on
     max_failure_ratio: float = Field(0.5, ge=0, le=1)
-    max_gap_days: int = Field(10, ge=1)  # calendar days between bars before a warning
-    zero_volume_bars: int = Field(3, ge=1)  # consecutive zero-volume bars before a warning
-    retry_attempts: int = Field(5, ge=1)  # yfinance calls per fetch, the first one included
-    retry_base_delay: float = Field(2.0, ge=0)  # seconds before the first retry, doubled each time
-    retry_max_delay: float = Field(60.0, ge=0)  # seconds, cap on one backoff delay
-    retry_max_total: float = Field(300.0, ge=0)  # seconds, cap on the whole retry sequence
+    max_gap_days: int = Field(10, ge=1, le=DAYS_MAX)  # calendar days between bars before a warning
+    zero_volume_bars: int = Field(
+        3, ge=1, le=COUNT_MAX
+    )  # consecutive zero-volume bars before a warning
+    retry_attempts: int = Field(5, ge=1, le=100)  # yfinance calls per fetch, the first one included
+    retry_base_delay: float = Field(
+        2.0, ge=0, le=SECONDS_MAX
+    )  # seconds before the first retry, doubled each time
+    retry_max_delay: float = Field(60.0, ge=0, le=SECONDS_MAX)  # seconds, cap on one backoff delay
+    retry_max_total: float = Field(
+        300.0, ge=0, le=SECONDS_MAX
+    )  # seconds, cap on the whole retry sequence
     # exchange calendar per ticker for forecast dates ({VOD: XLON}); else by suffix (calendars.py)
     calendars: dict[str, str] = Field(default_factory=dict)
 
@@ -129,16 +147,16 @@ class DataConfig(_Frozen):
 
 
 class FeatureConfig(_Frozen):
-    window: int = Field(60, ge=2)  # trading days per input window
-    horizon: int = Field(5, ge=1)  # trading days forecast, direct multi-output 1..H
+    window: int = Field(60, ge=2, le=10_000)  # trading days per input window
+    horizon: int = Field(5, ge=1, le=1_000)  # trading days forecast, direct multi-output 1..H
     val_frac: float = Field(0.15, gt=0, lt=0.5)  # chronological share of each ticker's rows
     test_frac: float = Field(0.15, gt=0, lt=0.5)
 
 
 class ModelConfig(_Frozen):
     cell: Cell = "lstm"
-    hidden_size: int = Field(64, ge=1)
-    num_layers: int = Field(2, ge=1)
+    hidden_size: int = Field(64, ge=1, le=8_192)
+    num_layers: int = Field(2, ge=1, le=64)
     dropout: float = Field(0.2, ge=0, lt=1)  # between recurrent layers; ignored with one layer
     # add daily return, high-low range and open-close body channels, computed inside the graph
     derived_features: bool = False
@@ -146,22 +164,26 @@ class ModelConfig(_Frozen):
 
 class TrainConfig(_Frozen):
     lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(256, ge=1)
-    max_epochs: int = Field(30, ge=1)
-    patience: int = Field(5, ge=1)  # epochs without val improvement before stopping
+    batch_size: int = Field(256, ge=1, le=1 << 20)
+    max_epochs: int = Field(30, ge=1, le=COUNT_MAX)
+    patience: int = Field(5, ge=1, le=COUNT_MAX)  # epochs without val improvement before stopping
     min_delta: float = Field(0.0, ge=0)  # val-loss improvement that counts as one
     loss: Loss = "mse"  # on log returns in percent units; huber's delta is 1 (percent)
     weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled decay
     grad_clip: float = Field(1.0, ge=0)  # max gradient L2 norm; 0 = no clipping
     lr_schedule: Literal["plateau", "none"] = "plateau"  # reduce lr when val loss stalls
     lr_factor: float = Field(0.5, gt=0, lt=1)
-    lr_patience: int = Field(2, ge=1)  # epochs; keep below `patience` so it acts first
+    lr_patience: int = Field(
+        2, ge=1, le=COUNT_MAX
+    )  # epochs; keep below `patience` so it acts first
     # auto: bf16 autocast on CUDA GPUs that support it when hidden_size >= 256 (faster there),
     # else fp32; see runtime.BF16_MIN_HIDDEN
     precision: Precision = "auto"
-    threads: int | None = Field(None, ge=1)  # CPU threads for torch; None = torch's default
+    threads: int | None = Field(
+        None, ge=1, le=4_096
+    )  # CPU threads for torch; None = torch's default
     cuda_graphs: bool = True  # on CUDA, replay the captured training step (see train_step.py)
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # what numpy and torch seeding accept
     device: Device = "auto"
 
 

@@ -27,10 +27,9 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.{os.getpid()}@{this_host()}."
     remove_dead_writers_temps(path)
     mode = mode_for(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -43,13 +42,32 @@ def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}@{this_host()}."
+
+
+# mkstemp's random part and the suffix that follow the prefix: `XXXXXXXX.tmp`
+TEMP_TAIL = 8 + len(".tmp")
+
+
 def check_writable(path: str | Path, what: str) -> None:
     """InputError naming `what` unless write_atomic could write `path`: a file name, not a
-    folder, in a folder that takes new files (check_can_create_in)."""
+    folder, whose names (its temp file's too) the file system takes, in a folder that takes new
+    files (check_can_create_in)."""
     path = Path(path)
+    name = len(os.fsencode(path.name))
+    fits = NAME_MAX - (len(os.fsencode(_temp_prefix(path))) + TEMP_TAIL - name)  # temp beside it
+    if name > fits or any(len(os.fsencode(part)) > NAME_MAX for part in path.parent.parts):
+        raise InputError(
+            f"{what} {path}: name too long (file names up to {fits} bytes here, folder names "
+            f"up to {NAME_MAX})"
+        )
     if path.is_dir():
         raise InputError(f"{what} {path}: is a folder, not a file name")
     check_can_create_in(path.parent, f"{what} {path}")
+
+
+NAME_MAX = 255  # bytes in one file or folder name: ext4, xfs, btrfs, tmpfs, NTFS, APFS
 
 
 def check_can_create_in(folder: str | Path, what: str) -> None:

@@ -84,7 +84,21 @@ def test_fetch_with_one_failing_ticker_caches_the_other_and_exits_non_zero(
         (["fetch", "A B"], "invalid data.tickers: invalid ticker 'A B'"),
         (["forecast", "--tickers", "AAPL", "../x"], "invalid ticker '../x'"),
         (["forecast", "--model-uri", "nothing.onnx"], "model nothing.onnx: not a models:/ URI"),
-        (["backtest", "--folds", "0"], "--folds 0 and --fold-days 126 must be at least 1"),
+        (["backtest", "--folds", "0"], "--folds 0 must be from 1 to 1,000"),
+        # whole numbers no run could use, nor Prefect's database store as a parameter (int64)
+        (["backtest", "--fold-days", "9" * 23], f"--fold-days {'9' * 23} must be from 1 to"),
+        (["tune", "--trials", "100001"], "--trials 100001 must be from 1 to 100,000"),
+        (  # the folds are checked before the store and the run are made
+            ["backtest", "--source", "sample", "--tickers", "AAPL", "--folds", "30"],
+            "are needed for 30 folds of 126 days",
+        ),
+        (["train", "--seed", "4294967296"], "invalid train.seed: Input should be less than"),
+        (["train", "--seed", "-1"], "invalid train.seed: Input should be greater than"),
+        (
+            ["train", "--task-runner", "dask", "--dask-address", "notaurl"],
+            "--dask-address 'notaurl' is not a scheduler address such as tcp://scheduler:8786",
+        ),
+        (["forecast", "--output", f"out/{'x' * 300}.csv"], "name too long (file names up to"),
         (
             ["tune", "--task-runner", "threads", "--dask-address", "tcp://s:8786"],
             "--dask-address tcp://s:8786 needs --task-runner dask, not threads",
@@ -94,6 +108,7 @@ def test_fetch_with_one_failing_ticker_caches_the_other_and_exits_non_zero(
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, fragment):
     assert_one_line_error(run_cli(*args, cwd=tmp_path), fragment)
+    assert list(tmp_path.iterdir()) == []  # no store, cache or output folder
 
 
 def test_config_file_with_unknown_key_exits_2(tmp_path):

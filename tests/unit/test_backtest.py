@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_pipeline.backtest import fold_split, format_table, pooled_scores, run_fold
+from lstm_pipeline.backtest import check_folds, fold_split, format_table, pooled_scores, run_fold
 from lstm_pipeline.config import FeatureConfig, build_config
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import DataValidationError
@@ -45,6 +45,13 @@ def test_too_many_folds_for_the_data_is_an_input_error():
         DataValidationError, match="AAA: 100 rows .*, but 176 are needed for 5 folds of 30 days"
     ):
         fold_split(numbered_prices(100), CFG, "AAA", 0, 5, 30)
+
+
+def test_folds_are_checked_for_every_ticker_before_any_run():
+    prices = {"AAA": numbered_prices(400), "BBB": numbered_prices(100)}
+    check_folds(prices, CFG, 2, 30)  # both long enough
+    with pytest.raises(DataValidationError, match="BBB: 100 rows .* for 5 folds of 30 days"):
+        check_folds(prices, CFG, 5, 30)
 
 
 def test_each_fold_scores_its_own_span_and_the_pool_gets_a_dm_test_per_horizon():

@@ -18,17 +18,33 @@ from lstm_pipeline.config import MAX_CONFIG_BYTES, PipelineConfig, build_config
 from lstm_pipeline.errors import InputError
 
 
-def _float_fields() -> list[tuple[str, str]]:
-    """Every (section, key) of the config whose value is a float."""
+def _fields_of(kind: type) -> list[tuple[str, str]]:
+    """Every (section, key) of the config whose value is a `kind` (or optionally one)."""
     return [
         (section, key)
         for section, info in PipelineConfig.model_fields.items()
         for key, field in info.annotation.model_fields.items()  # type: ignore[union-attr]
-        if field.annotation is float or float in get_args(field.annotation)
+        if field.annotation is kind or kind in get_args(field.annotation)
     ]
 
 
-FLOAT_FIELDS = _float_fields()
+FLOAT_FIELDS = _fields_of(float)
+INT_FIELDS = _fields_of(int)
+
+
+def test_the_int_fields_are_found():
+    assert {("train", "seed"), ("model", "num_layers"), ("train", "threads")} <= set(INT_FIELDS)
+
+
+@pytest.mark.parametrize("value", [10**23, -(10**23), 2**63])
+@pytest.mark.parametrize("section,key", INT_FIELDS)
+def test_no_whole_number_of_the_config_is_unbounded(tmp_path: Path, section, key, value):
+    """A typo of many digits is bad input at once: not a numpy overflow, a hang building 10**23
+    layers, or a flow parameter Prefect's database cannot store (int64)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"{section}: {{{key}: {value}}}\n")
+    with pytest.raises(InputError, match=rf"^invalid {section}\.{key} \(config {path}\): "):
+        build_config(path)
 
 
 def test_the_float_fields_are_found():
@@ -131,6 +147,8 @@ def test_any_yaml_tree_gives_a_config_or_one_input_error(tree):
             assert str(exc) and "\n" not in str(exc)
         else:
             assert isinstance(cfg, PipelineConfig)
+            numbers = [v for s in cfg.model_dump().values() for v in s.values()]
+            assert all(abs(v) < 2**32 for v in numbers if type(v) is int), numbers
 
 
 @settings(max_examples=200, deadline=None)

@@ -106,3 +106,13 @@ def test_only_this_hosts_dead_writers_temps_are_swept_from_a_shared_folder(tmp_p
     files.write_atomic(tmp_path / "f.csv", lambda tmp: tmp.write_text("new"))
     left = {p.read_text() for p in tmp_path.glob(".f.csv.*.tmp")}
     assert left == {name for name, (_, _, kept) in temps.items() if kept}
+
+
+@pytest.mark.parametrize("name", [f"out/{'x' * 300}.csv", f"{'y' * 256}/f.csv", f"{'z' * 250}.csv"])
+def test_a_name_the_file_system_cannot_take_is_refused_before_anything_is_made(
+    tmp_path: Path, name: str
+):
+    """The last one fits alone, but not with the temp file's prefix written beside it."""
+    with pytest.raises(InputError, match=r": name too long \(file names up to \d+ bytes here"):
+        files.check_writable(tmp_path / name, "output")
+    assert list(tmp_path.iterdir()) == []

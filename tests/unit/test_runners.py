@@ -38,3 +38,11 @@ def test_the_environment_names_the_scheduler_unless_threads_are_asked_for(monkey
     assert isinstance(from_environment("threads"), ThreadPoolTaskRunner)
     monkeypatch.delenv(DASK_ADDRESS_ENV)
     assert isinstance(from_environment(), ThreadPoolTaskRunner)
+
+
+@pytest.mark.parametrize(
+    "address", ["notaurl", "tcp://scheduler", "tcp://scheduler:abc", "tcp://:8786", "s:70000"]
+)
+def test_an_address_that_names_no_scheduler_is_bad_input(address):
+    with pytest.raises(InputError, match=f"--dask-address '{address}' is not a scheduler address"):
+        task_runner("dask", address)
