@@ -285,12 +285,15 @@ def _csv_tickers_by_default(tree: dict[str, Any]) -> dict[str, Any]:
         return tree
     if not data.get("data_dir"):
         return tree  # DataConfig says that csv needs data_dir
-    from lstm_pipeline.validate import price_files  # imports pandas: not at --help
+    from lstm_pipeline.csv_files import price_files, shown, skipped_note  # pandas: not at --help
 
     folder = Path(data["data_dir"])
     tickers = tuple(sorted(price_files(folder)))
-    if not tickers:
-        raise InputError(f"data_dir {folder} holds no TICKER.csv files: add some or pass tickers")
+    if not tickers:  # one line: what was skipped, if anything, said here rather than warned
+        raise InputError(
+            f"data_dir {shown(folder)} holds no TICKER.csv files{skipped_note(folder)}:"
+            " add some or pass tickers"
+        )
     return tree | {"data": data | {"tickers": tickers}}
 
 

@@ -18,22 +18,21 @@ import pandas as pd
 
 from lstm_pipeline import cache, yahoo
 from lstm_pipeline.config import DataConfig
+from lstm_pipeline.csv_files import price_files, read_price_csv, shown
 from lstm_pipeline.errors import (
     DataValidationError,
     DownloadError,
     InputError,
     NoDataError,
-    one_line,
 )
 from lstm_pipeline.files import check_can_create_in, write_atomic
 from lstm_pipeline.validate import (
     ADJ_CLOSE,
     FEATURES,
     PRICE_COLUMNS,
+    as_numbers,
     check_adjusted,
     day,
-    exchange_dates,
-    price_files,
     require_columns,
     require_rows,
     validate_prices,
@@ -95,7 +94,7 @@ def read_local(ticker: str, cfg: DataConfig) -> tuple[pd.DataFrame, str]:
         return read_sample(ticker)
     folder = Path(cfg.data_dir or ".")
     path = price_files(folder, warn=False).get(ticker, folder / f"{ticker}.csv")
-    return read_price_csv(path, ticker), f"file {path}"
+    return read_price_csv(path, ticker), f"file {shown(path)}"
 
 
 def source_location(cfg: DataConfig) -> str:
@@ -116,27 +115,6 @@ def read_sample(ticker: str) -> tuple[pd.DataFrame, str]:
         raise InputError(f"{ticker}: not in the sample source (it has {', '.join(have)})")
     with resources.as_file(folder / name) as path:
         return read_price_csv(path, ticker), f"sample file {name}"
-
-
-def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
-    """A yfinance-layout CSV (`Date,Open,High,Low,Close[,Adj Close],Volume`) as a raw frame."""
-    if not path.is_file():
-        raise InputError(f"{ticker}: file {path} not found")
-    try:  # dates as text: pandas would read 20260212 as a number, then warn on parsing it
-        frame = pd.read_csv(path, dtype={"Date": str}, low_memory=False)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DataValidationError(
-            f"{ticker}: file {path} is not a readable CSV ({one_line(exc)})"
-        ) from None
-    if "Date" not in frame.columns:
-        raise DataValidationError(f"{ticker}: file {path}: no Date column")
-    dates = exchange_dates(frame["Date"])
-    if dates.isna().any():
-        row = int(np.flatnonzero(dates.isna())[0])
-        raise DataValidationError(
-            f"{ticker}: file {path}: bad date {frame['Date'].iloc[row]!r} in row {row + 2}"
-        )
-    return frame.drop(columns="Date").set_index(pd.DatetimeIndex(dates, name="Date"))
 
 
 def check_bars(raw: pd.DataFrame, ticker: str, origin: str, cfg: DataConfig) -> pd.DataFrame:
@@ -160,9 +138,9 @@ def adjust_ohlc(raw: pd.DataFrame, where: str = "prices") -> pd.DataFrame:
     All four prices of a row share the factor, so High >= Open, Close >= Low still hold.
     """
     require_columns(raw, where)
-    frame = raw.loc[:, list(FEATURES)].apply(pd.to_numeric, errors="coerce").astype("float64")
+    frame = raw.loc[:, list(FEATURES)].apply(as_numbers).astype("float64")
     if ADJ_CLOSE in raw.columns:
-        factor = pd.to_numeric(raw[ADJ_CLOSE], errors="coerce") / frame["Close"]
+        factor = as_numbers(raw[ADJ_CLOSE]) / frame["Close"]
         frame[list(PRICE_COLUMNS)] = frame[list(PRICE_COLUMNS)].mul(factor, axis=0)
     return frame
 

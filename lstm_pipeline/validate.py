@@ -7,12 +7,9 @@ names the file or source (`file prices/AAPL.csv`, `yfinance`). Suspicious but us
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from types import MappingProxyType
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,52 +43,6 @@ def validate_ticker(ticker: str) -> str:
             f"invalid ticker {ticker!r}: use 1-15 letters, digits or . - ^ = (e.g. AAPL, BRK-B)"
         )
     return symbol
-
-
-def ticker_of_file(name: str) -> str | None:
-    """The ticker a price file's name gives (`aapl.csv`, `AAPL.CSV`: AAPL), None for a name
-    that is no ticker file (`._SPY.csv`, macOS metadata; `notes.txt`)."""
-    if not name.lower().endswith(".csv"):
-        return None
-    try:
-        return validate_ticker(name[: -len(".csv")])
-    except InputError:
-        return None
-
-
-def price_files(folder: Path, warn: bool = True) -> Mapping[str, Path]:
-    """Ticker -> its `TICKER.csv` in `folder`, names matched case-insensitively.
-
-    InputError naming both files when two name one ticker (`AAPL.csv`, `aapl.csv`); `.csv`
-    files whose name is no ticker are skipped, with one warning line when `warn`.
-    """
-    try:
-        changed = folder.stat().st_mtime_ns  # adding, removing or renaming a file changes it
-    except OSError:
-        changed = None
-    return MappingProxyType(_scan_price_files(folder, changed, warn))  # shared: read-only
-
-
-# A run looks up each of its tickers in one folder: a scan per folder state, not per ticker,
-# so 5,000 tickers cost one listing instead of 5,000 (14 ms each at 2,000 files).
-@functools.lru_cache(maxsize=16)
-def _scan_price_files(folder: Path, changed: int | None, warn: bool) -> dict[str, Path]:
-    found: dict[str, list[Path]] = {}
-    skipped = []
-    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
-        ticker = ticker_of_file(path.name)
-        if ticker is None:
-            skipped += [path.name] if path.name.lower().endswith(".csv") else []
-        elif path.is_file():
-            found.setdefault(ticker, []).append(path)
-    if skipped and warn:
-        log.warning("%s: skipped %s: not TICKER.csv file names", folder, ", ".join(skipped))
-    for ticker, paths in found.items():
-        if len(paths) > 1:
-            raise InputError(
-                f"{ticker}: {' and '.join(map(str, paths))} name the same ticker: keep one"
-            )
-    return {ticker: paths[0] for ticker, paths in found.items()}
 
 
 def exchange_dates(text: pd.Series) -> pd.Series:
@@ -151,7 +102,17 @@ def validate_prices(
 def numeric_columns(raw: pd.DataFrame) -> pd.DataFrame:
     """FEATURES and, when present, Adj Close as float64; text becomes NaN (reported as such)."""
     columns = [*FEATURES, *([ADJ_CLOSE] if ADJ_CLOSE in raw.columns else [])]
-    return raw.loc[:, columns].apply(pd.to_numeric, errors="coerce").astype("float64")
+    return raw.loc[:, columns].apply(as_numbers).astype("float64")  # apply: object when empty
+
+
+def as_numbers(column: pd.Series) -> pd.Series:
+    """float64, NaN where a cell is no number: text, and booleans, which pandas reads from
+    `True`/`False` cells and to_numeric would turn into 1 and 0."""
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return pd.Series(np.nan, index=column.index, name=column.name)
+    if column.dtype == object:
+        column = column.mask(column.map(lambda cell: isinstance(cell, bool | np.bool_)))
+    return pd.to_numeric(column, errors="coerce").astype("float64")
 
 
 def check_dates(dates: pd.Index, where: str) -> None:

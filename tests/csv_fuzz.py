@@ -2,11 +2,14 @@
 layer (the library path the CLI takes) and of the integration layer (the CLI itself).
 
 A folder holds one ticker's file, AAA, under a name in any case, sometimes beside a macOS
-`._` metadata file or a second file naming the same ticker. The file starts from valid bars and
-is then broken the ways price files are: columns missing, extra, duplicated or reordered; cells
-empty, textual, negative, non-finite or past float32; dates repeated, unsorted, unreadable, in
-other styles or with UTC offsets; whole columns scaled to extremes; other separators, line
-endings and encodings; empty, header-only or binary files.
+`._` metadata file, a name with a newline or surrounding whitespace, or a second file naming
+the same ticker; sometimes only files that name no ticker. The file starts from valid bars and
+is then broken the ways price files are: columns missing, extra, duplicated (with or without
+their cells, in another case) or reordered; cells empty, textual, boolean, negative, non-finite
+or past float32; whole columns of True/False; dates repeated, unsorted, unreadable, in other
+styles or with UTC offsets; whole columns scaled to extremes; other separators, line endings
+and encodings; empty, header-only or binary files. Known column names come in any case and
+spacing (`adj close`, ` CLOSE `), in clean files too.
 """
 
 from __future__ import annotations
@@ -23,13 +26,23 @@ TICKER = "AAA"
 COLUMNS = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
 EXTRAS = ("Dividends", "Stock Splits", "Café €", "Notes")  # non-ASCII: encodings matter
 CELLS = (
-    *("", "nan", "NaN", "null", "abc", "TRUE", "1,5", " 12 ", "0", "-1", "-0.0"),
+    *("", "nan", "NaN", "null", "abc", "TRUE", "True", "false", "1,5", " 12 ", "0", "-1", "-0.0"),
     *("inf", "-inf", "Infinity", "1e300", "-1e300", "1e39", "3.5e38", "1e-300", "1e16"),
     "99999999999999999999999",
 )
 SCALES = (1e-14, 1e-9, 1e6, 1e12, 1e14, 1e20)
 ZONES = ("America/New_York", "Europe/London", "Asia/Tokyo", "UTC")
 ENCODINGS = ("utf-8", "utf-8", "utf-8-sig", "utf-16", "latin-1", "cp1252")
+BOOLEANS = ("True", "False", "TRUE", "false")
+# `.csv` names that name no ticker: skipped by the folder scan, quoted when not printable
+SKIPPED = ("._AAA.csv", "A\nB.csv", " AAA.csv", "AAA\t.csv", "x\x1b.csv")
+
+
+def spellings(name: str) -> st.SearchStrategy[str]:
+    """A known column's name as files write it: mostly as is, else in another case or spacing."""
+    return st.sampled_from(
+        [name] * 4 + [name.lower(), name.upper(), f" {name}", f"{name.lower()} "]
+    )
 
 
 def _date_text(days: pd.DatetimeIndex, style: str, zone: str) -> list[str]:
@@ -64,6 +77,9 @@ def frames(draw: st.DrawFn, clean: bool) -> pd.DataFrame:
     for extra in draw(st.lists(st.sampled_from(EXTRAS), max_size=2, unique=True)):
         frame[extra] = "x"
     if n and not clean:
+        if draw(st.integers(0, 9)) == 0:  # pandas reads a column of True/False as bool
+            cells = draw(st.sampled_from([BOOLEANS[:1], BOOLEANS[:2], BOOLEANS]))
+            frame[draw(st.sampled_from(COLUMNS[1:]))] = [cells[i % len(cells)] for i in range(n)]
         for _ in range(draw(st.integers(0, 3))):
             row = draw(st.integers(0, n - 1))
             column = draw(st.sampled_from([*COLUMNS, *COLUMNS[1:]]))
@@ -74,7 +90,13 @@ def frames(draw: st.DrawFn, clean: bool) -> pd.DataFrame:
             if draw(st.booleans()):
                 frame = frame.iloc[[*range(i), *range(i + 1, n), i]]
     kept = [c for c in frame.columns if c not in COLUMNS or clean or draw(st.integers(0, 11))]
-    return frame[draw(st.permutations(kept))]
+    frame = frame[kept]
+    frame.columns = [draw(spellings(c)) if c in COLUMNS else c for c in kept]
+    if kept and not clean and draw(st.integers(0, 7)) == 0:  # a column twice, its cells copied
+        i = draw(st.integers(0, len(kept) - 1))
+        name = draw(spellings(kept[i])) if kept[i] in COLUMNS else kept[i]
+        frame.insert(draw(st.integers(0, len(kept))), name, frame.iloc[:, i], True)
+    return frame.iloc[:, draw(st.permutations(range(len(frame.columns))))]
 
 
 @st.composite
@@ -106,6 +128,9 @@ def file_bytes(draw: st.DrawFn, clean: bool) -> bytes:
 class PriceFolder:
     files: dict[str, bytes]  # file name -> content
     valid: bool  # clean bars, under a name that is TICKER's alone: the forecast must succeed
+    # False: no --tickers, the folder scan picks them. Only where no skip warning can precede
+    # an error line (the CLI prints warnings as they come): no skipped file beside TICKER's
+    tickers_given: bool = True
 
 
 @st.composite
@@ -114,12 +139,17 @@ def price_folders(draw: st.DrawFn) -> PriceFolder:
     name = draw(st.sampled_from([TICKER, TICKER.lower(), "Aaa"])) + draw(
         st.sampled_from([".csv", ".csv", ".CSV"])
     )
+    if draw(st.integers(0, 9)) == 0:  # no ticker file at all: only names the scan skips
+        name = draw(st.sampled_from(SKIPPED))
     clean = draw(st.integers(0, 2)) == 0
     files = {name: draw(file_bytes(clean))}
-    extra = draw(st.sampled_from([None, None, None, None, "._AAA.csv", "aAa.csv", "BBB.csv"]))
+    extra = draw(st.sampled_from([None, None, None, None, *SKIPPED[:2], "aAa.csv", "BBB.csv"]))
     if extra and extra.lower() != name.lower():
-        files[extra] = b"\x00\x05\x16\x07Mac OS X" if extra.startswith("._") else files[name]
-    return PriceFolder(files, clean and "aAa.csv" not in files)
+        files[extra] = b"\x00\x05\x16\x07Mac OS X" if extra in SKIPPED else files[name]
+    skipped = [n for n in files if n in SKIPPED]
+    alone = "BBB.csv" not in files and (not skipped or len(skipped) == len(files))
+    valid = clean and name not in SKIPPED and "aAa.csv" not in files
+    return PriceFolder(files, valid, not alone or draw(st.booleans()))
 
 
 def write_folder(folder: Path, files: dict[str, bytes]) -> Path:

@@ -175,3 +175,38 @@ def test_two_files_naming_one_ticker_are_bad_input_naming_both(tmp_path: Path, n
 
 def test_the_corpus_still_names_each_file_by_its_ticker():
     assert data.load_prices("GAP", CORPUS_CFG).attrs["origin"] == f"file {BAD}/GAP.csv"
+
+
+SKIPPED = ["._T.csv", "A\nB.csv", "\tAAA.csv", " AAA.csv", "AAA\r.csv", "a b.csv", "x\x1b.csv"]
+
+
+@SETTINGS
+@given(names=st.lists(st.sampled_from(SKIPPED), min_size=1, max_size=3, unique=True))
+def test_a_folder_of_skipped_files_is_one_error_line_saying_what_it_skipped(
+    tmp_path_factory, names, caplog
+):
+    folder = tmp_path_factory.mktemp("skipped")
+    for name in names:
+        (folder / name).write_bytes(b"\x00\x05\x16\x07Mac OS X")
+    shown = ", ".join(n if n.isprintable() else repr(n) for n in sorted(names))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
+        with pytest.raises(InputError) as err:
+            build_config(data__source="csv", data__data_dir=str(folder))
+    assert str(err.value) == (
+        f"data_dir {folder} holds no TICKER.csv files (skipped {shown}: not ticker names):"
+        " add some or pass tickers"
+    )
+    assert caplog.records == []  # the error says it: no warning line before it
+
+
+@pytest.mark.parametrize("name", ["A\nB.csv", "x\x1b.csv", "\nAAA.csv", "AAA\t.csv"])
+def test_a_non_printable_file_name_is_skipped_quoted_on_one_line(tmp_path: Path, name, caplog):
+    write_prices(tmp_path, "spy.csv")
+    (tmp_path / name).write_bytes(b"\x00")
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
+        cfg = build_config(data__source="csv", data__data_dir=str(tmp_path))
+    assert cfg.data.tickers == ("SPY",)  # `\nAAA.csv` is no AAA file: its path would not print
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning == f"{tmp_path}: skipped {name!r}: not TICKER.csv file names"
+    assert warning.isprintable()

@@ -44,6 +44,8 @@ ERRORS = {
     "ADJHUGE": ": High [0-9.e+]+ after adjustment by Adj Close / Close out of range 1e-12 to "
     "1e\\+15 on 2020-01-13",
     "SAMEDAY": ": date 2020-01-02 repeats",
+    "DUPCLOSE": ": column Close repeats$",
+    "BOOLVOL": ": missing or non-numeric Volume on 2020-01-01$",
 }
 
 

@@ -1,0 +1,131 @@
+"""A `csv` folder's price files: file names mapped to tickers, header names to the known
+columns, and one file read as raw bars for validate.validate_prices.
+
+Every line printed from a file name stays one line: a name with a newline or another
+non-printable character is quoted (`shown`), and no such name is a ticker's file.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+
+from lstm_pipeline.errors import DataValidationError, InputError, one_line
+from lstm_pipeline.validate import ADJ_CLOSE, FEATURES, exchange_dates, validate_ticker
+
+log = logging.getLogger(__name__)
+
+# a file's header names these in any case, with any surrounding whitespace (`adj close`, ` CLOSE `)
+KNOWN_COLUMNS = {name.casefold(): name for name in ("Date", *FEATURES, ADJ_CLOSE)}
+
+
+def ticker_of_file(name: str) -> str | None:
+    """The ticker a price file's name gives (`aapl.csv`, `AAPL.CSV`: AAPL), None for a name
+    that is no ticker file (`._SPY.csv`, macOS metadata; `notes.txt`; ` AAPL.csv`, whose space
+    validate_ticker would strip: a ticker file's path is printable as it is)."""
+    stem = name[: -len(".csv")]
+    if not name.lower().endswith(".csv") or stem != stem.strip():
+        return None
+    try:
+        return validate_ticker(stem)
+    except InputError:
+        return None
+
+
+def shown(name: str | Path) -> str:
+    """A file name as a message line may hold it: as it is, or quoted by repr when it holds a
+    newline or another non-printable character (every line printed stays one line)."""
+    text = str(name)
+    return text if text.isprintable() else repr(text)
+
+
+def price_files(folder: Path, warn: bool = True) -> Mapping[str, Path]:
+    """Ticker -> its `TICKER.csv` in `folder`, names matched case-insensitively.
+
+    InputError naming both files when two name one ticker (`AAPL.csv`, `aapl.csv`); `.csv`
+    files whose name is no ticker are skipped, with one warning line when `warn` and some
+    ticker file is left (else the caller's error says what was skipped: see skipped_note).
+    """
+    found, skipped = _scan_price_files(folder, _folder_state(folder))
+    if skipped and found and warn:
+        log.warning("%s: skipped %s: not TICKER.csv file names", shown(folder), skipped)
+    return MappingProxyType(found)  # shared: read-only
+
+
+def skipped_note(folder: Path) -> str:
+    """` (skipped ._SPY.csv: not ticker names)` for the error that `folder` holds no ticker
+    file, "" when it skipped nothing."""
+    skipped = _scan_price_files(folder, _folder_state(folder))[1]
+    return f" (skipped {skipped}: not ticker names)" if skipped else ""
+
+
+def _folder_state(folder: Path) -> int | None:
+    try:
+        return folder.stat().st_mtime_ns  # adding, removing or renaming a file changes it
+    except OSError:
+        return None
+
+
+# A run looks up each of its tickers in one folder: a scan per folder state, not per ticker,
+# so 5,000 tickers cost one listing instead of 5,000 (14 ms each at 2,000 files).
+@functools.lru_cache(maxsize=16)
+def _scan_price_files(folder: Path, changed: int | None) -> tuple[dict[str, Path], str]:
+    """Ticker -> file, and the skipped `.csv` names as one printable list ("" for none)."""
+    found: dict[str, list[Path]] = {}
+    skipped = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+        ticker = ticker_of_file(path.name)
+        if ticker is None:
+            skipped += [shown(path.name)] if path.name.lower().endswith(".csv") else []
+        elif path.is_file():
+            found.setdefault(ticker, []).append(path)
+    for ticker, paths in found.items():
+        if len(paths) > 1:
+            raise InputError(
+                f"{ticker}: {' and '.join(map(shown, paths))} name the same ticker: keep one"
+            )
+    return {ticker: paths[0] for ticker, paths in found.items()}, ", ".join(skipped)
+
+
+def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
+    """A yfinance-layout CSV (`Date,Open,High,Low,Close[,Adj Close],Volume`) as a raw frame,
+    its known columns under their canonical names (canonical_columns)."""
+    where = f"{ticker}: file {shown(path)}"
+    if not path.is_file():
+        raise InputError(f"{where} not found")
+    try:
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, na_filter=False)
+        columns = canonical_columns(list(header.iloc[0]), where)
+        # dates as text: pandas would read 20260212 as a number, then warn on parsing it
+        dates_as_text = {header.iloc[0, columns.index("Date")]: str} if "Date" in columns else {}
+        frame = pd.read_csv(path, dtype=dates_as_text, low_memory=False)
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, DataValidationError):
+            raise
+        raise DataValidationError(f"{where} is not a readable CSV ({one_line(exc)})") from None
+    # pandas renamed a repeated unknown name (`Notes.1`): the known ones are unique
+    frame.columns = [known or name for known, name in zip(columns, frame.columns, strict=True)]
+    if "Date" not in frame.columns:
+        raise DataValidationError(f"{where}: no Date column")
+    dates = exchange_dates(frame["Date"])
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna())[0])
+        raise DataValidationError(f"{where}: bad date {frame['Date'].iloc[row]!r} in row {row + 2}")
+    return frame.drop(columns="Date").set_index(pd.DatetimeIndex(dates, name="Date"))
+
+
+def canonical_columns(header: list[str], where: str) -> list[str | None]:
+    """Each header name's known column (KNOWN_COLUMNS: matched case-insensitively, surrounding
+    whitespace stripped), None for a name the pipeline does not use; DataValidationError when
+    two names are one column (`Close` twice, `Close` and ` close`): which would it be?"""
+    names = [KNOWN_COLUMNS.get(str(name).strip().casefold()) for name in header]
+    repeated = next((n for i, n in enumerate(names) if n and n in names[:i]), None)
+    if repeated:
+        raise DataValidationError(f"{where}: column {repeated} repeats")
+    return names
