@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 log = logging.getLogger(__name__)
 
@@ -67,44 +68,138 @@ class TrackingUnavailableError(RuntimeError):
     """The tracking store does not answer; the message says what was (not) done."""
 
 
-# The user part of `scheme://user:password@host`: everything up to the LAST `@` of the URI (a
-# password may hold `/`, `@`, `:`, `?` or `#` unescaped; SQLAlchemy and requests take them so),
-# which ends at whitespace. A stray `@` later in a path costs the host, never the password.
+# Words that make a query key a secret's name, matched anywhere in the key, any case: `pw`,
+# `pwd`, `passwd`, `x-api-key`, `access_token`, `X-Amz-Signature`, `client_secret`, `jwt`, ...
+# Naming something else so costs a masked value, never a leak.
+_SECRET_WORDS = (
+    "pass", "pw", "token", "key", "secret", "sig", "auth", "cred", "session", "jwt",
+    "bearer", "otp", "sas", "cookie", "ticket", "private",
+)  # fmt: skip
+_SECRET_KEY = re.compile("|".join(_SECRET_WORDS), re.IGNORECASE)
+
+# In free text, where a URI's end is unknown: its user part runs from `scheme://` to the last
+# `@` before whitespace (a password may hold `/`, `@`, `:`, `?` or `#` unescaped; SQLAlchemy and
+# requests take them so; a stray `@` later in a path costs the host, never the password) ...
 _USERINFO = re.compile(r"(?<=://)\S*@")
-# a secret in a query string: `?password=`, `&token=`, `access_token=`, `api_key=`, `sig=`, ...
+# ... and a secret-named query (or fragment) value runs to the next `&`, `;` or whitespace.
 _QUERY_SECRET = re.compile(
-    r"(?i)([?&;][\w.~-]*(?:pass|pwd|token|key|secret|sig|auth|credential|session)[\w.~-]*=)"
-    r"[^&;#\s]*"
+    rf"(?i)([?&;#][^=&;#?\s]*(?:{'|'.join(_SECRET_WORDS)})[^=&;#?\s]*=)[^&;\s]*"
 )
+# In ONE URI value (an option, a config value, a variable) the ends are known: the user part
+# runs from the first `://` to the value's last `@`, a query value to the next `&` or `;`,
+# whatever they hold (spaces, tabs, newlines).
+_VALUE_USERINFO = re.compile(r"(?<=://).*@", re.DOTALL)
+_VALUE_QUERY_KEY = re.compile(r"[?&;#]([^=&;#?]*)=")
+_VALUE_QUERY_VALUE = re.compile(r"[^&;]*")
+MASK = "***"
+
+
+class _Remembered:
+    """The secrets of every URI value this process has judged (remember_credentials), which
+    scrub masks wherever they appear: free text cannot say where a URI holding a space ends."""
+
+    def __init__(self) -> None:
+        self.secrets: frozenset[str] = frozenset()
+        self.pattern: re.Pattern[str] | None = None
+
+    def add(self, secrets: set[str]) -> None:
+        merged = self.secrets | secrets
+        # longest first: a whole user part goes before the password in it
+        longest_first = sorted(merged, key=len, reverse=True)
+        pattern = re.compile("|".join(map(re.escape, longest_first))) if merged else None
+        self.secrets, self.pattern = merged, pattern
+
+    def clear(self) -> None:
+        self.secrets, self.pattern = frozenset(), None
+
+    def mask(self, text: str) -> str:
+        pattern = self.pattern  # one read: another thread may add meanwhile
+        return pattern.sub(MASK, text) if pattern else text
+
+
+_REMEMBERED = _Remembered()
 
 
 def scrub(text: str) -> str:
-    """`text` with the credentials of every URI in it replaced by `***`: the user part and any
-    secret-looking query value.
+    """`text` with every remembered secret and the credentials of every URI in it replaced by
+    `***`: the user part and any secret-looking query value.
 
     MLflow quotes the full tracking URI in its errors; a password in it must not reach a
     terminal, a log file or a scheduler's UI.
     """
-    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub("***@", text))
+    text = _USERINFO.sub(f"{MASK}@", _REMEMBERED.mask(text))
+    return _QUERY_SECRET.sub(r"\1" + MASK, text)
 
 
 def split_userinfo(uri: str) -> tuple[str, str | None, str]:
-    """`scheme://`, the user part (None without one) and the rest, cut where scrub cuts."""
-    found = _USERINFO.search(uri)
+    """One URI value as `...scheme://`, the user part (None without one) and the rest."""
+    found = _VALUE_USERINFO.search(uri)
     if found is None:
         return uri, None, ""
     return uri[: found.start()], uri[found.start() : found.end() - 1], uri[found.end() :]
 
 
+def query_secrets(uri: str) -> list[tuple[int, int]]:
+    """Where the values of one URI's secret-named query keys are (start, end); keys are judged
+    percent-decoded (`p%61ss=`)."""
+    spans: list[tuple[int, int]] = []
+    for key in _VALUE_QUERY_KEY.finditer(uri):
+        inside_a_secret = bool(spans) and key.start() < spans[-1][1]  # `?pw=a#b=c`: all one
+        if not inside_a_secret and _SECRET_KEY.search(unquote_plus(key.group(1))):
+            value = _VALUE_QUERY_VALUE.match(uri, key.end())
+            spans.append((key.end(), value.end() if value else key.end()))
+    return spans
+
+
+def credentials_of(uri: str) -> set[str]:
+    """Every secret one URI value carries: its user part, the password in it and each
+    secret-named query value, as given and percent-decoded."""
+    _, user, rest = split_userinfo(uri)
+    parts = [] if user is None else [user, user.partition(":")[2]]
+    after_user = uri if user is None else rest
+    parts += [after_user[start:end] for start, end in query_secrets(after_user)]
+    spellings = {form for part in parts for form in _spellings(part)}
+    return {form for form in spellings if form}
+
+
+def _spellings(secret: str) -> set[str]:
+    decoded = unquote(secret)
+    return {secret, decoded, unquote_plus(secret), quote(decoded, safe=""), quote_plus(decoded)}
+
+
 def has_credentials(uri: str) -> bool:
-    """Whether `uri` carries a user part or a query secret (a password or a token)."""
-    return scrub(uri) != uri
+    """Whether one URI value carries a user part or a query secret (a password or a token)."""
+    return bool(credentials_of(uri))
+
+
+def remember_credentials(uri: str | None) -> bool:
+    """Whether `uri` carries credentials; scrub masks them from now on, in any text."""
+    secrets = credentials_of(uri) if uri else set()
+    if secrets:
+        _REMEMBERED.add(secrets)
+    return bool(secrets)
+
+
+def forget_credentials() -> None:
+    """Forget every remembered secret (for tests: each starts from a clean process)."""
+    _REMEMBERED.clear()
+
+
+def scrub_uri(uri: str) -> str:
+    """One URI value with its user part and secret query values replaced by `***`, then
+    scrubbed as text (`postgresql://***@db/mlflow`, `https://host/x?pw=***`)."""
+    head, user, rest = split_userinfo(uri)
+    clean = uri if user is None else f"{head}{MASK}@{rest}"
+    for start, end in reversed(query_secrets(clean)):
+        clean = clean[:start] + MASK + clean[end:]
+    return scrub(clean)
 
 
 def one_line(exc: BaseException) -> str:
     """The exception as the one line a user sees, credentials scrubbed."""
     text = str(exc).strip()
-    return scrub(text.splitlines()[0]) if text else type(exc).__name__
+    # scrubbed whole, then cut: a secret may hold a newline
+    return scrub(text).splitlines()[0] if text else type(exc).__name__
 
 
 def describe_failures(failures: Mapping[str, BaseException]) -> dict[str, dict[str, Any]]:

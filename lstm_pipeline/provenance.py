@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from lstm_pipeline import __version__
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.errors import has_credentials, scrub, split_userinfo
+from lstm_pipeline.errors import has_credentials, remember_credentials, scrub_uri, split_userinfo
 
 UNKNOWN = "unknown"
 _SOURCE_DIR = Path(__file__).resolve().parent  # the code that runs, not the caller's cwd
@@ -71,7 +71,7 @@ def run_params(cfg: PipelineConfig) -> dict[str, Any]:
 def redact(uri: Any) -> Any:
     """`postgresql://user:secret@host/db` -> `postgresql://***@host/db`: a URI's user part may
     hold a password or a token, so all of it goes; anything else is returned unchanged."""
-    return scrub(uri) if isinstance(uri, str) else uri
+    return scrub_uri(uri) if isinstance(uri, str) else uri
 
 
 def credentials_to_env(uri: str | None) -> str | None:
@@ -83,9 +83,9 @@ def credentials_to_env(uri: str | None) -> str | None:
     `https://token@host`, a `?token=` query): the whole URI moves to MLFLOW_TRACKING_URI and
     None is returned, so the flows fall back to that variable. Either way the secret stays in
     this process's environment (and its children's), out of Prefect's parameters, database and
-    UI.
+    UI. Its secrets are remembered: scrub masks them in any text from now on.
     """
-    if not uri or not has_credentials(uri):
+    if not uri or not remember_credentials(uri):
         return uri
     head, user, rest = split_userinfo(uri)
     clean = head + rest
@@ -111,8 +111,9 @@ def without_credentials(cfg: PipelineConfig) -> PipelineConfig:
 
 def secret_to_env(uri: str | None, variable: str) -> str | None:
     """`uri` when it holds no credentials; else None, with `uri` moved to `variable`, where the
-    code that needs it reads it back (a flow parameter would be stored in plain text)."""
-    if not uri or not has_credentials(uri):
+    code that needs it reads it back (a flow parameter would be stored in plain text); its
+    secrets are remembered, for scrub to mask in any text."""
+    if not uri or not remember_credentials(uri):
         return uri
     os.environ[variable] = uri
     return None

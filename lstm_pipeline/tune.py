@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from lstm_pipeline.config import OPTUNA_STORAGE_ENV, PipelineConfig
+from lstm_pipeline.errors import remember_credentials
 from lstm_pipeline.features import build_window_sets
 from lstm_pipeline.files import write_atomic
 from lstm_pipeline.pipeline import evaluate_model, train_model
@@ -41,6 +42,7 @@ def study_storage(url: str | None) -> Iterator[str]:
     else a temporary sqlite file (removed on exit): enough for one machine, threads or local
     worker processes. A remote cluster needs a URL every worker reaches."""
     url = url or os.environ.get(OPTUNA_STORAGE_ENV)
+    remember_credentials(url)  # optuna's and SQLAlchemy's errors may quote it
     if url:
         yield url
         return

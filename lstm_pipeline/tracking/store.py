@@ -39,8 +39,8 @@ from lstm_pipeline.errors import (
     InputError,
     ModelNotFoundError,
     TrackingUnavailableError,
-    has_credentials,
     one_line,
+    remember_credentials,
     scrub,
 )
 from lstm_pipeline.files import check_can_create_in
@@ -74,7 +74,7 @@ class Store:
     def open(cls, uri: str | None = None) -> Store:
         """The store at `uri`, else $MLFLOW_TRACKING_URI, else the project's sqlite file."""
         chosen = chosen_tracking_uri(uri)
-        if has_credentials(chosen):
+        if remember_credentials(chosen):  # and scrub masks them in any text from now on
             # MLflow prints "View run ... at: URI/#/..." when a run ends, password and all
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         return cls(chosen, uri)
@@ -269,7 +269,7 @@ class Run:
 
     def end(self, status: str = "FINISHED", reason: str = "") -> None:
         if reason:
-            self.client.set_tag(self.run_id, "failure_reason", reason[:MAX_REASON_CHARS])
+            self.client.set_tag(self.run_id, "failure_reason", scrub(reason)[:MAX_REASON_CHARS])
         self.client.set_terminated(self.run_id, status)
 
     @contextmanager

@@ -82,12 +82,13 @@ def test_the_local_dask_cluster_listens_on_loopback_only():
 
 
 SECRET = "s3cret-token"
+SPACED_SECRET = "SEK RITH/s3cret"  # a space: the user part is not cut at whitespace
 
 
 def test_credentials_in_the_tracking_uri_reach_no_output_run_record_or_prefect_state(
     tmp_path, csv_dir
 ):
-    """Train and forecast through a real server with `user:password@` in the URI, and forecast
+    """Train and forecast through a real server with `user:pass word@` in the URI, and forecast
     again with a token-only `token@` URI, then look for the secret in everything written:
     output, the MLflow store (params, tags, artifacts, model card, config.yaml) and Prefect's
     database and logs."""
@@ -96,7 +97,7 @@ def test_credentials_in_the_tracking_uri_reach_no_output_run_record_or_prefect_s
     data = ["--source", "csv", "--data-dir", str(csv_dir), "--tickers", "AAA", "BBB"]
     smoke = str(ROOT / "flows/configs/smoke.yaml")
     with running_server(tmp_path / "server") as url:
-        secret_uri = url.replace("http://", f"http://alice:{SECRET}@")
+        secret_uri = url.replace("http://", f"http://alice:{SPACED_SECRET}@")
         server = ["--tracking-uri", secret_uri]
         # a token-only URI cannot move to MLflow's user/password variables: the whole URI does
         token_server = ["--tracking-uri", url.replace("http://", f"http://{SECRET}@")]
@@ -118,6 +119,7 @@ def test_credentials_in_the_tracking_uri_reach_no_output_run_record_or_prefect_s
         for proc in runs:
             assert proc.returncode == 0, proc.stderr
             assert SECRET not in proc.stdout + proc.stderr
+            assert SPACED_SECRET not in proc.stdout + proc.stderr
         from mlflow.tracking import MlflowClient
 
         run = MlflowClient(url).search_runs(["1"])[0]
@@ -127,14 +129,16 @@ def test_credentials_in_the_tracking_uri_reach_no_output_run_record_or_prefect_s
         path
         for folder in (tmp_path / "server", prefect_home, tmp_path)
         for path in folder.rglob("*")
-        if path.is_file() and SECRET.encode() in path.read_bytes()
+        if path.is_file()
+        for secret in (SECRET, SPACED_SECRET, quote(SPACED_SECRET, safe=""))
+        if secret.encode() in path.read_bytes()
     ]
     assert not leaks, leaks
 
 
-FILE_SECRET = "f1le/s3cr@t"  # raw '/' and '@': the user part runs to the URI's last '@'
+FILE_SECRET = "f1le/s3 cr@t"  # raw '/', ' ' and '@': the user part runs to the URI's last '@'
 ENV_SECRET = "env-s3cret"
-OPTUNA_SECRET = "0ptuna-s3cret"
+OPTUNA_SECRET = "0ptuna-s3cret"  # under `?pw=`: any usual spelling of a secret's key
 
 
 def prefect_records() -> str:
@@ -166,9 +170,10 @@ def mlflow_records(url: str) -> str:
 def test_secrets_given_by_config_file_environment_or_optuna_storage_reach_nothing(
     tmp_path, csv_dir, clis_on_prefect_server
 ):
-    """A tracking URI with a password in a --config file, in MLFLOW_TRACKING_URI, and an Optuna
-    storage URL with a password: the secret is in no output, no Prefect flow-run parameter,
-    task run or log, no MLflow param or tag, and no file written."""
+    """A tracking URI with a password (holding a space) in a --config file, in
+    MLFLOW_TRACKING_URI, and an Optuna storage URL with a `?pw=` secret: the secret is in no
+    output, no Prefect flow-run parameter, task run or log, no MLflow param or tag, and no file
+    written."""
     data = ["--source", "csv", "--data-dir", str(csv_dir), "--tickers", "AAA", "BBB"]
     smoke = yaml.safe_load((ROOT / "flows/configs/smoke.yaml").read_text())
     with running_server(tmp_path / "server") as url:
@@ -176,7 +181,7 @@ def test_secrets_given_by_config_file_environment_or_optuna_storage_reach_nothin
         secret_uri = url.replace("http://", f"http://alice:{FILE_SECRET}@")
         config.write_text(yaml.safe_dump({**smoke, "tracking": {"tracking_uri": secret_uri}}))
         env_uri = url.replace("http://", f"http://bob:{ENV_SECRET}@")
-        storage = f"sqlite:///{tmp_path}/optuna.db?password={OPTUNA_SECRET}"
+        storage = f"sqlite:///{tmp_path}/optuna.db?pw={OPTUNA_SECRET}"
         runs = [
             run_cli("train", *data, "--config", str(config), "--json", cwd=tmp_path),
             run_cli(
