@@ -159,7 +159,13 @@ def credentials_of(uri: str) -> set[str]:
     after_user = uri if user is None else rest
     parts += [after_user[start:end] for start, end in query_secrets(after_user)]
     spellings = {form for part in parts for form in _spellings(part)}
-    return {form for form in spellings if form}
+    return {form for form in spellings if len(form) >= MIN_REMEMBERED}
+
+
+# A secret shorter than this is not masked wherever it appears (a password `a` would garble
+# every message); the URI patterns still mask it, and the whole user part it sits in, which
+# is what a message quoting the URI shows.
+MIN_REMEMBERED = 3
 
 
 def _spellings(secret: str) -> set[str]:
