@@ -13,8 +13,11 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from typing import Any, NoReturn, get_args
 
@@ -317,11 +320,58 @@ def configure_logging(verbose: bool = False) -> None:
         flows.addHandler(handler)
 
 
+@contextmanager
+def interrupt_is_final(where: str, grace_s: float = 10.0) -> Iterator[threading.Event]:
+    """Ctrl-C (SIGINT) ends the command, always. Yields the event to set once it has returned.
+
+    It raises KeyboardInterrupt as usual, so the command stops cleanly and says so. But Python
+    swallows an exception raised inside a finalizer or a garbage-collector callback (SQLAlchemy
+    and asyncio have them): it prints "Exception ignored in ..." and a traceback, and the work
+    went on to its end. So those lines are not printed, and a command that has not returned
+    `grace_s` after the signal ends there, with the same one line and exit code 130.
+    """
+    returned = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals reach it alone
+        yield returned
+        return
+
+    def end_later() -> None:
+        if not returned.wait(grace_s):
+            print(f"{where}: interrupted", file=sys.stderr, flush=True)
+            os._exit(130)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        threading.Thread(target=end_later, name="end-after-interrupt", daemon=True).start()
+        raise KeyboardInterrupt
+
+    def unraisable(info: Any) -> None:
+        if not issubclass(info.exc_type, KeyboardInterrupt):
+            sys.__unraisablehook__(info)
+
+    previous = signal.signal(signal.SIGINT, on_sigint), sys.unraisablehook
+    sys.unraisablehook = unraisable
+    try:
+        yield returned
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        sys.unraisablehook = previous[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.handler
     where = f"{PROG} {args.command}"
+    with interrupt_is_final(where) as returned:
+        code = _run(handler, args, where)
+        returned.set()
+    return code
+
+
+def _run(
+    handler: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace, where: str
+) -> int:
+    """The handler's result as an exit code, and every failure as one line on stderr."""
     try:
         result = handler(args)
         code = report_failures(where, result.get("failed", {}))

@@ -103,7 +103,7 @@ def score_both(new_model: Path, champion: tuple[str, Path] | None, val: WindowSe
     """
     new = OnnxForecaster(new_model)
     version = champion[0] if champion is not None else None
-    old, note = _loadable_champion(champion[1], val) if champion is not None else (None, "")
+    old, note = (None, "") if champion is None else _loadable_champion(*champion, val)
     data = gate_windows(val, max(val.window, old.window if old is not None else 0))
     horizons = min(new.horizon, old.horizon) if old is not None else new.horizon
     if len(data.actual) == 0:
@@ -115,10 +115,13 @@ def score_both(new_model: Path, champion: tuple[str, Path] | None, val: WindowSe
     return GateScores(new_mase, old_mase, version, len(data.actual), horizons, note)
 
 
-def _loadable_champion(path: Path, val: WindowSet) -> tuple[OnnxForecaster | None, str]:
-    """The champion's session, or None and why it cannot face these windows."""
+def _loadable_champion(
+    version: str, path: Path, val: WindowSet
+) -> tuple[OnnxForecaster | None, str]:
+    """The champion's session, or None and why it cannot face these windows (naming it by its
+    version: its file is a download that is gone once the run ends)."""
     try:
-        old = OnnxForecaster(path)
+        old = OnnxForecaster(path, name=f"champion v{version}")
     except InputError as exc:  # other features or their order among them: OnnxForecaster checks
         return None, str(exc)
     history = longest_history(val)

@@ -65,6 +65,9 @@ class OnnxForecaster:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        # onnxruntime's own warnings and errors would reach stderr as extra lines beside ours;
+        # what goes wrong is raised, and said in one line naming the model (fatal still logs)
+        options.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(
                 source, options, providers=providers or ["CPUExecutionProvider"]
@@ -95,6 +98,11 @@ class OnnxForecaster:
             "window": ["batch", self.window, len(self.features)],
             "forecast": ["batch", self.horizon],
         }
+        inputs = [i.name for i in self.session.get_inputs()]
+        if inputs != ["window"]:
+            raise InputError(
+                f"{self.name} takes inputs {inputs}, but forecasts give it 'window' alone"
+            )
         actual = {i.name: i.shape for i in self.session.get_inputs()}
         actual.update({o.name: o.shape for o in self.session.get_outputs()})
         for name, dims in expected.items():
@@ -136,8 +144,17 @@ class OnnxForecaster:
             raise InputError(f"windows must be float32, not {windows.dtype}")
 
     def _run(self, windows: np.ndarray) -> np.ndarray:
-        (out,) = self.session.run(["forecast"], {"window": windows})
-        return np.asarray(out)
+        try:
+            (out,) = self.session.run(["forecast"], {"window": windows})
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise InputError(f"{self.name} fails to run ({one_line(exc)})") from None
+        out = np.asarray(out)
+        if out.shape != (len(windows), self.horizon):  # a graph whose output size is symbolic
+            raise InputError(
+                f"{self.name} gives forecasts of shape {list(out.shape)} for {len(windows)} "
+                f"windows, but its metadata calls for [batch, {self.horizon}]"
+            )
+        return out
 
 
 Dim = int | str | None  # onnxruntime's view of one axis: a size, a symbolic name or unknown
@@ -218,6 +235,7 @@ def forecast_table(
         require_rows(prices, ticker, forecaster.window, "one input window")
     windows = np.stack([latest_window(p, forecaster.window) for p in prices_by_ticker.values()])
     forecasts = forecaster.predict(windows)  # [tickers, H]
+    refuse_unusable(forecasts, list(prices_by_ticker), forecaster.name)
     rows = []
     for (ticker, prices), forecast in zip(prices_by_ticker.items(), forecasts, strict=True):
         as_of = prices.index[-1]
@@ -228,6 +246,18 @@ def forecast_table(
             row = (ticker, as_of, h, target, float(forecast[h - 1]), last_close)
             rows.append((*row, model_version, run_id, calendar))
     return pd.DataFrame(rows, columns=list(FORECAST_COLUMNS))
+
+
+def refuse_unusable(forecasts: np.ndarray, tickers: list[str], model: str) -> None:
+    """InputError naming the model and the first ticker whose forecast [H] is not a finite
+    positive price: a broken model's NaN, inf or negative prices are never written."""
+    usable = np.isfinite(forecasts) & (forecasts > 0)  # [tickers, H]
+    if not usable.all():
+        ticker = int(np.flatnonzero(~usable.all(axis=1))[0])
+        bad = forecasts[ticker][~usable[ticker]][0]
+        raise InputError(
+            f"{model} forecasts {bad} for {tickers[ticker]}: not a price; nothing was written"
+        )
 
 
 def check_output(path: str | Path) -> str:

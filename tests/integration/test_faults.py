@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -352,3 +353,39 @@ def test_two_trainings_at_once_on_one_server_both_record_and_the_better_is_champ
             for v in client.search_model_versions(f"name = '{MODEL}'")
         }
         assert champion(client) == min(mase, key=mase.get), mase
+
+
+SWALLOWED_INTERRUPT = """
+import sys, time
+from flows.cli import interrupt_is_final
+
+class Finalizer:
+    def __del__(self):
+        time.sleep(30)  # Ctrl-C lands here: a KeyboardInterrupt in a finalizer is swallowed
+
+with interrupt_is_final("lstm-pipeline train", grace_s=2):
+    print("ready", flush=True)
+    Finalizer()
+    print("went on", flush=True)
+    time.sleep(60)  # the rest of the work
+"""
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_still_ends_the_command(tmp_path):
+    """SIGINT during a garbage-collector callback (SQLAlchemy's, asyncio's) was printed as
+    'Exception ignored ... KeyboardInterrupt' and the training went on to its end, exit 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWED_INTERRUPT],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    time.sleep(0.5)  # inside the finalizer's sleep
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.splitlines() == ["lstm-pipeline train: interrupted"]  # no 'Exception ignored'
+    assert out == "went on\n"

@@ -1,6 +1,7 @@
 """What a model file must promise before it meets the data, and what a session may be given:
 real exported ONNX files with altered metadata, real onnxruntime sessions."""
 
+import itertools
 import json
 
 import numpy as np
@@ -225,3 +226,80 @@ def test_any_array_gives_forecasts_of_its_batch_or_an_input_error(tiny_onnx, sha
         return
     with pytest.raises(InputError):
         forecaster.predict(windows)
+
+
+def rewired(source, target, tail: list[str], constant: float | None = None):
+    """A copy of the model whose `forecast` passes through the ONNX ops `tail` (each taking
+    the previous output and, for two-input ops, a constant): a graph that is broken inside
+    while its metadata and shapes still look right."""
+    model = onnx.load_model(str(source))
+    graph = model.graph
+    for node in graph.node:
+        node.output[:] = ["f0" if out == "forecast" else out for out in node.output]
+    if constant is not None:
+        graph.initializer.append(onnx.numpy_helper.from_array(np.float32(constant), "k"))
+    # with no ops, `f0` is left for the caller to turn into `forecast`
+    names = ["f0", *[f"f{i}" for i in range(1, len(tail))], "forecast"] if tail else []
+    for op, (src, dst) in zip(tail, itertools.pairwise(names), strict=True):
+        inputs = [src, "k"] if op in ("Div", "Mul", "Add") else [src]
+        graph.node.append(onnx.helper.make_node(op, inputs, [dst]))
+    onnx.save_model(model, str(target))
+    return target
+
+
+@pytest.mark.parametrize(
+    "tail,constant,shown",
+    [
+        (["Neg", "Log"], None, "nan"),  # log of a negative price
+        (["Div"], 0.0, "inf"),
+        (["Neg"], None, "-"),  # a negative price
+    ],
+    ids=["nan", "inf", "negative"],
+)
+def test_a_model_whose_forecasts_are_no_prices_writes_nothing(
+    tiny_onnx, tmp_path, tail, constant, shown
+):
+    from lstm_pipeline.predict import forecast_table
+    from tests.conftest import make_prices
+
+    model = OnnxForecaster(rewired(tiny_onnx[0], tmp_path / "broken.onnx", tail, constant))
+    prices = {"AAA": make_prices(40).set_index("Date")}
+    with pytest.raises(InputError, match=rf"model file .*broken.onnx forecasts {shown}\S* for AAA"):
+        forecast_table(model, prices, "1", "run")
+
+
+def test_a_graph_with_another_required_input_is_refused_when_opened(tiny_onnx, tmp_path):
+    model = onnx.load_model(str(tiny_onnx[0]))
+    extra = onnx.helper.make_tensor_value_info("x2", onnx.TensorProto.FLOAT, ["batch"])
+    model.graph.input.append(extra)
+    onnx.save_model(model, str(tmp_path / "two-inputs.onnx"))
+    with pytest.raises(InputError, match=r"takes inputs \['window', 'x2'\], but forecasts give"):
+        OnnxForecaster(tmp_path / "two-inputs.onnx")
+
+
+def test_a_graph_that_gives_another_horizon_than_its_metadata_says_is_refused(tiny_onnx, tmp_path):
+    """The output's width is symbolic (reshaped to its own runtime shape, which onnxruntime's
+    shape inference cannot see through), so only a run shows it: 3 forecasts, metadata says 7."""
+    model = onnx.load_model(str(rewired(tiny_onnx[0], tmp_path / "s.onnx", [])))
+    graph = model.graph
+    graph.node.append(onnx.helper.make_node("Shape", ["f0"], ["f0_shape"]))
+    graph.node.append(onnx.helper.make_node("Reshape", ["f0", "f0_shape"], ["forecast"]))
+    graph.output[0].type.tensor_type.shape.dim[1].dim_param = "horizon"
+    onnx.save_model(model, str(tmp_path / "symbolic.onnx"))
+    altered = alter_metadata(tmp_path / "symbolic.onnx", tmp_path / "h7.onnx", {"horizon": "7"})
+    forecaster = OnnxForecaster(altered)
+    with pytest.raises(InputError, match=r"gives forecasts of shape \[2, 3\] for 2 windows, but"):
+        forecaster.predict(tiny_onnx[1])
+
+
+def test_a_graph_that_fails_to_run_is_one_named_input_error(tiny_onnx, tmp_path):
+    """An index out of range: onnxruntime's error, and no log line of its own."""
+    model = onnx.load_model(str(rewired(tiny_onnx[0], tmp_path / "f0.onnx", [])))
+    graph = model.graph
+    index = onnx.numpy_helper.from_array(np.array([0, 1, 5], np.int64), "out_of_range")
+    graph.initializer.append(index)  # of 3 forecasts: 5 is out of range, seen only at run time
+    graph.node.append(onnx.helper.make_node("Gather", ["f0", "out_of_range"], ["forecast"], axis=1))
+    onnx.save_model(model, str(tmp_path / "runfail.onnx"))
+    forecaster = OnnxForecaster(tmp_path / "runfail.onnx")
+    with pytest.raises(InputError, match=r"runfail.onnx fails to run \("):
+        forecaster.predict(tiny_onnx[1])

@@ -146,8 +146,9 @@ def fresh_process() -> Iterator[pytest.MonkeyPatch]:
     examples in one test, so not a function-scoped fixture)."""
     forget_credentials()
     with pytest.MonkeyPatch.context() as patch:
-        for name in CREDENTIAL_VARIABLES:
-            patch.delenv(name, raising=False)
+        for name in (*CREDENTIAL_VARIABLES, OPTUNA_STORAGE_ENV):
+            patch.setenv(name, "")  # recorded, so a value set later is undone too (a bare
+            patch.delenv(name)  # delenv of an unset name records nothing)
         try:
             yield patch
         finally:
