@@ -199,7 +199,7 @@ def run_rollback(args: argparse.Namespace) -> dict[str, Any]:
 
 def _reachable_registry(args: argparse.Namespace) -> tuple[Store, str]:
     """The store and the model name; a dead server fails in seconds, not after MLflow's minutes
-    of retries, and a missing sqlite store is not created (an alias needs a registry)."""
+    of retries, and a missing local store (sqlite, file) is not created (an alias needs one)."""
     from lstm_pipeline.errors import InputError
     from lstm_pipeline.tracking import Store
 

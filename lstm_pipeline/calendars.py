@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import textwrap
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -54,7 +55,7 @@ SUFFIX_CALENDARS = {
     "BD": "XBUD",
     "IS": "XIST",
     "TO": "XTSE",
-    "V": "XTSX",
+    "V": "XTSE",  # TSX Venture: XTSX is an alias of XTSE, and files name calendars canonically
     "MX": "XMEX",
     "SA": "BVMF",
     "SN": "XSGO",
@@ -81,6 +82,7 @@ SUFFIX_CALENDARS = {
 # after the last observed one hold `count` trading days, with a month to spare for long closures
 SPAN_DAYS_PER_TRADING_DAY, SPAN_SPARE_DAYS = 2, 31
 LAST_YEAR = 2200  # pandas' nanosecond timestamps end in 2262
+REASON_CHARS = 160  # of why exchange_calendars cannot build a calendar, in a one-line error
 
 
 def calendar_for(ticker: str, overrides: Mapping[str, str]) -> str:
@@ -104,16 +106,45 @@ def calendar_for(ticker: str, overrides: Mapping[str, str]) -> str:
 
 
 def check_calendars(overrides: Mapping[str, str]) -> dict[str, str]:
-    """`{TICKER: calendar}` with tickers as the data names them; ValueError for a calendar
-    exchange_calendars does not know (pydantic turns it into the config's one-line error)."""
-    known = _calendar_names()
-    for ticker, name in overrides.items():
-        if name not in known:
-            raise ValueError(
-                f"unknown exchange calendar {name!r} for {ticker} (exchange_calendars names "
-                "such as XNYS, XLON, XTKS)"
-            )
-    return {validate_ticker(t): name for t, name in overrides.items()}
+    """`{TICKER: calendar}` with tickers as the data names them and each calendar by its
+    canonical name (`NYSE` -> XNYS), the name the forecast file records. ValueError for a
+    calendar exchange_calendars does not know or cannot build, or for two keys naming one
+    ticker (pydantic turns it into the config's one-line error): found now, not at forecast."""
+    checked: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    for key, name in overrides.items():
+        ticker = validate_ticker(key)
+        if ticker in keys:
+            raise ValueError(f"{keys[ticker]} and {key} name the same ticker {ticker}: keep one")
+        keys[ticker] = key
+        checked[ticker] = _buildable_calendar(name, key)
+    return checked
+
+
+def _buildable_calendar(name: str, ticker: str) -> str:
+    if name not in _calendar_names():
+        raise ValueError(
+            f"unknown exchange calendar {name!r} for {ticker} (exchange_calendars names "
+            "such as XNYS, XLON, XTKS)"
+        )
+    canonical, failure = _build_check(name)
+    if failure:
+        raise ValueError(f"exchange calendar {name} cannot be built ({failure})")
+    return canonical
+
+
+@functools.cache  # building one takes 0.1-0.3 s: once per name, however many configs name it
+def _build_check(name: str) -> tuple[str, str]:
+    """The calendar's canonical name, and why exchange_calendars cannot build it ('' if it can:
+    XTAE and ASEX are known to it, and fail)."""
+    import exchange_calendars
+
+    try:
+        _calendar(name, None, None)
+    except Exception as exc:  # ValueError, NotImplementedError and exchange_calendars' own
+        # XTAE's lists every special date it trips on: hundreds of timestamps
+        return name, textwrap.shorten(one_line(exc), REASON_CHARS, placeholder=" ...")
+    return exchange_calendars.resolve_alias(name), ""
 
 
 def next_trading_days(as_of: pd.Timestamp, count: int, calendar: str) -> list[pd.Timestamp]:
@@ -165,7 +196,7 @@ def _sessions(
     return pd.DatetimeIndex(built.sessions), start, end
 
 
-def _calendar(name: str, start: pd.Timestamp, end: pd.Timestamp) -> ExchangeCalendar:
+def _calendar(name: str, start: pd.Timestamp | None, end: pd.Timestamp | None) -> ExchangeCalendar:
     import exchange_calendars
 
     # exchange_calendars 4.13 calls APIs that pandas 3.1 deprecates (Series.values of aware

@@ -39,8 +39,8 @@ def resolve_model(model_uri: str, store: Store | None = None) -> ResolvedModel:
         return ResolvedModel(path, FILE_VERSION, "")
     if store is None:
         raise ValueError(f"model {model_uri}: a registry URI needs a tracking store")
-    if store.sqlite_file is not None and not store.sqlite_file.is_file():
-        # opening a missing sqlite store would create an empty one: answer without touching it
+    if store.is_missing:
+        # opening a missing local store would create an empty one: answer without touching it
         raise ModelNotFoundError(
             f"model {model_uri} not found: no tracking store at {store.uri} (train first or pass "
             "--tracking-uri)"

@@ -29,7 +29,9 @@ from mlflow.environment_variables import (
 )
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from mlflow.utils.uri import is_local_uri
 
 from lstm_pipeline.config import (
     DEFAULT_TRACKING_URI,
@@ -93,9 +95,23 @@ class Store:
         return Path(self.uri.removeprefix("sqlite:///"))
 
     @property
+    def file_store_folder(self) -> Path | None:
+        """The folder of a local file store (a plain path or a `file:` URI), else None."""
+        try:  # MLflow's own verdict: `databricks` is no path, `file://host/...` is refused
+            local = is_local_uri(self.uri, is_tracking_or_registry_uri=True)
+        except MlflowException:
+            return None
+        return Path(local_file_uri_to_path(self.uri)) if local else None
+
+    @property
     def is_missing(self) -> bool:
-        """Whether this is a sqlite store whose file does not exist: any use would create it."""
-        return self.sqlite_file is not None and not self.sqlite_file.is_file()
+        """Whether this local store does not exist (a sqlite file, a file store's folder): any
+        use would create it, or fail on MLflow's terms. A command that only reads or moves an
+        alias asks this first."""
+        if self.sqlite_file is not None:
+            return not self.sqlite_file.is_file()
+        folder = self.file_store_folder
+        return folder is not None and not folder.is_dir()
 
     @property
     def is_server(self) -> bool:

@@ -45,6 +45,12 @@ CONFIGS: dict[str, str | bytes] = {
     "inf-lr.yaml": "train: {lr: .inf}\n",
     "nan-delay.yaml": "data: {retry_base_delay: .nan}\n",
 }
+# local file stores that do not exist, as a path, a file: URI and relative to the case's folder
+FILE_STORES = {
+    "path": "{inputs}/nonexist/mlruns",
+    "file-uri": "file://{inputs}/nonexist",
+    "relative": "./relstore",
+}
 # ONNX files: the tiny model with its metadata changed -> the changes
 ALTERED_MODELS = {
     "reordered.onnx": {"features": '["Close", "Open", "High", "Low", "Volume"]'},
@@ -189,6 +195,25 @@ CASES: dict[str, tuple[list[str], int, str]] = {
             "--tracking-uri); no alias was moved",
         )
         for command, version in (("promote", ["1"]), ("rollback", []))
+    },
+    # a local file store that does not exist: neither MLflow's "maintenance mode" nor a
+    # misleading "no version 1", and nothing created (in the inputs or the working directory)
+    **{
+        f"{command}-without-a-file-store-{kind}": (
+            [command, *version, "--tracking-uri", uri],
+            2,
+            f"no tracking store at {uri} (train first or pass --tracking-uri); no alias was moved",
+        )
+        for command, version in (("promote", ["1"]), ("rollback", []))
+        for kind, uri in FILE_STORES.items()
+    },
+    **{
+        f"model-uri-without-a-file-store-{kind}": (
+            ["forecast", *SAMPLE, "--model-uri", "models:/nope@champion", "--tracking-uri", uri],
+            2,
+            f"model models:/nope@champion not found: no tracking store at {uri}",
+        )
+        for kind, uri in FILE_STORES.items()
     },
     "onnx-wrong-input-shape": (
         ["forecast", *SAMPLE, "--model-uri", "{inputs}/wrong-shape.onnx"],

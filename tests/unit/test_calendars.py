@@ -4,7 +4,7 @@ import logging
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from lstm_pipeline import calendars
@@ -159,3 +159,73 @@ def test_target_dates_are_count_distinct_days_after_as_of(as_of, count, calendar
     got = next_trading_days(pd.Timestamp(as_of), count, calendar)
     assert len(got) == count and got[0] > pd.Timestamp(as_of)
     assert all(a < b for a, b in zip(got, got[1:], strict=False))
+
+
+def config_with(tmp_path, calendars_yaml: str):
+    from lstm_pipeline.config import build_config
+
+    path = tmp_path / "cal.yaml"
+    path.write_text(f"data: {{calendars: {calendars_yaml}}}\n")
+    return path, lambda: build_config(path)
+
+
+@pytest.mark.parametrize("name", ["XTAE", "ASEX", "TASE"])  # TASE: an alias of XTAE
+def test_a_known_calendar_that_cannot_be_built_is_refused_at_config_time(tmp_path, name):
+    path, build = config_with(tmp_path, f"{{TEVA: {name}}}")
+    with pytest.raises(InputError) as caught:
+        build()
+    message = str(caught.value)
+    assert message.startswith(
+        f"invalid data.calendars (config {path}): exchange calendar {name} cannot be built ("
+    )
+    assert "\n" not in message and len(message) < 400  # XTAE's reason lists hundreds of dates
+
+
+def test_each_calendar_is_built_once_and_only_the_overrides_given(tmp_path):
+    calendars._build_check.cache_clear()
+    DataConfig(tickers=("AAPL", "VOD.L"))
+    assert calendars._build_check.cache_info().currsize == 0
+    for _ in range(3):
+        DataConfig(calendars={"AAPL": "XLON", "VOD.L": "XLON", "SONY": "XTKS"})
+    assert calendars._build_check.cache_info().misses == 2
+
+
+ticker_spellings = st.tuples(
+    st.from_regex(r"[A-Z]{1,5}(\.[A-Z]{1,2})?", fullmatch=True),
+    st.lists(st.booleans(), min_size=8, max_size=8),  # one flag per letter: tickers have <= 8
+    st.sampled_from(["", " ", "  "]),
+)
+
+
+def spell(ticker: str, lower: list[bool], pad: str) -> str:
+    return pad + "".join(c.lower() if low else c for c, low in zip(ticker, lower, strict=False))
+
+
+@settings(max_examples=40, deadline=None)
+@given(first=ticker_spellings, second=ticker_spellings)
+def test_two_keys_naming_one_ticker_are_refused_naming_both(first, second):
+    a, b = spell(*first), spell(first[0], *second[1:])
+    assume(a != b)  # the same key twice is one key in a mapping
+    with pytest.raises(ValueError, match="name the same ticker") as caught:
+        calendars.check_calendars({a: "XNYS", b: "XLON"})
+    message = str(caught.value)
+    assert a in message and b in message and first[0] in message
+
+
+@pytest.mark.parametrize(
+    "alias", ["NYSE", "NASDAQ", "XNAS", "LSE", "JPX", "TSX", "XTSX", "HKEX", "SIX", "FWB"]
+)
+def test_an_alias_is_stored_as_its_canonical_calendar(alias):
+    import exchange_calendars
+
+    cfg = DataConfig(tickers=("AAPL",), calendars={"aapl": alias})
+    canonical = exchange_calendars.resolve_alias(alias)
+    assert canonical != alias and cfg.calendars == {"AAPL": canonical}
+    assert calendar_for("AAPL", cfg.calendars) == canonical  # what the forecast file records
+
+
+def test_every_suffix_calendar_is_a_canonical_name():
+    import exchange_calendars
+
+    for suffix, name in SUFFIX_CALENDARS.items():
+        assert exchange_calendars.resolve_alias(name) == name, suffix

@@ -422,3 +422,33 @@ def test_only_the_owner_of_a_lock_releases_it(store):
             LOCK, tags={OWNER_TAG: "elsewhere:2", lock.TOKEN_TAG: "theirs"}
         )
     assert lock_generation(store) == "theirs"
+
+
+LOCAL_STORES = {  # a local store's URI, given its folder
+    "path": str,
+    "file-uri": lambda folder: folder.as_uri(),
+    "file-colon": lambda folder: f"file:{folder}",
+    "localhost": lambda folder: f"file://localhost{folder}",
+    "relative": lambda folder: os.path.relpath(folder),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LOCAL_STORES))
+def test_a_local_file_store_that_does_not_exist_is_missing_and_stays_so(
+    tmp_path, monkeypatch, kind
+):
+    monkeypatch.chdir(tmp_path)
+    store = Store.open(LOCAL_STORES[kind](tmp_path / "none" / "mlruns"))
+    assert store.is_missing
+    with pytest.raises(ModelNotFoundError, match=f"no tracking store at {store.uri} "):
+        resolve_model(f"models:/{MODEL}@champion", store)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "none" / "mlruns").mkdir(parents=True)
+    assert not store.is_missing
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://127.0.0.1:5000", "databricks", "postgresql://u@db/mlflow", "file://host/x"]
+)
+def test_a_store_that_is_not_local_is_never_missing(uri):
+    assert not Store.open(uri).is_missing
