@@ -62,7 +62,7 @@ def load_prices(
         prices = refresh_cache(ticker, cfg, allow_stale).prices
     else:
         raw, origin = read_local(ticker, cfg)
-        prices = to_prices(check_bars(raw, ticker, origin, cfg), origin)
+        prices = check_bars(raw, ticker, origin, cfg).prices
     return select_dates(prices, ticker, cfg, min_rows, purpose)
 
 
@@ -117,19 +117,20 @@ def read_sample(ticker: str) -> tuple[pd.DataFrame, str]:
         return read_price_csv(path, ticker), f"sample file {name}"
 
 
-def check_bars(raw: pd.DataFrame, ticker: str, origin: str, cfg: DataConfig) -> pd.DataFrame:
+@dataclass(frozen=True)
+class CheckedBars:
+    bars: pd.DataFrame  # validated numeric raw bars, as a cache keeps them
+    prices: pd.DataFrame  # adjusted, model-ready; `attrs["origin"]` names where they came from
+
+
+def check_bars(raw: pd.DataFrame, ticker: str, origin: str, cfg: DataConfig) -> CheckedBars:
     """Validated numeric raw bars (see validate.validate_prices) with the configured limits,
-    whose adjusted prices the model can take too."""
+    and their adjusted prices, which the model must be able to take too."""
     bars = validate_prices(raw, ticker, origin, cfg.max_gap_days, cfg.zero_volume_bars)
-    check_adjusted(adjust_ohlc(bars), f"{ticker}: {origin}")
-    return bars
-
-
-def to_prices(bars: pd.DataFrame, origin: str) -> pd.DataFrame:
-    """Model-ready prices from validated bars; `attrs["origin"]` names where they came from."""
     prices = adjust_ohlc(bars, origin)
+    check_adjusted(prices, f"{ticker}: {origin}")
     prices.attrs = {"origin": origin}
-    return prices
+    return CheckedBars(bars, prices)
 
 
 def adjust_ohlc(raw: pd.DataFrame, where: str = "prices") -> pd.DataFrame:
@@ -175,10 +176,11 @@ def refresh_cache(ticker: str, cfg: DataConfig, allow_stale: bool = True) -> Cac
     except (DownloadError, NoDataError) as exc:
         return fall_back_on_cache(exc, ticker, cfg, cached, path, allow_stale)
     origin = f"yfinance {cfg.interval} bars"
-    bars = check_bars(merged, ticker, origin, cfg)
-    save_cache(bars, path, first)
-    log.info("%s: cache %s holds %d bars up to %s", ticker, path, len(bars), day(bars.index[-1]))
-    return CachedPrices(to_prices(bars, origin), path)
+    checked = check_bars(merged, ticker, origin, cfg)
+    save_cache(checked.bars, path, first)
+    last = day(checked.bars.index[-1])
+    log.info("%s: cache %s holds %d bars up to %s", ticker, path, len(checked.bars), last)
+    return CachedPrices(checked.prices, path)
 
 
 def download_into(
@@ -238,7 +240,7 @@ def load_stale(
 
 def load_cached(cached: pd.DataFrame, ticker: str, path: Path, cfg: DataConfig) -> pd.DataFrame:
     origin = f"cache {path}"
-    return to_prices(check_bars(cached, ticker, origin, cfg), origin)
+    return check_bars(cached, ticker, origin, cfg).prices
 
 
 def save_cache(bars: pd.DataFrame, path: Path, covered_from: date | None) -> Path:
@@ -270,7 +272,7 @@ def fill_cache(ticker: str, cfg: DataConfig) -> dict[str, str | int]:
         bars, path = cached.prices, cached.path
     else:
         raw, origin = read_local(ticker, cfg)
-        bars = check_bars(raw, ticker, origin, cfg)
+        bars = check_bars(raw, ticker, origin, cfg).bars
         path = cache.cache_path(cfg.cache_root(), ticker, cfg.interval)
         save_cache(bars, path, covered_from=None)  # the file is the whole history
     return {

@@ -50,6 +50,9 @@ def exchange_dates(text: pd.Series) -> pd.Series:
     (yfinance writes each daily bar at midnight exchange time, the offset changing at daylight
     saving), a time of day too, so two rows of one day are a repeated date. Compact `20260212`
     is ISO 8601 too."""
+    plain = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")  # the usual file: fast
+    if not plain.isna().any():
+        return plain
     local = text.astype("string").str.strip().str.replace(_OFFSET, r"\g<local>", regex=True)
     try:
         dates = pd.to_datetime(local, format="ISO8601", errors="coerce")
@@ -108,6 +111,8 @@ def numeric_columns(raw: pd.DataFrame) -> pd.DataFrame:
 def as_numbers(column: pd.Series) -> pd.Series:
     """float64, NaN where a cell is no number: text, and booleans, which pandas reads from
     `True`/`False` cells and to_numeric would turn into 1 and 0."""
+    if column.dtype == np.float64:  # already numbers: validated bars, a parquet cache
+        return column
     if pd.api.types.is_bool_dtype(column.dtype):
         return pd.Series(np.nan, index=column.index, name=column.name)
     if column.dtype == object:
@@ -185,14 +190,16 @@ def out_of_range(prices: pd.DataFrame, after: str = "") -> tuple[pd.Series, Desc
     limits = {c: (PRICE_MIN, PRICE_MAX) for c in price_columns(prices)}
     if "Volume" in prices.columns:
         limits["Volume"] = (0.0, VOLUME_MAX)
-    outside = {c: ~prices[c].between(low, high) for c, (low, high) in limits.items()}
+    values = prices[list(limits)].to_numpy()  # [rows, columns]
+    lows, highs = np.array(list(limits.values())).T  # [columns] each
+    outside = ~((values >= lows) & (values <= highs))  # NaN is outside, as between() has it
 
     def describe(row: pd.Series) -> str:
         column = next(c for c, (low, high) in limits.items() if not low <= row[c] <= high)
         low, high = limits[column]
         return f"{column} {row[column]:g}{after} out of range {low:g} to {high:g}"
 
-    return pd.DataFrame(outside).any(axis=1), describe
+    return pd.Series(outside.any(axis=1), index=prices.index), describe
 
 
 def check_adjusted(prices: pd.DataFrame, where: str) -> None:

@@ -4,13 +4,18 @@ import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
-from flows.runners import DASK_ADDRESS_ENV, from_environment, task_runner
+from flows.runners import DASK_ADDRESS_ENV, THREADS, from_environment, task_runner
 from lstm_pipeline.errors import InputError
 
 
 def test_threads_unless_dask_is_asked_for():
     assert isinstance(task_runner(), ThreadPoolTaskRunner)
     assert isinstance(task_runner("threads"), ThreadPoolTaskRunner)
+
+
+def test_threads_are_bounded():
+    """Prefect's default pool is unbounded: 500 tickers were 500 loads at once (0.95 GB)."""
+    assert task_runner()._max_workers == THREADS == 16  # type: ignore[attr-defined]
 
 
 def test_an_address_implies_dask_on_that_cluster():
