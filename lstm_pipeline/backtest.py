@@ -26,21 +26,26 @@ def fold_split(
 ) -> dict[str, pd.DataFrame]:
     """Fold `fold` (0-based) of `folds`: history before the held-out span, and the span.
 
-    The test frame starts `window` rows early so its first window's last day is the day
-    before the span: every target lies inside the span.
+    The history ends with validation (`val_frac` of it, for early stopping) and calibration
+    (`calib_frac`, for the intervals) rows. The test frame starts `window` rows early so its
+    first window's last day is the day before the span: every target lies inside the span.
     """
-    # one window each for train and validation: a fold exports no model, so the parity
-    # check's second window (MIN_WINDOWS_PER_SPLIT) is not needed here
+    # one window each for train, validation and calibration: a fold exports no model, so the
+    # parity check's second window (MIN_WINDOWS_PER_SPLIT) is not needed here
     per_split = min_split_rows(cfg, windows=1)
     test_start = len(prices) - (folds - fold) * fold_days
-    history_rows = test_start
-    n_val = max(round(history_rows * cfg.val_frac), per_split)
+    n_val, n_calib = (max(round(test_start * f), per_split) for f in (cfg.val_frac, cfg.calib_frac))
     require_rows(
-        prices, ticker, folds * fold_days + n_val + per_split, f"{folds} folds of {fold_days} days"
+        prices,
+        ticker,
+        folds * fold_days + n_val + n_calib + per_split,
+        f"{folds} folds of {fold_days} days",
     )
+    calib_start = test_start - n_calib
     return {
-        "train": prices.iloc[: test_start - n_val],
-        "val": prices.iloc[test_start - n_val : test_start],
+        "train": prices.iloc[: calib_start - n_val],
+        "val": prices.iloc[calib_start - n_val : calib_start],
+        "calib": prices.iloc[calib_start:test_start],
         "test": prices.iloc[test_start - cfg.window : test_start + fold_days],
     }
 
@@ -81,7 +86,7 @@ def run_fold(
     windows = build_window_sets(prices_by_ticker, cfg.features, splitter)
     result = train_model(windows, cfg)
     test = windows["test"]
-    forecast, actual, last_close = predict_prices(result.model, test)
+    forecast, actual, last_close, _ = predict_prices(result.model, test)
     return FoldResult(
         fold=fold,
         first_day=str(pd.Timestamp(test.as_of.min()).date()),

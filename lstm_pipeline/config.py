@@ -24,7 +24,7 @@ from lstm_pipeline.errors import InputError, one_line
 Source = Literal["yfinance", "sample", "csv"]
 Device = Literal["auto", "cpu", "cuda", "mps"]
 Cell = Literal["lstm", "gru"]
-Loss = Literal["mse", "huber", "mae"]
+Loss = Literal["mse", "huber", "mae"]  # a point model's loss; quantile models train on pinball
 Precision = Literal["auto", "fp32", "bf16"]
 Trigger = Literal["manual", "schedule", "backtest", "tune"]  # what started a training run
 Interval = Literal["1d", "1h", "1wk"]
@@ -146,10 +146,35 @@ class DataConfig(_Frozen):
         return Path(self.yfinance_cache_dir or self.cache_root() / "yfinance")
 
 
+DEFAULT_QUANTILES = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
+# the levels the forecast file needs: the median and the bounds of the 80% and 95% intervals
+REQUIRED_QUANTILES = (0.025, 0.1, 0.5, 0.9, 0.975)
+
+
+def check_quantile_levels(levels: tuple[float, ...]) -> tuple[float, ...]:
+    """Quantile levels a model can predict and calibrate: increasing, inside (0, 1), symmetric
+    about the median (calibration scales each pair of levels tau, 1 - tau together) and holding
+    REQUIRED_QUANTILES. () is a point model."""
+    if not levels:
+        return ()
+    if any(not 0 < t < 1 for t in levels) or list(levels) != sorted(set(levels)):
+        raise ValueError("quantile levels must increase strictly, each inside (0, 1)")
+    if any(abs(a + b - 1) > 1e-9 for a, b in zip(levels, reversed(levels), strict=True)):
+        raise ValueError("quantile levels must be symmetric about 0.5 (tau with 1 - tau)")
+    missing = [t for t in REQUIRED_QUANTILES if not any(abs(t - x) < 1e-9 for x in levels)]
+    if missing:
+        shown = ", ".join(f"{t:g}" for t in missing)
+        raise ValueError(f"quantile levels lack {shown} (the median and the 80%/95% bounds)")
+    return levels
+
+
 class FeatureConfig(_Frozen):
     window: int = Field(60, ge=2, le=10_000)  # trading days per input window
     horizon: int = Field(5, ge=1, le=1_000)  # trading days forecast, direct multi-output 1..H
     val_frac: float = Field(0.15, gt=0, lt=0.5)  # chronological share of each ticker's rows
+    # conformal calibration of the intervals: after validation, before test; neither trained
+    # on nor used for early stopping (see calibrate.py)
+    calib_frac: float = Field(0.1, gt=0, lt=0.5)
     test_frac: float = Field(0.15, gt=0, lt=0.5)
 
 
@@ -160,6 +185,14 @@ class ModelConfig(_Frozen):
     dropout: float = Field(0.2, ge=0, lt=1)  # between recurrent layers; ignored with one layer
     # add daily return, high-low range and open-close body channels, computed inside the graph
     derived_features: bool = False
+    # levels of the log-return quantiles the model predicts (pinball loss), calibrated after
+    # training; () = a point model trained on train.loss (no intervals)
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantile_levels(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
+        return check_quantile_levels(levels)
 
 
 class TrainConfig(_Frozen):
@@ -168,7 +201,9 @@ class TrainConfig(_Frozen):
     max_epochs: int = Field(30, ge=1, le=COUNT_MAX)
     patience: int = Field(5, ge=1, le=COUNT_MAX)  # epochs without val improvement before stopping
     min_delta: float = Field(0.0, ge=0)  # val-loss improvement that counts as one
-    loss: Loss = "mse"  # on log returns in percent units; huber's delta is 1 (percent)
+    # a point model's loss (model.quantiles: []) on log returns in percent units; huber's delta
+    # is 1 (percent); a quantile model trains on the pinball loss
+    loss: Loss = "mse"
     weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled decay
     grad_clip: float = Field(1.0, ge=0)  # max gradient L2 norm; 0 = no clipping
     lr_schedule: Literal["plateau", "none"] = "plateau"  # reduce lr when val loss stalls
@@ -217,7 +252,9 @@ class PipelineConfig(_Frozen):
         out: dict[str, Any] = {}
         for section, values in self.model_dump(mode="json").items():
             for key, value in values.items():
-                out[f"{section}.{key}"] = ",".join(value) if isinstance(value, list) else value
+                out[f"{section}.{key}"] = (
+                    ",".join(map(str, value)) if isinstance(value, list) else value
+                )
         return out
 
 

@@ -49,10 +49,13 @@ def export_onnx(
     props = {
         "features": json.dumps(list(FEATURES)),  # a JSON list: names may hold any character
         "window": str(sample.shape[1]),
-        "horizon": str(net.head.out_features),
+        "horizon": str(net.horizon),
         "output": "price forecast for horizons 1..horizon",
         **metadata,
     }
+    if net.quantiles:
+        props["quantile_levels"] = json.dumps(list(net.quantiles))
+        props["output"] = "median price forecast for horizons 1..horizon, and its quantiles"
     onnx.helper.set_model_props(program, props)
     onnx.checker.check_model(program, full_check=True)
     path = Path(path)
@@ -63,6 +66,7 @@ def export_onnx(
 
 def _trace(model: PriceForecaster, sample: torch.Tensor) -> onnx.ModelProto:
     # The legacy TorchScript exporter handles nn.LSTM with a dynamic batch and one file output.
+    outputs = ["forecast", "quantiles"] if model.net.quantiles else ["forecast"]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "traced.onnx"
         torch.onnx.export(
@@ -70,8 +74,8 @@ def _trace(model: PriceForecaster, sample: torch.Tensor) -> onnx.ModelProto:
             (sample,),
             str(path),
             input_names=["window"],
-            output_names=["forecast"],
-            dynamic_axes={"window": {0: "batch"}, "forecast": {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in ["window", *outputs]},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -79,7 +83,8 @@ def _trace(model: PriceForecaster, sample: torch.Tensor) -> onnx.ModelProto:
 
 
 def check_parity(net: LSTMForecaster, path: Path, sample: torch.Tensor) -> float:
-    """Max abs error between ONNX and torch in log-return space at batch 1 and len(sample).
+    """Max abs error between ONNX and torch in log-return space at batch 1 and len(sample),
+    over the forecast and, for a quantile model, every quantile.
 
     Raises ExportError above PARITY_TOLERANCE.
     """
@@ -88,9 +93,15 @@ def check_parity(net: LSTMForecaster, path: Path, sample: torch.Tensor) -> float
     worst = 0.0
     for batch in (sample[:1], sample):
         with torch.no_grad():
-            expected = net(batch).double().numpy()
-        prices = session.predict(batch.numpy()).astype(np.float64)
-        got = np.log(prices / batch[:, -1, CLOSE].double().numpy()[:, None])
+            expected = net(batch).double().numpy()  # [B, H] or [B, H, Q]
+        forecast, quantiles = session.predict_quantiles(batch.numpy())
+        last_close = batch[:, -1, CLOSE].double().numpy()
+        got = np.log(forecast.astype(np.float64) / last_close[:, None])
+        if quantiles is not None:
+            median = expected[..., net.median_index]
+            got_q = np.log(quantiles.astype(np.float64) / last_close[:, None, None])
+            worst = max(worst, float(np.abs(got_q - expected).max()))
+            expected = median
         worst = max(worst, float(np.abs(got - expected).max()))
     if not worst <= PARITY_TOLERANCE:
         raise ExportError(f"ONNX and torch differ by {worst:.2e} (> {PARITY_TOLERANCE:.0e})")

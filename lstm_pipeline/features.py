@@ -20,7 +20,8 @@ from lstm_pipeline.data import FEATURES, PRICE_COLUMNS, require_rows
 OPEN, HIGH, LOW, CLOSE = (FEATURES.index(c) for c in PRICE_COLUMNS)
 VOLUME = FEATURES.index("Volume")
 N_PRICES = len(PRICE_COLUMNS)
-SPLITS = ("train", "val", "test")
+# in time order: fit, early stopping, conformal calibration of the intervals, reported skill
+SPLITS = ("train", "val", "calib", "test")
 # windows each split holds at least: the ONNX export checks parity on a batch of >= 2 test
 # windows (a batch-1 example would fix the batch axis), so one window is not enough
 MIN_WINDOWS_PER_SPLIT = 2
@@ -34,8 +35,8 @@ def min_split_rows(cfg: FeatureConfig, windows: int = MIN_WINDOWS_PER_SPLIT) -> 
 
 def rows_needed(cfg: FeatureConfig) -> int:
     """The fewest rows split_by_time accepts: every split holds MIN_WINDOWS_PER_SPLIT windows."""
-    n = 3 * min_split_rows(cfg)
-    while n < sum(_val_test_rows(n, cfg)) + min_split_rows(cfg):
+    n = len(SPLITS) * min_split_rows(cfg)
+    while n < sum(_held_out_rows(n, cfg)) + min_split_rows(cfg):
         n += 1
     return n
 
@@ -43,32 +44,33 @@ def rows_needed(cfg: FeatureConfig) -> int:
 def split_purpose(cfg: FeatureConfig) -> str:
     """Why a training series needs rows_needed(cfg) rows, for the error message."""
     return (
-        f"train/val/test windows ({MIN_WINDOWS_PER_SPLIT} windows of {cfg.window} rows"
+        f"train/val/calib/test windows ({MIN_WINDOWS_PER_SPLIT} windows of {cfg.window} rows"
         f" + horizon {cfg.horizon} per split)"
     )
 
 
-def _val_test_rows(n: int, cfg: FeatureConfig) -> tuple[int, int]:
-    """Validation and test rows of an n-row series: the fractions, but never a too-small split."""
+def _held_out_rows(n: int, cfg: FeatureConfig) -> tuple[int, int, int]:
+    """Validation, calibration and test rows of an n-row series: the fractions, but never a
+    too-small split."""
     per_split = min_split_rows(cfg)
-    return max(round(n * cfg.val_frac), per_split), max(round(n * cfg.test_frac), per_split)
+    fractions = (cfg.val_frac, cfg.calib_frac, cfg.test_frac)
+    n_val, n_calib, n_test = (max(round(n * f), per_split) for f in fractions)
+    return n_val, n_calib, n_test
 
 
 def split_by_time(prices: pd.DataFrame, cfg: FeatureConfig, ticker: str) -> dict[str, pd.DataFrame]:
-    """Cut one ticker's rows, oldest first, into train / val / test by the configured fractions.
+    """Cut one ticker's rows, oldest first, into train / val / calib / test by the configured
+    fractions.
 
     Each part holds at least MIN_WINDOWS_PER_SPLIT windows with their horizons, since windows
     never cross a split.
     """
-    n_val, n_test = _val_test_rows(len(prices), cfg)
-    needed = max(rows_needed(cfg), n_val + n_test + min_split_rows(cfg))
+    held_out = _held_out_rows(len(prices), cfg)
+    needed = max(rows_needed(cfg), sum(held_out) + min_split_rows(cfg))
     require_rows(prices, ticker, needed, split_purpose(cfg))
-    n_train = len(prices) - n_val - n_test
-    return {
-        "train": prices.iloc[:n_train],
-        "val": prices.iloc[n_train : n_train + n_val],
-        "test": prices.iloc[n_train + n_val :],
-    }
+    n_train = len(prices) - sum(held_out)
+    cuts = np.cumsum([0, n_train, *held_out])
+    return {name: prices.iloc[a:b] for name, a, b in zip(SPLITS, cuts[:-1], cuts[1:], strict=True)}
 
 
 def make_windows(
@@ -148,7 +150,7 @@ def build_window_sets(
 ) -> dict[str, WindowSet]:
     """Split every ticker by time, window each split separately, pool the tickers per split.
 
-    `splitter` maps one ticker's frame to {"train", "val", "test"} frames (backtests pass their
+    `splitter` maps one ticker's frame to one frame per name in SPLITS (backtests pass their
     fold's cut); windows never cross the frames it returns.
     """
     tickers = tuple(prices_by_ticker)

@@ -1,4 +1,10 @@
-"""The forecaster: an LSTM over window-normalised features with a linear multi-horizon head."""
+"""The forecaster: an LSTM over window-normalised features with a linear multi-horizon head.
+
+A point model's head gives one log return per horizon. A quantile model's head gives, per
+horizon, the median and positive gaps to the neighbouring levels (softplus), summed outward
+from the median: the quantiles cannot cross, whatever the input, by construction. A calibration
+buffer (fitted after training, calibrate.py) then scales each level's distance from the median.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,13 @@ RETURN_SCALE = 0.01
 
 
 class LSTMForecaster(nn.Module):
-    """Raw windows [B, W, F] -> log returns of close [B, H] for horizons 1..H.
+    """Raw windows [B, W, F] -> log returns of close for horizons 1..H: [B, H] for a point
+    model, [B, H, Q] quantiles for levels `quantiles` (increasing, symmetric about 0.5).
 
     `cell="gru"` swaps the LSTM for a GRU; `derived_features` appends return/range/body channels.
     """
+
+    calibration: torch.Tensor  # [H, Q] buffer of a quantile model, see __init__
 
     def __init__(
         self,
@@ -27,10 +36,13 @@ class LSTMForecaster(nn.Module):
         dropout: float = 0.2,
         cell: str = "lstm",
         derived_features: bool = False,
+        quantiles: tuple[float, ...] = (),
     ) -> None:
         super().__init__()
         recurrent = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.derived_features = derived_features
+        self.horizon = horizon
+        self.quantiles = tuple(quantiles)
         self.rnn = recurrent(
             n_features + (N_DERIVED if derived_features else 0),
             hidden_size,
@@ -38,23 +50,55 @@ class LSTMForecaster(nn.Module):
             batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,  # torch warns on dropout with 1 layer
         )
-        self.head = nn.Linear(hidden_size, horizon)
+        self.head = nn.Linear(hidden_size, horizon * max(len(self.quantiles), 1))
+        if self.quantiles:
+            # conformal scale of each level's distance from the median, per horizon: 1 until
+            # calibrate.fit_calibration sets it; saved with the weights and traced into ONNX
+            self.register_buffer("calibration", torch.ones(horizon, len(self.quantiles)))
+
+    @property
+    def median_index(self) -> int:
+        """Position of the 0.5 level among the quantiles (the point forecast)."""
+        return len(self.quantiles) // 2
 
     def forward(self, window: torch.Tensor) -> torch.Tensor:
         z = normalise_windows(window)  # [B, W, F]
         if self.derived_features:
             z = torch.cat([z, derived_features(window)], dim=-1)
         out, _ = self.rnn(z)  # [B, W, hidden]
-        return self.head(out[:, -1]).float() * RETURN_SCALE  # [B, H]; float32 under autocast
+        raw = self.head(out[:, -1]).float()  # [B, H * Q]; float32 under autocast
+        if not self.quantiles:
+            return raw * RETURN_SCALE  # [B, H]
+        return self._quantiles(raw.view(-1, self.horizon, len(self.quantiles)))
+
+    def _quantiles(self, raw: torch.Tensor) -> torch.Tensor:
+        """[B, H, Q] raw head outputs -> non-crossing, calibrated log-return quantiles."""
+        mid = self.median_index
+        median = raw[..., mid : mid + 1]  # [B, H, 1]
+        up = nn.functional.softplus(raw[..., mid + 1 :])  # gaps outward from the median
+        down = nn.functional.softplus(raw[..., :mid])  # gaps, the farthest level first
+        # distance of each lower level below the median: the sum of its gap and those inside
+        # it (a reversed cumsum, written without flip so every exporter takes it)
+        below = down.sum(-1, keepdim=True) - down.cumsum(-1) + down
+        distance = torch.cat([-below, torch.zeros_like(median), up.cumsum(-1)], dim=-1)
+        return (median + self.calibration * distance) * RETURN_SCALE  # [B, H, Q]
 
 
 class PriceForecaster(nn.Module):
-    """What ships as ONNX: raw windows [B, W, F] in, prices [B, H] out, nothing else needed."""
+    """What ships as ONNX: raw windows [B, W, F] in, prices out, nothing else needed.
+
+    A point model gives `forecast` [B, H]; a quantile model also its `quantiles` [B, H, Q] prices,
+    of which `forecast` is the median.
+    """
 
     def __init__(self, net: LSTMForecaster) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, window: torch.Tensor) -> torch.Tensor:
+    def forward(self, window: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         last_close = window[:, -1, CLOSE : CLOSE + 1]  # [B, 1]
-        return last_close * torch.exp(self.net(window))
+        out = self.net(window)
+        if not self.net.quantiles:
+            return last_close * torch.exp(out)
+        prices = last_close[:, :, None] * torch.exp(out)  # [B, H, Q]
+        return prices[..., self.net.median_index], prices

@@ -15,6 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from lstm_pipeline import plots, report
+from lstm_pipeline.calibrate import fit_calibration
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import one_line
@@ -74,7 +75,8 @@ def training_frame(prices_by_ticker: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def train_model(
     windows: dict[str, WindowSet], cfg: PipelineConfig, on_epoch_end: EpochCallback | None = None
 ) -> FitResult:
-    """A fresh LSTMForecaster from cfg.model, fitted with early stopping on the val split."""
+    """A fresh LSTMForecaster from cfg.model, fitted with early stopping on the val split; a
+    quantile model's intervals are then calibrated on the calib split."""
     # One fit at a time per process: torch's generator (initial weights, dropout masks) is
     # process-wide, so fits in parallel threads would draw from each other's seeded stream and
     # stop being reproducible. On a CPU one fit already uses every core; parallel fits (folds,
@@ -82,7 +84,10 @@ def train_model(
     with _ONE_FIT_AT_A_TIME:
         torch.manual_seed(cfg.train.seed)  # the initial weights, too, follow the seed
         net = LSTMForecaster(len(FEATURES), cfg.features.horizon, **cfg.model.model_dump())
-        return fit(net, windows["train"], windows["val"], cfg.train, on_epoch_end)
+        result = fit(net, windows["train"], windows["val"], cfg.train, on_epoch_end)
+    if net.quantiles:
+        result.calibration = fit_calibration(result.model, windows["calib"])
+    return result
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ def evaluate_model(result: FitResult, windows: dict[str, WindowSet]) -> Evaluati
     """Scores on the validation (promotion gate) and test (reported skill) splits."""
     metrics: dict[str, float] = {}
     for split in ("val", "test"):
-        forecast, actual, last_close = predict_prices(result.model, windows[split])
+        forecast, actual, last_close, _ = predict_prices(result.model, windows[split])
         metrics |= score_forecasts(forecast, actual, last_close, prefix=split)
         if split == "test":
             test = (forecast, actual, last_close)

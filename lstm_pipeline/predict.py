@@ -14,6 +14,7 @@ import onnxruntime as ort
 import pandas as pd
 
 from lstm_pipeline.calendars import calendar_for, next_trading_days
+from lstm_pipeline.config import check_quantile_levels
 from lstm_pipeline.data import FEATURES, latest_window, require_rows
 from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.files import check_writable, write_atomic
@@ -80,6 +81,8 @@ class OnnxForecaster:
         self._pool: ThreadPoolExecutor | None = None
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.features, self.window, self.horizon = read_contract(self.metadata, self.name)
+        # () for a point model, or an older one exported before intervals existed
+        self.quantile_levels = read_quantile_levels(self.metadata, self.name)
         self._check_io(FEATURES)
 
     def _check_io(self, data_features: tuple[str, ...]) -> None:
@@ -98,6 +101,8 @@ class OnnxForecaster:
             "window": ["batch", self.window, len(self.features)],
             "forecast": ["batch", self.horizon],
         }
+        if self.quantile_levels:
+            expected["quantiles"] = ["batch", self.horizon, len(self.quantile_levels)]
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != ["window"]:
             raise InputError(
@@ -113,24 +118,45 @@ class OnnxForecaster:
                 )
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
-        """Raw windows [B, W, F] float32 -> price forecasts [B, H] float32.
+        """Raw windows [B, W, F] float32 -> price forecasts [B, H] float32 (the median).
 
         A batch of 0 windows has 0 forecasts, [0, H], without a call: onnxruntime aborts the
         whole process (SIGABRT) on an empty batch. Input of another rank, window length,
         feature count or dtype is an InputError, never handed to onnxruntime.
         """
+        return self._predict(windows, ["forecast"])[0]
+
+    def predict_quantiles(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(forecasts [B, H], quantiles [B, H, Q] in the order of `quantile_levels`), prices;
+        the quantiles are None for a model without them."""
+        if not self.quantile_levels:
+            return self.predict(windows), None
+        forecast, quantiles = self._predict(windows, ["forecast", "quantiles"])
+        return forecast, quantiles
+
+    def _predict(self, windows: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
         self._check_windows(windows)
         if len(windows) == 0:
-            return np.empty((0, self.horizon), np.float32)
+            return [np.empty((0, *self._shape(name)[1:]), np.float32) for name in outputs]
         windows = np.ascontiguousarray(windows)
-        if len(windows) <= CHUNK:
-            return self._run(windows)
         chunks = [windows[i : i + CHUNK] for i in range(0, len(windows), CHUNK)]
-        if self.threads == 1:
-            return np.concatenate([self._run(chunk) for chunk in chunks])
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx-forecast")
-        return np.concatenate(list(self._pool.map(self._run, chunks)))
+
+        def run(chunk: np.ndarray) -> list[np.ndarray]:
+            return self._run(chunk, outputs)
+
+        if len(chunks) == 1 or self.threads == 1:
+            parts = [run(chunk) for chunk in chunks]
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="onnx-forecast")
+            parts = list(self._pool.map(run, chunks))
+        return [np.concatenate([part[i] for part in parts]) for i in range(len(outputs))]
+
+    def _shape(self, output: str, batch: int = 0) -> tuple[int, ...]:
+        """The shape `output` has for `batch` windows, by the model's metadata."""
+        if output == "quantiles":
+            return (batch, self.horizon, len(self.quantile_levels))
+        return (batch, self.horizon)
 
     def _check_windows(self, windows: np.ndarray) -> None:
         expected = (self.window, len(self.features))
@@ -143,18 +169,22 @@ class OnnxForecaster:
         if windows.dtype != np.float32:
             raise InputError(f"windows must be float32, not {windows.dtype}")
 
-    def _run(self, windows: np.ndarray) -> np.ndarray:
+    def _run(self, windows: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
         try:
-            (out,) = self.session.run(["forecast"], {"window": windows})
+            results = self.session.run(outputs, {"window": windows})
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise InputError(f"{self.name} fails to run ({one_line(exc)})") from None
-        out = np.asarray(out)
-        if out.shape != (len(windows), self.horizon):  # a graph whose output size is symbolic
-            raise InputError(
-                f"{self.name} gives forecasts of shape {list(out.shape)} for {len(windows)} "
-                f"windows, but its metadata calls for [batch, {self.horizon}]"
-            )
-        return out
+        checked = []
+        for name, out in zip(outputs, results, strict=True):
+            out = np.asarray(out)
+            shape = self._shape(name, len(windows))
+            if out.shape != shape:  # a graph whose output size is symbolic
+                raise InputError(
+                    f"{self.name} gives {name} of shape {list(out.shape)} for {len(windows)} "
+                    f"windows, but its metadata calls for {_dims(['batch', *shape[1:]])}"
+                )
+            checked.append(out)
+        return checked
 
 
 Dim = int | str | None  # onnxruntime's view of one axis: a size, a symbolic name or unknown
@@ -197,6 +227,30 @@ def read_contract(metadata: dict[str, str], where: str) -> tuple[tuple[str, ...]
             )
         sizes.append(int(metadata[key]))
     return read_features(metadata["features"], where), sizes[0], sizes[1]
+
+
+def read_quantile_levels(metadata: dict[str, str], where: str) -> tuple[float, ...]:
+    """The levels of a model's `quantiles` output (metadata `quantile_levels`, a JSON list), or
+    () for a model without intervals; InputError naming `where` when malformed."""
+    text = metadata.get("quantile_levels")
+    if text is None:
+        return ()
+    problem = f"{where}: metadata quantile_levels {_shown(text)} is not"
+    try:
+        levels = json.loads(text)
+    except ValueError:
+        raise InputError(f"{problem} a JSON list of numbers") from None
+    if not isinstance(levels, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in levels
+    ):
+        raise InputError(f"{problem} a JSON list of numbers")
+    try:
+        checked = check_quantile_levels(tuple(float(x) for x in levels))
+    except ValueError as exc:
+        raise InputError(f"{problem} usable: {exc}") from None
+    if not checked:
+        raise InputError(f"{problem} usable: it is empty")
+    return checked
 
 
 def read_features(text: str, where: str) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -48,11 +49,13 @@ class Runtime:
 BF16_MIN_HIDDEN = 256
 
 
-def make_runtime(cfg: TrainConfig, hidden_size: int = BF16_MIN_HIDDEN) -> Runtime:
+def make_runtime(
+    cfg: TrainConfig, hidden_size: int = BF16_MIN_HIDDEN, quantiles: tuple[float, ...] = ()
+) -> Runtime:
     """Pick the device and precision, and tune the backend for it (cuDNN autotuner, threads).
 
     precision "auto" is bf16 on CUDA GPUs that support it for models of hidden size >=
-    BF16_MIN_HIDDEN, else fp32.
+    BF16_MIN_HIDDEN, else fp32. A quantile model (`quantiles`) trains on the pinball loss.
     """
     device = resolve_device(cfg.device)
     if device.type == "cuda":
@@ -65,14 +68,22 @@ def make_runtime(cfg: TrainConfig, hidden_size: int = BF16_MIN_HIDDEN) -> Runtim
     use_bf16 = cfg.precision == "bf16" or (
         cfg.precision == "auto" and bf16_ok and hidden_size >= BF16_MIN_HIDDEN
     )
-    return Runtime(device, torch.bfloat16 if use_bf16 else None, make_loss(cfg.loss))
+    return Runtime(
+        device, torch.bfloat16 if use_bf16 else None, make_loss(cfg.loss, quantiles, device)
+    )
 
 
-def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The training loss on log returns, measured in RETURN_SCALE (percent) units.
+def make_loss(
+    name: str, quantiles: tuple[float, ...] = (), device: torch.device | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss on log returns, measured in RETURN_SCALE (percent) units: `name` for a
+    point model, the pinball loss averaged over `quantiles` for a quantile model.
 
     Percent units keep loss values readable (~1) and give huber's delta of 1 a meaning.
     """
+    if quantiles:
+        # the levels live where the math runs: no copy per step (a CUDA graph forbids one)
+        return partial(pinball_loss, levels=torch.tensor(quantiles, device=device))
     losses: dict[str, Callable[..., torch.Tensor]] = {
         "mse": nn.functional.mse_loss,
         "mae": nn.functional.l1_loss,
@@ -80,3 +91,10 @@ def make_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     }
     base = losses[name]
     return lambda pred, target: base(pred / RETURN_SCALE, target / RETURN_SCALE)
+
+
+def pinball_loss(pred: torch.Tensor, target: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Mean pinball (quantile) loss of quantiles `pred` [B, H, Q] at `levels` [Q] for
+    `target` [B, H], in percent units: minimised by the true quantiles."""
+    error = (target.unsqueeze(-1) - pred) / RETURN_SCALE  # [B, H, Q]
+    return torch.maximum(levels * error, (levels - 1) * error).mean()

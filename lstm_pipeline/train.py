@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from lstm_pipeline.features import WindowSet
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.runtime import Runtime, make_loss, make_runtime
 from lstm_pipeline.train_step import TrainStep, make_step
+
+if TYPE_CHECKING:
+    from lstm_pipeline.calibrate import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,7 @@ class FitResult:
     device: str = "cpu"
     precision: str = "fp32"
     threads: int = 1  # torch CPU threads in use
+    calibration: Calibration | None = None  # a quantile model's conformal scales (pipeline.py)
 
 
 def train_epoch(
@@ -90,7 +95,8 @@ def train_epoch(
 def predict_log_returns(
     model: nn.Module, data: WindowSet, batch_size: int = 4096, runtime: Runtime | None = None
 ) -> torch.Tensor:
-    """[N, H] predicted log returns for every window, in window order."""
+    """Predicted log returns for every window, in window order: [N, H] from a point model,
+    [N, H, Q] quantiles from a quantile model."""
     model.eval()
     idx = torch.arange(len(data), device=data.starts.device)
     with runtime.autocast() if runtime else contextlib.nullcontext():
@@ -98,18 +104,34 @@ def predict_log_returns(
     return torch.cat(parts).float()
 
 
-def eval_loss(model: nn.Module, data: WindowSet, runtime: Runtime | None = None) -> float:
-    loss = runtime.loss if runtime else make_loss("mse")
+def eval_loss(model: LSTMForecaster, data: WindowSet, runtime: Runtime | None = None) -> float:
+    loss = runtime.loss if runtime else make_loss("mse", model.quantiles)
     return float(loss(predict_log_returns(model, data, runtime=runtime), data.targets))
 
 
-def predict_prices(model: nn.Module, data: WindowSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(forecast [N, H], actual [N, H], last_close [N]) prices for scoring against naive."""
+class Predictions(NamedTuple):
+    """A model's forecasts for every window of a split, in prices, beside what happened."""
+
+    forecast: np.ndarray  # [N, H] the point forecast (a quantile model's median)
+    actual: np.ndarray  # [N, H]
+    last_close: np.ndarray  # [N] the naive forecast for every horizon
+    quantiles: np.ndarray | None  # [N, H, Q] at the model's levels; None for a point model
+
+
+def predict_prices(model: LSTMForecaster, data: WindowSet) -> Predictions:
+    """Forecasts in prices for scoring against naive (and the baselines, with quantiles)."""
     data = data.to(next(model.parameters()).device)
     last_close = data.last_close().double()[:, None]
-    forecast = last_close * torch.exp(predict_log_returns(model, data).double())
+    out = predict_log_returns(model, data).double()
     actual = last_close * torch.exp(data.targets.double())
-    return forecast.cpu().numpy(), actual.cpu().numpy(), last_close[:, 0].cpu().numpy()
+    if not model.quantiles:
+        forecast, quantiles = last_close * torch.exp(out), None
+    else:
+        prices = last_close[:, :, None] * torch.exp(out)  # [N, H, Q]
+        forecast, quantiles = prices[..., model.median_index], prices.cpu().numpy()
+    return Predictions(
+        forecast.cpu().numpy(), actual.cpu().numpy(), last_close[:, 0].cpu().numpy(), quantiles
+    )
 
 
 def fit(
@@ -121,7 +143,7 @@ def fit(
 ) -> FitResult:
     """AdamW with early stopping on val loss; restores the best epoch's weights at the end."""
     set_seed(cfg.seed)
-    runtime = make_runtime(cfg, model.rnn.hidden_size)
+    runtime = make_runtime(cfg, model.rnn.hidden_size, model.quantiles)
     model = model.to(runtime.device)
     train, val = train.to(runtime.device), val.to(runtime.device)
     step, optimizer = make_step(model, train, cfg, runtime)

@@ -82,7 +82,7 @@ CASES: dict[str, tuple[list[str], int, str]] = {
             TINY,
         ],
         2,
-        f"SHORT: file {BAD}/SHORT.csv: 12 rows from 2020-01-01 to 2020-01-16, but 42 are needed",
+        f"SHORT: file {BAD}/SHORT.csv: 12 rows from 2020-01-01 to 2020-01-16, but 56 are needed",
     ),
     "max-epochs-negative": (
         ["train", *SAMPLE, "--max-epochs", "-5"],

@@ -288,7 +288,7 @@ def test_a_graph_that_gives_another_horizon_than_its_metadata_says_is_refused(ti
     onnx.save_model(model, str(tmp_path / "symbolic.onnx"))
     altered = alter_metadata(tmp_path / "symbolic.onnx", tmp_path / "h7.onnx", {"horizon": "7"})
     forecaster = OnnxForecaster(altered)
-    with pytest.raises(InputError, match=r"gives forecasts of shape \[2, 3\] for 2 windows, but"):
+    with pytest.raises(InputError, match=r"gives forecast of shape \[2, 3\] for 2 windows, but"):
         forecaster.predict(tiny_onnx[1])
 
 

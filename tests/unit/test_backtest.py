@@ -20,10 +20,13 @@ def test_folds_tile_the_end_of_the_series_and_history_expands():
         held_out = parts["test"].iloc[CFG.window :]  # the span whose closes are targets
         assert len(held_out) == 40
         assert held_out.index[0] == prices.index[300 - (3 - k) * 40]
-        assert parts["val"].index[-1] < held_out.index[0]  # history ends before the span
+        assert parts["calib"].index[-1] < held_out.index[0]  # history ends before the span
+        assert parts["val"].index[-1] < parts["calib"].index[0]
         assert parts["train"].index[-1] < parts["val"].index[0]
     assert spans[-1]["test"].index[-1] == prices.index[-1]
-    assert [len(p["train"]) + len(p["val"]) for p in spans] == [180, 220, 260]
+    history = [sum(len(p[name]) for name in ("train", "val", "calib")) for p in spans]
+    assert history == [180, 220, 260]
+    assert [len(p["calib"]) for p in spans] == [18, 22, 26]  # calib_frac 0.1 of the history
 
 
 def test_fold_targets_lie_inside_the_held_out_span():
@@ -42,7 +45,7 @@ def test_fold_targets_lie_inside_the_held_out_span():
 
 def test_too_many_folds_for_the_data_is_an_input_error():
     with pytest.raises(
-        DataValidationError, match="AAA: 100 rows .*, but 176 are needed for 5 folds of 30 days"
+        DataValidationError, match="AAA: 100 rows .*, but 189 are needed for 5 folds of 30 days"
     ):
         fold_split(numbered_prices(100), CFG, "AAA", 0, 5, 30)
 

@@ -76,13 +76,15 @@ def test_windows_never_cross_split_boundary(window, horizon):
 def test_splits_are_chronological_and_cover_every_row():
     prices = numbered_prices(300)
     parts = split_by_time(prices, FeatureConfig(window=10, horizon=2), "AAA")
-    assert parts["train"].index[-1] < parts["val"].index[0] < parts["test"].index[0]
+    assert list(parts) == ["train", "val", "calib", "test"]
+    ends = [(p.index[0], p.index[-1]) for p in parts.values()]
+    assert all(end < next_start for (_, end), (next_start, _) in zip(ends, ends[1:], strict=False))
     assert sum(len(p) for p in parts.values()) == 300
 
 
 def test_split_of_a_short_series_says_how_many_rows_are_needed():
     with pytest.raises(
-        DataValidationError, match=r"AAA: 50 rows from 2021-01-01 to 2021-03-11, but 198 are needed"
+        DataValidationError, match=r"AAA: 50 rows from 2021-01-01 to 2021-03-11, but 264 are needed"
     ):
         split_by_time(numbered_prices(50), FeatureConfig(window=60, horizon=5), "AAA")
 

@@ -94,13 +94,13 @@ def test_rows_needed_is_what_split_by_time_accepts(csv_dir):
     cfg = FeatureConfig(window=10, horizon=3)
     prices = data.load_prices("AAA", DataConfig(source="csv", data_dir=str(csv_dir)))
     needed = rows_needed(cfg)
-    assert needed == 42  # three splits of two windows: 3 x (10 + 3 + 1)
+    assert needed == 56  # four splits of two windows: 4 x (10 + 3 + 1)
     assert len(split_by_time(prices.iloc[:needed], cfg, "AAA")["test"]) == 14
     with pytest.raises(DataValidationError) as err:
         split_by_time(prices.iloc[: needed - 1], cfg, "AAA")
     assert str(err.value) == (
-        f"AAA: file {csv_dir}/AAA.csv: 41 rows from 2020-01-01 to 2020-02-26,"
-        f" but 42 are needed for {split_purpose(cfg)}"
+        f"AAA: file {csv_dir}/AAA.csv: 55 rows from 2020-01-01 to 2020-03-17,"
+        f" but 56 are needed for {split_purpose(cfg)}"
     )
 
 

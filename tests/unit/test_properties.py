@@ -10,6 +10,7 @@ from lstm_pipeline.config import FeatureConfig
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.features import (
     CLOSE,
+    SPLITS,
     build_window_sets,
     denormalise_windows,
     make_windows,
@@ -57,7 +58,7 @@ def test_windows_of_a_split_stay_inside_that_split(case, val_frac, test_frac):
     )
     sets = build_window_sets({"AAA": prices}, cfg)
     bounds, start = {}, 0
-    for name in ("train", "val", "test"):
+    for name in SPLITS:
         rows = len(sets[name].values)
         bounds[name] = (100.0 + start, 100.0 + start + rows - 1)
         start += rows
