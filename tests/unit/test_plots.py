@@ -5,6 +5,8 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstm_pipeline import plots
 
@@ -109,3 +111,177 @@ def test_residuals_of_a_one_step_horizon_are_one_panel():
     actual = np.array([[100.0], [50.0]])
     fig = plots.residual_histogram(actual * 1.02, actual, np.array([100.0, 50.0]))
     assert [ax.get_title() for ax in fig.axes] == ["h=1"]
+
+
+LEVELS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)
+OFFSETS = np.array([-4.0, -3, -2, -1, 0, 1, 2, 3, 4])  # the fan around 100 at LEVELS
+
+
+def scores(coverage_80: float, crpss_rw: float, windows: int) -> dict[str, float]:
+    return {"coverage_80": coverage_80, "crpss_rw": crpss_rw, "windows": windows}
+
+
+def test_fan_tickers_shows_every_ticker_when_they_fit():
+    per_ticker = {"AAA": scores(0.8, 0.1, 5), "BBB": scores(0.5, -1, 9)}
+    assert plots.fan_tickers(per_ticker) == [("AAA", "all 2 tickers"), ("BBB", "all 2 tickers")]
+
+
+def test_fan_tickers_picks_the_worst_and_best_by_coverage_and_skill_among_many():
+    per_ticker = {f"T{i:02d}": scores(0.79, 0.05, 100) for i in range(20)}
+    per_ticker |= {
+        "OVER": scores(0.97, 0.02, 10),  # coverage error 0.17, the worst
+        "EXACT": scores(0.8, 0.03, 10),  # coverage error 0, the best
+        "LOSER": scores(0.75, -0.4, 10),
+        "WINNER": scores(0.82, 0.3, 10),
+    }
+    assert plots.fan_tickers(per_ticker) == [
+        ("OVER", "worst 80% coverage"),
+        ("LOSER", "worst CRPS skill vs rw"),
+        ("EXACT", "best 80% coverage"),
+        ("WINNER", "best CRPS skill vs rw"),
+    ]
+    assert [t for t, _ in plots.fan_tickers(per_ticker, limit=2)] == ["OVER", "LOSER"]
+
+
+def test_a_ticker_that_is_two_extremes_shows_once_and_the_most_windows_fill_the_set():
+    per_ticker = {
+        "BAD": scores(0.4, -0.9, 50),
+        "GOOD": scores(0.8, 0.5, 50),
+        "SMALL": scores(0.7, 0.0, 20),
+        "BIG": scores(0.7, 0.0, 900),
+        "MID": scores(0.7, 0.0, 400),
+        "NAN": scores(float("nan"), float("nan"), 800),
+    }
+    assert plots.fan_tickers(per_ticker) == [
+        ("BAD", "worst 80% coverage, worst CRPS skill vs rw"),
+        ("GOOD", "best 80% coverage, best CRPS skill vs rw"),
+        ("BIG", "most windows"),
+        ("NAN", "most windows"),  # no score takes no extreme, but it has windows to show
+    ]
+
+
+finite = st.floats(-2, 2, allow_nan=False)
+score_dicts = st.builds(scores, st.floats(0, 1) | st.just(float("nan")), finite, st.integers(1, 9))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    per_ticker=st.dictionaries(st.text("ABCDEFGH", min_size=1, max_size=3), score_dicts),
+    limit=st.integers(1, 8),
+)
+def test_fan_tickers_is_bounded_unique_and_keeps_the_extremes(per_ticker, limit):
+    chosen = [ticker for ticker, _ in plots.fan_tickers(per_ticker, limit)]
+    assert len(chosen) == min(limit, len(per_ticker))
+    assert len(set(chosen)) == len(chosen) and set(chosen) <= set(per_ticker)
+    if len(per_ticker) > limit >= 4:
+        crpss = {t: s["crpss_rw"] for t, s in per_ticker.items()}
+        assert min(crpss.values()) in {crpss[t] for t in chosen}
+        assert max(crpss.values()) in {crpss[t] for t in chosen}
+        errors = {t: abs(s["coverage_80"] - 0.8) for t, s in per_ticker.items()}
+        finite_errors = [e for e in errors.values() if np.isfinite(e)]
+        if finite_errors:
+            assert max(finite_errors) in {errors[t] for t in chosen}
+            assert min(finite_errors) in {errors[t] for t in chosen}
+
+
+def fan_data(n_tickers: int, n: int, horizon: int = 2) -> dict:
+    """n_tickers of n consecutive windows each; the fan is 100 + OFFSETS at every window."""
+    days = pd.bdate_range("2024-01-01", periods=n).to_numpy()
+    rng = np.random.default_rng(1)
+    quantiles = np.broadcast_to(100 + OFFSETS, (n_tickers * n, horizon, len(LEVELS)))
+    return {
+        "tickers": tuple(f"T{i:03d}" for i in range(n_tickers)),
+        "ticker_ids": np.repeat(np.arange(n_tickers), n),
+        "as_of": np.tile(days, n_tickers),
+        "actual": 100 + rng.normal(0, 2, (n_tickers * n, horizon)),
+        "quantiles": quantiles,
+        "levels": LEVELS,
+    }
+
+
+def test_the_fan_chart_draws_actual_median_and_both_bands_and_counts_what_they_hold():
+    data = fan_data(3, 10)
+    # T001's 1-day actuals: the last window's target lies past the span, so 9 days are drawn
+    data["actual"][data["ticker_ids"] == 1, 0] = 100 + np.array(
+        [0, 1.5, 2.5, 3.5, 5, 0, 0, 0, 0, 9]
+    )
+    fig = plots.fan_chart([("T001", "worst 80% coverage"), ("T002", "most windows")], **data)
+    assert [ax.get_visible() for ax in fig.axes] == [True, True]
+    assert fig.get_suptitle() == "Last 120 trading days of the test span: 1-day fan charts"
+    ax = fig.axes[0]
+    # inside 80% (100 +/- 2): 6 of 9 days; inside 95% (100 +/- 4): all but the 5 -> 8 of 9
+    assert ax.get_title() == (
+        "T001: worst 80% coverage\nactual inside the 80% band 67%, the 95% band 89%"
+    )
+    median, actual = ax.get_lines()
+    assert (median.get_label(), actual.get_label()) == ("median", "actual close")
+    days = data["as_of"][data["ticker_ids"] == 1][1:]
+    np.testing.assert_array_equal(actual.get_xdata(), days)
+    np.testing.assert_array_equal(
+        actual.get_ydata(), 100 + np.array([0, 1.5, 2.5, 3.5, 5, 0, 0, 0, 0])
+    )
+    np.testing.assert_array_equal(median.get_ydata(), np.full(9, 100.0))
+    band_95, band_80 = ax.collections
+    for band, (name, half_width) in ((band_95, ("95%", 4)), (band_80, ("80%", 2))):
+        assert band.get_label() == f"{name} interval"
+        edges = np.unique(band.get_paths()[0].vertices[:, 1])
+        np.testing.assert_array_equal(edges, [100 - half_width, 100 + half_width])
+    assert png_bytes(fig).startswith(PNG_SIGNATURE)
+
+
+def test_the_fan_chart_shows_only_the_last_days():
+    data = fan_data(2, 30)
+    fig = plots.fan_chart([("T000", "all 2 tickers")], **data, last_days=5)
+    assert fig.get_suptitle().startswith("Last 5 trading days")
+    median, actual = fig.axes[0].get_lines()
+    np.testing.assert_array_equal(actual.get_xdata(), data["as_of"][:30][-5:])
+    np.testing.assert_array_equal(actual.get_ydata(), data["actual"][:30][-6:-1, 0])
+
+
+def test_a_ticker_of_one_window_has_no_day_to_draw_and_says_so():
+    data = fan_data(2, 1)
+    fig = plots.fan_chart([("T000", "all 2 tickers")], **data)
+    assert fig.axes[0].get_title().endswith("the 80% band n/a, the 95% band n/a")
+    assert png_bytes(fig).startswith(PNG_SIGNATURE)
+
+
+def test_the_fan_chart_of_500_tickers_stays_well_under_a_megabyte():
+    data = fan_data(500, 250, horizon=5)
+    # a fan that jumps every day and white-noise actuals: the hardest picture to compress
+    jumps = np.random.default_rng(2).normal(0, 1, (500 * 250, 1, 1))
+    data["quantiles"] = data["quantiles"] + jumps
+    rng = np.random.default_rng(3)
+    per_ticker = {t: scores(rng.uniform(0.6, 1), rng.normal(0, 0.1), 250) for t in data["tickers"]}
+    chosen = plots.fan_tickers(per_ticker)
+    size = len(png_bytes(plots.fan_chart(chosen, **data)))
+    assert len(chosen) == 4 and size < 500_000, size
+
+
+def test_the_fan_chart_refuses_more_panels_than_it_keeps_small_and_needs_its_levels():
+    data = fan_data(9, 5)
+    with pytest.raises(ValueError, match="9 fan panels; choose 1 to 8"):
+        plots.fan_chart([(t, "") for t in data["tickers"]], **data)
+    with pytest.raises(ValueError, match="0 fan panels; choose 1 to 8"):
+        plots.fan_chart([], **data)
+    data["levels"] = (0.05, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 0.95)
+    with pytest.raises(ValueError, match="quantile level 0.025 is not among"):
+        plots.fan_chart([("T000", "")], **data)
+
+
+def test_the_reliability_diagram_draws_each_series_against_the_nominal_levels():
+    observed = {
+        "model h=1": np.array([0.03, 0.06, 0.12, 0.26, 0.5, 0.73, 0.88, 0.94, 0.97]),
+        "rw h=1": np.linspace(0.1, 0.9, 9),
+    }
+    fig = plots.reliability_diagram(LEVELS, observed)
+    (ax,) = fig.axes
+    ideal, model, rw = ax.get_lines()
+    assert ideal.get_label() == "ideal" and list(ideal.get_ydata()) == [0, 1]
+    for line, name in ((model, "model h=1"), (rw, "rw h=1")):
+        assert line.get_label() == name
+        np.testing.assert_array_equal(line.get_xdata(), LEVELS)
+        np.testing.assert_array_equal(line.get_ydata(), observed[name])
+    assert ax.get_xlim() == (0, 1) and ax.get_ylim() == (0, 1)
+    assert png_bytes(fig).startswith(PNG_SIGNATURE)
+    with pytest.raises(ValueError, match=r"rw h=5: \(3,\) shares for 9 levels"):
+        plots.reliability_diagram(LEVELS, {"rw h=5": np.ones(3)})
