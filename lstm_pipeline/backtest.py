@@ -15,9 +15,10 @@ import pandas as pd
 
 from lstm_pipeline.config import FeatureConfig, PipelineConfig
 from lstm_pipeline.data import require_rows
-from lstm_pipeline.evaluate import diebold_mariano, score_forecasts, scores_by_ticker_horizon
+from lstm_pipeline.evaluate import score_forecasts, scores_by_ticker_horizon
 from lstm_pipeline.features import build_window_sets, min_split_rows
 from lstm_pipeline.pipeline import train_model
+from lstm_pipeline.significance import panel_diebold_mariano
 from lstm_pipeline.train import predict_prices
 
 
@@ -69,6 +70,7 @@ class FoldResult:
     metrics: dict[str, float]
     # [N] per-window arrays, kept to pool the folds for the overall scores
     tickers: np.ndarray = field(repr=False)
+    as_of: np.ndarray = field(repr=False)  # datetime64 forecast origin: the panel DM's dates
     forecast: np.ndarray = field(repr=False)
     actual: np.ndarray = field(repr=False)
     last_close: np.ndarray = field(repr=False)
@@ -94,6 +96,7 @@ def run_fold(
         best_epoch=result.best_epoch,
         metrics=score_forecasts(forecast, actual, last_close) | {"best_epoch": result.best_epoch},
         tickers=np.asarray(test.tickers)[test.ticker_ids],
+        as_of=test.as_of,
         forecast=forecast,
         actual=actual,
         last_close=last_close,
@@ -101,12 +104,12 @@ def run_fold(
 
 
 def pooled_scores(folds: list[FoldResult]) -> tuple[dict[str, float], pd.DataFrame]:
-    """Scores over every fold's out-of-sample windows: overall metrics (with a Diebold-Mariano
-    test per horizon) and the per ticker x horizon table of a training run, plus DM columns."""
-    tickers = np.concatenate([f.tickers for f in folds])
-    forecast, actual, last = (
+    """Scores over every fold's out-of-sample windows: overall metrics (with a panel
+    Diebold-Mariano test of model vs naive absolute errors per horizon) and the per ticker x
+    horizon table of a training run, plus DM columns."""
+    tickers, as_of, forecast, actual, last = (
         np.concatenate([getattr(f, name) for f in folds])
-        for name in ("forecast", "actual", "last_close")
+        for name in ("tickers", "as_of", "forecast", "actual", "last_close")
     )
     overall = score_forecasts(forecast, actual, last)
     names = tuple(dict.fromkeys(tickers))  # in first-seen order
@@ -114,7 +117,8 @@ def pooled_scores(folds: list[FoldResult]) -> tuple[dict[str, float], pd.DataFra
     table = pd.DataFrame(scores_by_ticker_horizon(forecast, actual, last, ticker_ids, names))
     table["dm_stat"] = table["dm_pvalue"] = np.nan  # DM is pooled over tickers: ALL rows only
     for k in range(actual.shape[1]):
-        stat, p = diebold_mariano(forecast[:, k] - actual[:, k], last - actual[:, k], k + 1)
+        model_loss, naive_loss = np.abs(forecast[:, k] - actual[:, k]), np.abs(last - actual[:, k])
+        stat, p = panel_diebold_mariano(model_loss, naive_loss, ticker_ids, as_of, k + 1)
         overall |= {f"test_dm_stat_h{k + 1}": stat, f"test_dm_pvalue_h{k + 1}": p}
         pooled = (table["ticker"] == "ALL") & (table["horizon"] == k + 1)
         table.loc[pooled, ["dm_stat", "dm_pvalue"]] = stat, p

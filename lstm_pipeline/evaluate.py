@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 
@@ -44,32 +42,6 @@ def score_forecasts(
 
 def _ratio(num: float, den: float) -> float:
     return float(num / den) if den > 0 else float("inf")
-
-
-def diebold_mariano(
-    model_errors: np.ndarray, naive_errors: np.ndarray, horizon: int
-) -> tuple[float, float]:
-    """Diebold-Mariano test of equal accuracy under absolute loss (the loss MAE reports).
-
-    Args:
-        model_errors, naive_errors: [N] forecast errors on the same targets, in time order.
-        horizon: the forecast step h; h-step errors overlap, so the long-run variance uses
-            Newey-West autocovariances up to lag h - 1.
-    Returns:
-        (statistic, two-sided p-value from the normal distribution). A negative statistic
-        means the model's errors are smaller than naive's.
-    """
-    d = np.abs(model_errors) - np.abs(naive_errors)
-    n = d.size
-    centred = d - d.mean()
-    variance = centred @ centred / n
-    for lag in range(1, min(horizon, n)):
-        weight = 1 - lag / horizon  # Bartlett kernel keeps the variance positive
-        variance += 2 * weight * (centred[lag:] @ centred[:-lag]) / n
-    if n < 2 or variance <= 0:
-        return 0.0, 1.0
-    statistic = float(d.mean() / math.sqrt(variance / n))
-    return statistic, math.erfc(abs(statistic) / math.sqrt(2))
 
 
 TABLE_COLUMNS = (

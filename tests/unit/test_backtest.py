@@ -2,11 +2,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_pipeline.backtest import check_folds, fold_split, format_table, pooled_scores, run_fold
+from lstm_pipeline.backtest import (
+    FoldResult,
+    check_folds,
+    fold_split,
+    format_table,
+    pooled_scores,
+    run_fold,
+)
 from lstm_pipeline.config import FeatureConfig, build_config
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import DataValidationError
 from lstm_pipeline.features import build_window_sets
+from lstm_pipeline.significance import panel_diebold_mariano
 from tests.synthetic import make_prices
 from tests.unit.test_features import numbered_prices
 
@@ -82,6 +90,7 @@ def test_each_fold_scores_its_own_span_and_the_pool_gets_a_dm_test_per_horizon()
         assert len(fold.forecast) == 2 * (40 - 3 + 1) and fold.forecast.shape[1] == 3
         assert sorted(set(fold.tickers)) == ["AAA", "BBB"] and 1 <= fold.best_epoch <= 2
         assert fold.metrics["test_mase"] > 0
+        assert fold.as_of.min() == days[span_start - 1] and len(fold.as_of) == len(fold.forecast)
 
     overall, table = pooled_scores(folds)
     for h in (1, 2, 3):
@@ -94,3 +103,61 @@ def test_each_fold_scores_its_own_span_and_the_pool_gets_a_dm_test_per_horizon()
     lines = format_table(table).splitlines()
     assert len(lines) == 4 and lines[0].startswith("h  windows  MAE")
     assert [line.split()[:2] for line in lines[1:]] == [[str(h), "152"] for h in (1, 2, 3)]
+
+
+def synthetic_fold(fold, tickers, prices, days=60, horizon=2, seed=0):
+    """A fold's out-of-sample windows without a fit: every ticker forecast on the same days,
+    prices around `prices[i]`, errors sharing a market shock per day and a slight model edge."""
+    rng = np.random.default_rng(seed)
+    as_of = np.datetime64("2021-01-04") + fold * days + np.arange(days)
+    market = rng.normal(0, 0.02, (days, horizon))
+    last, actual, forecast = [], [], []
+    for price in prices:
+        close = price * np.exp(rng.normal(0, 0.01, days))
+        moves = close[:, None] * np.exp(market + rng.normal(0, 0.01, (days, horizon)))
+        last.append(close)
+        actual.append(moves)
+        forecast.append(
+            close[:, None] * (1 + rng.normal(0, 0.006, moves.shape))
+            + 0.1 * (moves - close[:, None])
+        )
+    return FoldResult(
+        fold=fold,
+        first_day="",
+        last_day="",
+        best_epoch=1,
+        metrics={},
+        tickers=np.repeat(np.asarray(tickers), days),
+        as_of=np.tile(as_of, len(tickers)),
+        forecast=np.concatenate(forecast),
+        actual=np.concatenate(actual),
+        last_close=np.concatenate(last),
+    )
+
+
+def dm_scores(folds):
+    overall, table = pooled_scores(folds)
+    pooled = table[table["ticker"] == "ALL"]
+    assert list(pooled["dm_stat"]) == [overall["test_dm_stat_h1"], overall["test_dm_stat_h2"]]
+    return [overall[f"test_dm_{name}_h{h}"] for h in (1, 2) for name in ("stat", "pvalue")]
+
+
+def test_the_pooled_dm_test_is_a_panel_test_over_tickers_and_dates():
+    folds = [synthetic_fold(k, ["AAA", "BBB"], [50.0, 700.0], seed=k) for k in range(2)]
+    scores = dm_scores(folds)
+    tickers, as_of, forecast, actual, last = (
+        np.concatenate([getattr(f, name) for f in folds])
+        for name in ("tickers", "as_of", "forecast", "actual", "last_close")
+    )
+    ids = (tickers == "BBB").astype(int)
+    for h in (1, 2):
+        loss, naive = np.abs(forecast[:, h - 1] - actual[:, h - 1]), np.abs(last - actual[:, h - 1])
+        expected = panel_diebold_mariano(loss, naive, ids, as_of, h)
+        assert scores[2 * h - 2 : 2 * h] == pytest.approx(expected)
+
+    # a second copy of every ticker adds no information: the p-values stay as they were
+    copies = [synthetic_fold(k, ["CCC", "DDD"], [50.0, 700.0], seed=k) for k in range(2)]
+    assert dm_scores(folds + copies) == pytest.approx(scores)
+    # nor does quoting BBB in cents: each ticker's losses are scaled by its naive MAE
+    in_cents = [synthetic_fold(k, ["AAA", "BBB"], [50.0, 70000.0], seed=k) for k in range(2)]
+    assert dm_scores(in_cents) == pytest.approx(scores, rel=1e-6)
