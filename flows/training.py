@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import runners
 from flows.artifacts import publish_training_summary
 from flows.fetching import fetch_each
-from lstm_pipeline import data, features, pipeline, provenance, registry
+from lstm_pipeline import data, features, gate, pipeline, provenance, registry
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import describe_failures
 from lstm_pipeline.runtime import make_runtime
@@ -87,7 +87,10 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
             cutoff = data_tags["data.cutoff"]
             onnx_path, example = export_model(result, windows, path, run.run_id, cutoff)
             # judged before anything is registered
-            decision = judge(store, t.model_name, onnx_path, windows["val"], t.promotion_margin)
+            intervals = gate.IntervalScores.from_metrics(report.metrics)
+            decision = judge(
+                store, t.model_name, onnx_path, windows["val"], t.promotion_margin, intervals
+            )
             version, promotion = register_and_gate(
                 run,
                 t.model_name,

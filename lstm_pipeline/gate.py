@@ -10,6 +10,11 @@ MASE is the model's MAE over the naive forecast's MAE on the same windows and ho
 margin is a relative improvement: 0.02 demands an MAE 2% below naive's and 2% below the
 champion's. Margin 0 (the default) promotes a model no worse than both.
 
+A model with intervals must also keep them honest on the validation windows, on which they were
+not calibrated (the calibration split lies after them): its 80% interval covers between
+COVERAGE_80_BAND of the actual prices, and its CRPS is no worse than the random walk's with the
+ticker's empirical return quantiles (CRPS skill against `rw` >= 0).
+
 A gate that cannot compare says so and does not promote: a champion that cannot be scored on
 these windows (other features, a file that does not load or fails to run, a window longer than
 any validation segment of this run, a non-finite score) blocks automatic promotion, and the new
@@ -146,17 +151,52 @@ def _champion_mase(
     return mase, ""
 
 
+COVERAGE_80_BAND = (0.75, 0.85)  # the 80% interval's coverage a promoted model keeps
+
+
+@dataclass(frozen=True)
+class IntervalScores:
+    """How honest a candidate's intervals are on the validation windows."""
+
+    coverage_80: float  # share of actual prices inside the 80% interval
+    crpss_rw: float  # 1 - CRPS / CRPS of the rw baseline on the same windows
+
+    @classmethod
+    def from_metrics(cls, metrics: dict[str, float]) -> IntervalScores | None:
+        """From a run's `val_*` metrics; None for a point model (no intervals)."""
+        if "val_coverage_80" not in metrics:
+            return None
+        return cls(metrics["val_coverage_80"], metrics["val_crpss_rw"])
+
+    def problems(self) -> list[str]:
+        low, high = COVERAGE_80_BAND
+        whys = []
+        if not low <= self.coverage_80 <= high:
+            whys.append(
+                f"its 80% interval covers {self.coverage_80:.1%} of validation prices "
+                f"(needs {low:.0%}..{high:.0%})"
+            )
+        if not self.crpss_rw >= 0:
+            whys.append(
+                f"its validation CRPS loses to the random walk's (CRPS skill {self.crpss_rw:+.1%})"
+            )
+        return whys
+
+
 @dataclass(frozen=True)
 class GateDecision:
     promote: bool
     reason: str
     scores: GateScores
     margin: float
+    intervals: IntervalScores | None = None
 
 
-def decide(scores: GateScores, margin: float) -> GateDecision:
-    """Apply the rule in this module's docstring; the reason quotes both scores, and says when
-    the champion could not be compared."""
+def decide(
+    scores: GateScores, margin: float, intervals: IntervalScores | None = None
+) -> GateDecision:
+    """Apply the rule in this module's docstring; the reason quotes both scores, says when
+    the champion could not be compared, and why the new model's intervals fail, if they do."""
     new, old, version = scores.new_mase, scores.champion_mase, scores.champion_version
     bar = 1 - margin
     where = f"on {scores.windows} validation windows, horizons 1..{scores.horizons}"
@@ -174,8 +214,16 @@ def decide(scores: GateScores, margin: float) -> GateDecision:
             f"validation MASE {new:.4f} is worse than champion v{version}'s {old:.4f} "
             f"(needs <= {bar * old:.4f})"
         )
+    if intervals is not None:
+        whys.extend(intervals.problems())
     if whys:
-        return GateDecision(False, f"not promoted: {'; '.join(whys)}; {where}", scores, margin)
+        reason = f"not promoted: {'; '.join(whys)}; {where}"
+        return GateDecision(False, reason, scores, margin, intervals)
     against = f"champion v{version}'s {old:.4f}" if old is not None else "no previous champion"
     reason = f"promoted: validation MASE {new:.4f} <= {bar:.4f} (naive); {against}; {where}"
-    return GateDecision(True, reason, scores, margin)
+    if intervals is not None:
+        reason += (
+            f"; 80% interval covers {intervals.coverage_80:.1%}, CRPS skill vs rw "
+            f"{intervals.crpss_rw:+.1%}"
+        )
+    return GateDecision(True, reason, scores, margin, intervals)

@@ -55,23 +55,31 @@ class Promotion:
 
 
 def judge(
-    store: Store, model_name: str, new_model: Path, val: WindowSet, margin: float
+    store: Store,
+    model_name: str,
+    new_model: Path,
+    val: WindowSet,
+    margin: float,
+    intervals: gate.IntervalScores | None = None,
 ) -> gate.GateDecision:
-    """Score the new ONNX model and the current champion on `val` alike, then apply the rule.
+    """Score the new ONNX model and the current champion on `val` alike, then apply the rule
+    (with the new model's validation `intervals`, when it has them).
 
     A store that fails to say who the champion is fails the gate (TrackingUnavailableError);
     a champion whose model file is missing is reported unscored, like one that does not load.
     """
     holder = store.version_by_alias(model_name, CHAMPION)
     if holder is None:
-        return gate.decide(gate.score_both(new_model, None, val), margin)
+        return gate.decide(gate.score_both(new_model, None, val), margin, intervals)
     version = str(holder.version)
     try:
         resolved = resolve_model(f"models:/{model_name}/{version}", store)
     except ModelNotFoundError as exc:
         alone = gate.score_both(new_model, None, val)
-        return gate.decide(replace(alone, champion_version=version, note=str(exc)), margin)
-    return gate.decide(gate.score_both(new_model, (version, resolved.path), val), margin)
+        unscored = replace(alone, champion_version=version, note=str(exc))
+        return gate.decide(unscored, margin, intervals)
+    scores = gate.score_both(new_model, (version, resolved.path), val)
+    return gate.decide(scores, margin, intervals)
 
 
 def register_and_gate(
@@ -94,8 +102,10 @@ def register_and_gate(
     store = run.store
     version = log_onnx_model(run, onnx_path, example, model_name)
 
+    intervals = decision.intervals  # the new model's own: they do not depend on the champion
+
     def rejudge() -> gate.GateDecision:
-        return judge(store, model_name, onnx_path, val, margin)
+        return judge(store, model_name, onnx_path, val, margin, intervals)
 
     try:
         store.client.update_model_version(model_name, version, description=description)
@@ -167,6 +177,15 @@ def gate_tags(decision: gate.GateDecision) -> dict[str, str]:
         "gate.compared": str(s.compared).lower(),  # false: no champion, or none to score
         "gate.note": s.note or NONE,  # why a champion (or the new model) went unscored
         "promotion": decision.reason,
+    } | _interval_tags(decision.intervals)
+
+
+def _interval_tags(intervals: gate.IntervalScores | None) -> dict[str, str]:
+    if intervals is None:  # a point model: nothing to check
+        return {"gate.val_coverage_80": NONE, "gate.val_crpss_rw": NONE}
+    return {
+        "gate.val_coverage_80": f"{intervals.coverage_80:.6f}",
+        "gate.val_crpss_rw": f"{intervals.crpss_rw:.6f}",
     }
 
 

@@ -16,7 +16,14 @@ from lstm_pipeline.config import FeatureConfig
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.evaluate import score_forecasts
 from lstm_pipeline.features import build_window_sets
-from lstm_pipeline.gate import GateScores, decide, gate_windows, longest_history, score_both
+from lstm_pipeline.gate import (
+    GateScores,
+    IntervalScores,
+    decide,
+    gate_windows,
+    longest_history,
+    score_both,
+)
 from lstm_pipeline.predict import OnnxForecaster
 from tests.conftest import export_tiny_model, make_prices
 
@@ -53,6 +60,36 @@ def test_a_champion_that_cannot_be_scored_blocks_automatic_promotion():
     decision = decide(unscorable, 0.0)
     assert not decision.promote
     assert "champion v7 cannot be scored on these windows (it takes features A,B" in decision.reason
+
+
+@pytest.mark.parametrize(
+    "coverage,skill,promoted,why",
+    [
+        (0.80, 0.02, True, "80% interval covers 80.0%, CRPS skill vs rw +2.0%"),
+        (0.75, 0.0, True, "80% interval covers 75.0%"),  # the band's edges and a tie with rw pass
+        (0.85, 0.0, True, "80% interval covers 85.0%"),
+        (0.74, 0.02, False, "its 80% interval covers 74.0% of validation prices (needs 75%..85%)"),
+        (0.86, 0.02, False, "its 80% interval covers 86.0% of validation prices (needs 75%..85%)"),
+        (0.80, -0.01, False, "its validation CRPS loses to the random walk's (CRPS skill -1.0%)"),
+        (float("nan"), 0.02, False, "covers nan% of validation prices"),
+        (0.80, float("nan"), False, "loses to the random walk's"),
+    ],
+)
+def test_a_model_whose_intervals_miss_or_lose_to_the_random_walk_is_not_promoted(
+    coverage, skill, promoted, why
+):
+    decision = decide(scores(0.95), 0.0, IntervalScores(coverage, skill))
+    assert decision.promote is promoted
+    assert why in decision.reason and decision.intervals == IntervalScores(coverage, skill)
+
+
+def test_interval_problems_add_to_a_mase_problem_and_a_point_model_has_none():
+    both = decide(scores(1.2), 0.0, IntervalScores(0.6, -0.1)).reason
+    assert "does not beat the naive forecast" in both and "covers 60.0%" in both
+    assert "loses to the random walk's" in both
+    assert IntervalScores.from_metrics({"val_mase": 0.9}) is None  # a point model's metrics
+    metrics = {"val_coverage_80": 0.8, "val_crpss_rw": 0.01}
+    assert IntervalScores.from_metrics(metrics) == IntervalScores(0.8, 0.01)
 
 
 @pytest.fixture
