@@ -80,5 +80,5 @@ def backtest_flow(cfg: PipelineConfig, folds: int = 4, fold_days: int = 126) -> 
             for r in results
         ],
         "metrics": overall,
-        "table": backtest.format_table(table),
+        "table": backtest.format_table(table, overall),
     }

@@ -80,7 +80,7 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
         run.set_tags(
             {"device": result.device, "precision": result.precision, "threads": str(result.threads)}
         )
-        report = run_report(cfg, result, windows, data_tags, run.run_id)
+        report = run_report(cfg, result, windows, prices, data_tags, run.run_id)
         log_report(run, *report)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "model.onnx"

@@ -39,6 +39,16 @@ class Baselines:
     rw: np.ndarray  # [N, H, Q]
     ewma: np.ndarray  # [N, H, Q]
     drift: np.ndarray  # [N, H]
+    volatility: np.ndarray  # [N] EWMA daily volatility (log return) at each origin
+
+    @classmethod
+    def concat(cls, parts: Sequence[Baselines]) -> Baselines:
+        """The baselines of several window sets (folds) in order, as one."""
+        arrays = {
+            name: np.concatenate([getattr(p, name) for p in parts])
+            for name in ("last_close", "rw", "ewma", "drift", "volatility")
+        }
+        return cls(levels=parts[0].levels, **arrays)
 
     def check_matches(
         self, shape: tuple[int, ...], levels: Sequence[float], last_close: np.ndarray
@@ -198,12 +208,14 @@ def compute_baselines(
         )
     tau = np.asarray(levels, dtype=float)
     h = np.arange(1, horizon + 1)
+    sigma = np.sqrt(_ewma_variance(panel, ewma_lambda)[panel.origin])  # [N] daily
     return Baselines(
         levels=tuple(float(t) for t in levels),
         last_close=panel.close,
         rw=_prices(panel.close, _rw_returns(panel, horizon, tau, lookback)),
-        ewma=_prices(panel.close, _ewma_returns(panel, h, tau, ewma_lambda)),
+        ewma=_prices(panel.close, _ewma_returns(sigma, h, tau)),
         drift=_prices(panel.close, h[None, :] * _mean_return(panel, lookback)[:, None]),
+        volatility=sigma,
     )
 
 
@@ -229,9 +241,8 @@ def _prices(close: np.ndarray, log_returns: np.ndarray) -> np.ndarray:
     return log_returns
 
 
-def _ewma_returns(panel: _Panel, h: np.ndarray, tau: np.ndarray, lam: float) -> np.ndarray:
-    """`[N, H, Q]` zero-mean normal quantiles of h-day log returns with EWMA daily variance."""
-    sigma = np.sqrt(_ewma_variance(panel, lam)[panel.origin])  # [N] daily
+def _ewma_returns(sigma: np.ndarray, h: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """`[N, H, Q]` zero-mean normal quantiles of h-day log returns, daily volatility `sigma`."""
     z = np.array([NormalDist().inv_cdf(t) for t in tau])  # [Q]
     return sigma[:, None, None] * np.sqrt(h)[None, :, None] * z[None, None, :]
 

@@ -150,7 +150,56 @@ def score_intervals(
         for coverage in COVERAGES:
             hits = covered(*interval(getattr(base, name), levels, coverage), actual)
             scores[f"{name}_{prefix}_coverage_{round(coverage * 100)}"] = float(hits.mean())
+    return scores | drift_scores(forecast, actual, base, prefix)
+
+
+def drift_scores(
+    forecast: np.ndarray, actual: np.ndarray, base: Baselines, prefix: str = "test"
+) -> dict[str, float]:
+    """`{prefix}_mase_drift` (pooled and `_h{k}`): the point forecast's MAE over the drift
+    forecast's, in prices, beside `drift_{prefix}_mae`. Below 1: an edge beyond the drift."""
     model_err, drift_err = np.abs(forecast - actual), np.abs(base.drift - actual)
-    scores |= _ratios(f"{prefix}_mase_drift", model_err, drift_err, skill=False)
+    scores = _ratios(f"{prefix}_mase_drift", model_err, drift_err, skill=False)
     scores[f"drift_{prefix}_mae"] = float(drift_err.mean())
     return scores
+
+
+INTERVAL_COLUMNS = ("coverage_80", "coverage_95", "crps", "rw_crps", "ewma_crps")
+
+
+def interval_scores_by_ticker_horizon(
+    quantiles: np.ndarray,
+    levels: Sequence[float],
+    actual: np.ndarray,
+    last_close: np.ndarray,
+    base: Baselines,
+    ticker_ids: np.ndarray,
+    tickers: tuple[str, ...],
+) -> list[dict[str, float | int | str]]:
+    """One row per ticker and horizon, then `ALL` tickers (evaluate.scores_by_ticker_horizon's
+    order): coverage of the 80% / 95% intervals, CRPS in bp beside rw's and ewma's, and the
+    CRPS skill against each."""
+    rel = BP / last_close[:, None]
+    per_window = {
+        "coverage_80": covered(*interval(quantiles, levels, 0.8), actual),
+        "coverage_95": covered(*interval(quantiles, levels, 0.95), actual),
+        "crps": crps(quantiles, levels, actual) * rel,
+        "rw_crps": crps(base.rw, levels, actual) * rel,
+        "ewma_crps": crps(base.ewma, levels, actual) * rel,
+    }
+    groups = [(name, ticker_ids == i) for i, name in enumerate(tickers)]
+    groups.append(("ALL", np.ones(len(ticker_ids), dtype=bool)))
+    rows: list[dict[str, float | int | str]] = []
+    for name, mask in groups:
+        for k in range(actual.shape[1]):
+            means = {key: float(v[mask, k].mean()) for key, v in per_window.items()}
+            means["crpss_rw"] = 1 - _ratio(means["crps"], means["rw_crps"])
+            means["crpss_ewma"] = 1 - _ratio(means["crps"], means["ewma_crps"])
+            row: dict[str, float | int | str] = {
+                "ticker": name,
+                "horizon": k + 1,
+                "windows": int(mask.sum()),
+            }
+            row.update(means)
+            rows.append(row)
+    return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,19 +16,27 @@ import torch
 from matplotlib.figure import Figure
 
 from lstm_pipeline import plots, report
+from lstm_pipeline.baselines import Baselines, compute_baselines
 from lstm_pipeline.calibrate import fit_calibration
-from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.config import DEFAULT_QUANTILES, PipelineConfig
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import one_line
 from lstm_pipeline.evaluate import score_forecasts, scores_by_ticker_horizon
 from lstm_pipeline.export import export_onnx
-from lstm_pipeline.features import WindowSet
+from lstm_pipeline.features import SPLITS, WindowSet
+from lstm_pipeline.intervals import (
+    drift_scores,
+    interval_scores_by_ticker_horizon,
+    observed_levels,
+    score_intervals,
+)
 from lstm_pipeline.model import LSTMForecaster
-from lstm_pipeline.train import EpochCallback, FitResult, fit, predict_prices
+from lstm_pipeline.train import EpochCallback, FitResult, Predictions, fit, predict_prices
 from lstm_pipeline.validate import day as _day
 
 EXPORT_BATCH = 1000  # windows in the export sample: parity is checked at batch 1 and this
 ZOOM_DAYS = 120  # the zoomed actual-vs-forecast plot: recent enough to see daily gaps
+FAN_TICKERS = 4  # fan-chart panels, however many tickers were trained
 MAX_TAG_CHARS = 8000  # MLflow's limit on a tag value
 _ONE_FIT_AT_A_TIME = threading.Lock()  # see train_model
 
@@ -90,51 +99,121 @@ def train_model(
     return result
 
 
+def score_split(
+    model: LSTMForecaster,
+    data: WindowSet,
+    prices_by_ticker: Mapping[str, pd.DataFrame],
+    prefix: str,
+) -> tuple[dict[str, float], Predictions, Baselines]:
+    """One split's scores beside naive and drift and, with quantiles, beside the rw and ewma
+    baselines on the same windows (from each ticker's closes up to each origin)."""
+    predictions = predict_prices(model, data)
+    closes = {ticker: prices["Close"] for ticker, prices in prices_by_ticker.items()}
+    levels = model.quantiles or DEFAULT_QUANTILES
+    horizon = predictions.actual.shape[1]
+    base = compute_baselines(closes, data.tickers, data.ticker_ids, data.as_of, horizon, levels)
+    forecast, actual, last_close, quantiles = predictions
+    metrics = score_forecasts(forecast, actual, last_close, prefix=prefix)
+    metrics |= drift_scores(forecast, actual, base, prefix)
+    if quantiles is not None:
+        metrics |= score_intervals(quantiles, levels, actual, last_close, forecast, base, prefix)
+    return metrics, predictions, base
+
+
 @dataclass(frozen=True)
 class Evaluation:
     metrics: dict[str, float]  # val_* and test_* scores beside naive_*, plus training figures
-    test_forecast: np.ndarray  # [N, H] prices
-    test_actual: np.ndarray  # [N, H] prices
-    test_last_close: np.ndarray  # [N] prices, the naive forecast
+    test: Predictions  # prices of the test windows
+    test_baselines: Baselines  # rw, ewma and drift on the same windows
+
+    @property
+    def test_forecast(self) -> np.ndarray:  # [N, H] prices
+        return self.test.forecast
 
 
-def evaluate_model(result: FitResult, windows: dict[str, WindowSet]) -> Evaluation:
-    """Scores on the validation (promotion gate) and test (reported skill) splits."""
+def evaluate_model(
+    result: FitResult, windows: dict[str, WindowSet], prices_by_ticker: Mapping[str, pd.DataFrame]
+) -> Evaluation:
+    """Scores on the validation (promotion gate) and test (reported skill) splits, and the
+    calibration behind a quantile model's intervals."""
     metrics: dict[str, float] = {}
     for split in ("val", "test"):
-        forecast, actual, last_close, _ = predict_prices(result.model, windows[split])
-        metrics |= score_forecasts(forecast, actual, last_close, prefix=split)
-        if split == "test":
-            test = (forecast, actual, last_close)
+        scores, predictions, base = score_split(
+            result.model, windows[split], prices_by_ticker, split
+        )
+        metrics |= scores
     metrics |= {
         "best_epoch": result.best_epoch,
         "stopped_epoch": result.stopped_epoch,
         "train_windows_per_s": result.train_windows_per_s,
-        "train_windows": len(windows["train"]),
-        "val_windows": len(windows["val"]),
-        "test_windows": len(windows["test"]),
+        **{f"{split}_windows": len(windows[split]) for split in SPLITS},
     }
-    return Evaluation(metrics, *test)
+    if result.calibration is not None:
+        metrics |= result.calibration.metrics()
+    return Evaluation(metrics, predictions, base)
 
 
 def evaluation_figures(
     result: FitResult, windows: dict[str, WindowSet], evaluation: Evaluation
 ) -> dict[str, Figure]:
-    """The run's PNGs by artifact name."""
+    """The run's PNGs by artifact name; fan charts and a reliability diagram with quantiles."""
     test = windows["test"]
-    forecast, actual = evaluation.test_forecast, evaluation.test_actual
+    forecast, actual, last_close, quantiles = evaluation.test
     series = (test.tickers, test.ticker_ids, test.as_of, actual, forecast)
     mase = evaluation.metrics["test_mase"]
-    return {
+    figures = {
         "plots/loss_curve.png": plots.loss_curve(result.history, result.best_epoch),
         "plots/actual_vs_forecast.png": plots.actual_vs_forecast(*series, mase),
         f"plots/actual_vs_forecast_last{ZOOM_DAYS}.png": plots.actual_vs_forecast(
             *series, mase, last_days=ZOOM_DAYS
         ),
-        "plots/residuals.png": plots.residual_histogram(
-            forecast, actual, evaluation.test_last_close
-        ),
+        "plots/residuals.png": plots.residual_histogram(forecast, actual, last_close),
     }
+    if quantiles is not None:
+        levels = result.model.quantiles
+        rows = interval_rows(evaluation, test, levels)
+        per_ticker = {
+            str(r["ticker"]): {key: float(r[key]) for key in ("coverage_80", "crpss_rw", "windows")}
+            for r in rows
+            if r["horizon"] == 1 and r["ticker"] != "ALL"
+        }
+        chosen = plots.fan_tickers(per_ticker, limit=FAN_TICKERS)
+        figures[f"plots/fan_chart_last{ZOOM_DAYS}.png"] = plots.fan_chart(
+            chosen, *series[:4], quantiles, levels, last_days=ZOOM_DAYS
+        )
+        figures["plots/reliability.png"] = plots.reliability_diagram(
+            levels, reliability_series(evaluation, levels)
+        )
+    return figures
+
+
+def reliability_series(evaluation: Evaluation, levels: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """Observed share at or below each quantile: the model at h=1 and h=H, rw and ewma at h=1."""
+    actual, quantiles = evaluation.test.actual, evaluation.test.quantiles
+    assert quantiles is not None
+    horizons = sorted({1, actual.shape[1]})
+    series = {f"model h={h}": observed_levels(quantiles, actual)[h - 1] for h in horizons}
+    base = evaluation.test_baselines
+    for name in ("rw", "ewma"):
+        series[f"{name} h=1"] = observed_levels(getattr(base, name), actual)[0]
+    return series
+
+
+def interval_rows(
+    evaluation: Evaluation, test: WindowSet, levels: tuple[float, ...]
+) -> list[dict[str, float | int | str]]:
+    """Per ticker and horizon (and ALL): coverage, CRPS and CRPS skill against rw and ewma."""
+    quantiles = evaluation.test.quantiles
+    assert quantiles is not None
+    return interval_scores_by_ticker_horizon(
+        quantiles,
+        levels,
+        evaluation.test.actual,
+        evaluation.test.last_close,
+        evaluation.test_baselines,
+        test.ticker_ids,
+        test.tickers,
+    )
 
 
 def evaluation_texts(
@@ -146,13 +225,11 @@ def evaluation_texts(
 ) -> dict[str, str]:
     """The run's text artifacts by name: config, per ticker x horizon scores, model card."""
     test = windows["test"]
-    rows = scores_by_ticker_horizon(
-        evaluation.test_forecast,
-        evaluation.test_actual,
-        evaluation.test_last_close,
-        test.ticker_ids,
-        test.tickers,
-    )
+    forecast, actual, last_close, quantiles = evaluation.test
+    rows = scores_by_ticker_horizon(forecast, actual, last_close, test.ticker_ids, test.tickers)
+    if quantiles is not None:
+        extra = interval_rows(evaluation, test, cfg.model.quantiles)
+        rows = [row | more for row, more in zip(rows, extra, strict=True)]
     return {
         "config.yaml": report.config_yaml(cfg),
         "metrics/test_by_ticker_horizon.csv": report.table_csv(rows),
@@ -176,16 +253,17 @@ def run_report(
     cfg: PipelineConfig,
     result: FitResult,
     windows: dict[str, WindowSet],
+    prices_by_ticker: Mapping[str, pd.DataFrame],
     data_tags: dict[str, str],
     run_id: str,
 ) -> RunReport:
-    """Scores beside naive, the run's figures, its config, metrics table and model card."""
-    evaluation = evaluate_model(result, windows)
-    return RunReport(
-        evaluation.metrics,
-        evaluation_figures(result, windows, evaluation),
-        evaluation_texts(cfg, windows, evaluation, data_tags, run_id),
-    )
+    """Scores beside naive and the baselines, the run's figures, its config, metrics table,
+    calibration and model card."""
+    evaluation = evaluate_model(result, windows, prices_by_ticker)
+    texts = evaluation_texts(cfg, windows, evaluation, data_tags, run_id)
+    if result.calibration is not None:
+        texts["calibration.json"] = json.dumps(result.calibration.as_dict(), indent=1) + "\n"
+    return RunReport(evaluation.metrics, evaluation_figures(result, windows, evaluation), texts)
 
 
 def export_model(

@@ -43,10 +43,12 @@ def model_card(
         f"- Tickers: {data_tags['data.tickers']} from source `{cfg.data.source}`; "
         f"{data_tags['data.rows']} daily bars, {data_tags['data.first_date']} to "
         f"{data_tags['data.cutoff']} (cut-off); content hash `{data_tags['data.sha256']}`.",
-        f"- Chronological split per ticker: train {1 - f.val_frac - f.test_frac:.0%} / "
-        f"validation {f.val_frac:.0%} / test {f.test_frac:.0%}; "
+        "- Chronological split per ticker: train "
+        f"{1 - f.val_frac - f.calib_frac - f.test_frac:.0%} / validation {f.val_frac:.0%} / "
+        f"calibration {f.calib_frac:.0%} / test {f.test_frac:.0%}; "
         f"{metrics['train_windows']:.0f} / {metrics['val_windows']:.0f} / "
-        f"{metrics['test_windows']:.0f} windows; no window crosses a split.",
+        f"{metrics['calib_windows']:.0f} / {metrics['test_windows']:.0f} windows; no "
+        "window crosses a split.",
         "",
         "## Model and config",
         f"- {m.cell.upper()}, hidden {m.hidden_size}, {m.num_layers} layer(s), dropout "
@@ -65,6 +67,7 @@ def model_card(
         *(_score_row(split, metrics) for split in ("val", "test")),
         "",
         f"Per ticker and horizon: `metrics/test_by_ticker_horizon.csv`. {_verdict(metrics)}",
+        *interval_table(metrics),
         "",
         "## Limitations",
         "- Learns from past prices and volume only: no news, earnings or macro data. Not advice.",
@@ -98,6 +101,8 @@ def run_summary(
         *(_score_row(split, metrics) for split in ("val", "test")),
         "",
         _verdict(metrics),
+        *interval_table(metrics),
+        "",
         f"Best epoch {metrics['best_epoch']:.0f} of {metrics['stopped_epoch']:.0f}, "
         f"{metrics['train_windows_per_s']:,.0f} training windows/s.",
         "",
@@ -112,6 +117,33 @@ def _score_row(split: str, metrics: dict[str, float]) -> str:
         f"{metrics[f'{split}_mase']:.4f} | {metrics[f'{split}_directional_accuracy']:.1%} | "
         f"{metrics[f'{split}_direction_base_rate']:.1%} |"
     )
+
+
+def interval_table(metrics: dict[str, float]) -> list[str]:
+    """Markdown lines: each split's interval coverage beside its nominal level and its CRPS
+    beside the two baselines'; none for a point model."""
+    if "test_coverage_80" not in metrics:
+        return []
+    lines = [
+        "",
+        "## Intervals beside their nominal coverage and the baselines",
+        "",
+        "| split | 80% interval covers | 95% interval covers | CRPS (bp) | rw CRPS | ewma CRPS "
+        "| skill vs rw | skill vs ewma |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in ("val", "test"):
+        lines.append(
+            f"| {s} | {metrics[f'{s}_coverage_80']:.1%} (80%) | "
+            f"{metrics[f'{s}_coverage_95']:.1%} (95%) | {metrics[f'{s}_crps']:.1f} | "
+            f"{metrics[f'rw_{s}_crps']:.1f} | {metrics[f'ewma_{s}_crps']:.1f} | "
+            f"{metrics[f'{s}_crpss_rw']:+.1%} | {metrics[f'{s}_crpss_ewma']:+.1%} |"
+        )
+    lines.append(
+        f"Calibrated on {metrics['calib_windows']:.0f} windows after validation "
+        "(conformalised quantile regression); validation and test were not calibrated on."
+    )
+    return lines
 
 
 def _verdict(metrics: dict[str, float]) -> str:

@@ -133,7 +133,7 @@ def run_trial(ticket: TrialTicket, prices: dict[str, pd.DataFrame]) -> TrialOutc
         result = train_model(windows, cfg, on_epoch_end=report)
     except optuna.TrialPruned:
         return TrialOutcome(trial_number, "PRUNED", cfg, None, history, {})
-    metrics = evaluate_model(result, windows).metrics
+    metrics = evaluate_model(result, windows, prices).metrics
     return TrialOutcome(trial_number, "COMPLETE", cfg, metrics["val_mase"], history, metrics)
 
 

@@ -10,11 +10,13 @@ from lstm_pipeline.backtest import (
     pooled_scores,
     run_fold,
 )
+from lstm_pipeline.baselines import Baselines
 from lstm_pipeline.config import FeatureConfig, build_config
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import DataValidationError
 from lstm_pipeline.features import build_window_sets
 from lstm_pipeline.significance import panel_diebold_mariano
+from lstm_pipeline.train import Predictions
 from tests.synthetic import make_prices
 from tests.unit.test_features import numbered_prices
 
@@ -87,10 +89,13 @@ def test_each_fold_scores_its_own_span_and_the_pool_gets_a_dm_test_per_horizon()
         # origins run from the day before the span to the last day whose targets fit in it
         assert fold.first_day == str(days[span_start - 1].date())
         assert fold.last_day == str(days[span_start + 40 - 1 - 3].date())
-        assert len(fold.forecast) == 2 * (40 - 3 + 1) and fold.forecast.shape[1] == 3
+        forecast, quantiles = fold.predictions.forecast, fold.predictions.quantiles
+        assert len(forecast) == 2 * (40 - 3 + 1) and forecast.shape[1] == 3
+        assert quantiles is not None and quantiles.shape == (*forecast.shape, len(fold.levels))
+        assert fold.baselines.rw.shape == quantiles.shape
         assert sorted(set(fold.tickers)) == ["AAA", "BBB"] and 1 <= fold.best_epoch <= 2
         assert fold.metrics["test_mase"] > 0
-        assert fold.as_of.min() == days[span_start - 1] and len(fold.as_of) == len(fold.forecast)
+        assert fold.as_of.min() == days[span_start - 1] and len(fold.as_of) == len(forecast)
 
     overall, table = pooled_scores(folds)
     for h in (1, 2, 3):
@@ -103,6 +108,17 @@ def test_each_fold_scores_its_own_span_and_the_pool_gets_a_dm_test_per_horizon()
     lines = format_table(table).splitlines()
     assert len(lines) == 4 and lines[0].startswith("h  windows  MAE")
     assert [line.split()[:2] for line in lines[1:]] == [[str(h), "152"] for h in (1, 2, 3)]
+    # the quantile model's interval tests, per horizon and per volatility tercile
+    for h in (1, 2, 3):
+        assert 0 <= overall[f"test_coverage_80_h{h}"] <= 1
+        for name in ("dm_crps_rw_pvalue", "dm_crps_ewma_pvalue", "kupiec_95_pvalue"):
+            assert 0 <= overall[f"test_{name}_h{h}"] <= 1
+    assert {f"test_coverage_80_vol_{t}" for t in ("low", "mid", "high")} <= set(overall)
+    assert {"crps", "rw_crps", "crpss_rw", "coverage_95"} <= set(pooled.columns)
+    both = format_table(table, overall).splitlines()
+    assert both[:4] == lines and both[5].startswith("h  cover 80% (80)")
+    assert [line.split()[0] for line in both[6:9]] == ["1", "2", "3"]
+    assert both[9].startswith("80% coverage by volatility tercile")
 
 
 def synthetic_fold(fold, tickers, prices, days=60, horizon=2, seed=0):
@@ -129,10 +145,20 @@ def synthetic_fold(fold, tickers, prices, days=60, horizon=2, seed=0):
         metrics={},
         tickers=np.repeat(np.asarray(tickers), days),
         as_of=np.tile(as_of, len(tickers)),
-        forecast=np.concatenate(forecast),
-        actual=np.concatenate(actual),
-        last_close=np.concatenate(last),
+        predictions=Predictions(
+            np.concatenate(forecast), np.concatenate(actual), np.concatenate(last), None
+        ),
+        baselines=flat_baselines(np.concatenate(last), horizon),
     )
+
+
+def flat_baselines(last_close, horizon, levels=(0.1, 0.5, 0.9)):
+    """Baselines that forecast the last close at every level (a point fold scores drift only)."""
+    quantiles = np.repeat(last_close[:, None, None], horizon * len(levels), axis=1)
+    quantiles = quantiles.reshape(len(last_close), horizon, len(levels))
+    drift = quantiles[..., 0].copy()
+    ones = np.ones(len(last_close))
+    return Baselines(levels, last_close, quantiles, quantiles.copy(), drift, ones)
 
 
 def dm_scores(folds):
@@ -145,9 +171,12 @@ def dm_scores(folds):
 def test_the_pooled_dm_test_is_a_panel_test_over_tickers_and_dates():
     folds = [synthetic_fold(k, ["AAA", "BBB"], [50.0, 700.0], seed=k) for k in range(2)]
     scores = dm_scores(folds)
-    tickers, as_of, forecast, actual, last = (
-        np.concatenate([getattr(f, name) for f in folds])
-        for name in ("tickers", "as_of", "forecast", "actual", "last_close")
+    tickers, as_of = (
+        np.concatenate([getattr(f, name) for f in folds]) for name in ("tickers", "as_of")
+    )
+    forecast, actual, last = (
+        np.concatenate([getattr(f.predictions, name) for f in folds])
+        for name in ("forecast", "actual", "last_close")
     )
     ids = (tickers == "BBB").astype(int)
     for h in (1, 2):

@@ -88,7 +88,14 @@ def test_true_quantiles_cover_at_nominal_and_beat_shifted_ones():
 
 
 def _baselines(last_close, rw, ewma, drift, levels=LEVELS) -> Baselines:
-    return Baselines(levels=levels, last_close=last_close, rw=rw, ewma=ewma, drift=drift)
+    return Baselines(
+        levels=levels,
+        last_close=last_close,
+        rw=rw,
+        ewma=ewma,
+        drift=drift,
+        volatility=np.ones(len(last_close)),
+    )
 
 
 def _pinball(y: float, offsets: np.ndarray) -> float:

@@ -120,26 +120,47 @@ def run_metrics(scored):
         "stopped_epoch": 5,
         "train_windows": 700,
         "val_windows": 60,
+        "calib_windows": 40,
         "test_windows": 60,
         "train_windows_per_s": 2871.4,
     }
 
 
-def test_model_card_puts_scores_beside_naive_and_states_limits(run_metrics):
-    metrics = run_metrics
-    tags = {
+def _tags() -> dict[str, str]:
+    return {
         "data.tickers": "AAA,BBB",
         "data.rows": "1000",
         "data.first_date": "2020-01-01",
         "data.cutoff": "2024-06-28",
         "data.sha256": "abc",
     }
-    card = report.model_card(build_config(), tags, metrics, "run123")
+
+
+def test_model_card_puts_scores_beside_naive_and_states_limits(run_metrics):
+    metrics = run_metrics
+    card = report.model_card(build_config(), _tags(), metrics, "run123")
     assert card.startswith("# Model card: lstm-forecaster (run `run123`)")
-    assert "train 70% / validation 15% / test 15%; 700 / 60 / 60 windows" in card
+    assert (
+        "train 60% / validation 15% / calibration 10% / test 15%; 700 / 60 / 40 / 60 windows"
+    ) in card
     assert "2020-01-01 to 2024-06-28" in card and "best epoch 3 of 5" in card
     assert f"| test | {metrics['test_mae']:.4f} | {metrics['naive_test_mae']:.4f} |" in card
     assert "## Limitations" in card and "not a walk-forward backtest" in card
+    assert "## Intervals" not in card  # a point model's metrics have none
+
+
+def test_interval_table_puts_coverage_beside_nominal_and_crps_beside_the_baselines(run_metrics):
+    scores = {"coverage_80": 0.812, "coverage_95": 0.9461, "crps": 73.25, "crpss_rw": 0.0123}
+    scores |= {"crpss_ewma": -0.004}
+    metrics = dict(run_metrics)
+    for split in ("val", "test"):
+        metrics |= {f"{split}_{key}": value for key, value in scores.items()}
+        metrics |= {f"rw_{split}_crps": 74.16, f"ewma_{split}_crps": 72.96}
+    lines = report.interval_table(metrics)
+    row = "| test | 81.2% (80%) | 94.6% (95%) | 73.2 | 74.2 | 73.0 | +1.2% | -0.4% |"
+    assert row in lines and row.replace("test", "val") in lines
+    assert lines[-1].startswith("Calibrated on 40 windows after validation")
+    assert "\n".join(lines) in report.model_card(build_config(), _tags(), metrics, "r")
 
 
 def test_run_summary_gives_scores_beside_naive_the_decision_and_the_link(run_metrics):

@@ -35,7 +35,7 @@ def test_forward_maps_raw_windows_to_horizon_outputs(layers, dropout):
 
 
 @pytest.fixture
-def sine_windows():
+def sine_prices():
     """Seeded sine-plus-noise prices for two tickers: a learnable signal."""
     gen = torch.Generator().manual_seed(0)
     frames = {}
@@ -48,7 +48,12 @@ def sine_windows():
         for col in ("Open", "High", "Low", "Close"):
             frame[col] = close.numpy()
         frames[ticker] = frame
-    return build_window_sets(frames, FeatureConfig(window=10, horizon=2))
+    return frames
+
+
+@pytest.fixture
+def sine_windows(sine_prices):
+    return build_window_sets(sine_prices, FeatureConfig(window=10, horizon=2))
 
 
 def tiny_fit(windows, **train):
@@ -194,7 +199,7 @@ def test_cuda_graph_step_trains_like_the_eager_step(sine_windows, schedule):
         assert min(h["lr"] for h in graphed.history) < schedule["lr"]
 
 
-def test_same_seed_data_and_device_give_identical_metrics(sine_windows):
+def test_same_seed_data_and_device_give_identical_metrics(sine_prices, sine_windows):
     """The whole training job, not just the loop: weights init, batches, scores."""
     from lstm_pipeline import pipeline
     from lstm_pipeline.config import build_config
@@ -210,12 +215,12 @@ def test_same_seed_data_and_device_give_identical_metrics(sine_windows):
 
     def scores():
         metrics = pipeline.evaluate_model(
-            pipeline.train_model(sine_windows, cfg), sine_windows
+            pipeline.train_model(sine_windows, cfg), sine_windows, sine_prices
         ).metrics
         return {k: v for k, v in metrics.items() if k != "train_windows_per_s"}
 
     first = scores()
-    assert scores() == first and "test_mase" in first
+    assert scores() == first and "test_mase" in first and "test_crps" in first
 
 
 @gpu
