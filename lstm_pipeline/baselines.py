@@ -237,7 +237,7 @@ def _ewma_returns(panel: _Panel, h: np.ndarray, tau: np.ndarray, lam: float) -> 
     """`[N, H, Q]` zero-mean normal quantiles of h-day log returns with EWMA daily variance."""
     sigma = np.sqrt(_ewma_variance(panel, lam)[panel.origin])  # [N] daily
     z = np.array([NormalDist().inv_cdf(t) for t in tau])  # [Q]
-    return (sigma[:, None] * np.sqrt(h)[None, :])[:, :, None] * z  # one [N, H, Q] product
+    return sigma[:, None, None] * np.sqrt(h)[None, :, None] * z[None, None, :]
 
 
 def _mean_return(panel: _Panel, lookback: int) -> np.ndarray:
