@@ -133,8 +133,10 @@ def _trailing_quantiles(
     statistic, ~0.05 s per million values; pandas' rolling quantile takes ~10x that, a sort per
     window more); the few short ones are gathered and sorted.
     """
-    out = np.empty((len(ends), len(levels)))
     full = np.flatnonzero(counts == lookback)
+    if full.size == len(ends):  # the common case: no copy
+        return _full_window_quantiles(values, ends, levels, lookback)
+    out = np.empty((len(ends), len(levels)))
     if full.size:
         out[full] = _full_window_quantiles(values, ends[full], levels, lookback)
     short = np.flatnonzero(counts < lookback)
@@ -157,11 +159,13 @@ def _full_window_quantiles(
         r: ndimage.rank_filter(values, r, size=lookback, origin=(lookback - 1) // 2)[ends]
         for r in ranks
     }
-    low = np.stack([ranked[int(p)] for p in np.floor(pos)])  # [Q, N]
-    high = np.stack([ranked[int(p)] for p in np.ceil(pos)])
-    high -= low
-    high *= (pos - np.floor(pos))[:, None]
-    return (low + high).T
+    out = np.empty((len(levels), len(ends)))  # [Q, N]: each level written contiguously
+    for q, p in enumerate(pos):
+        low = ranked[int(np.floor(p))]
+        np.subtract(ranked[int(np.ceil(p))], low, out=out[q])
+        out[q] *= p - np.floor(p)
+        out[q] += low
+    return out.T
 
 
 def _ewma_variance(panel: _Panel, lam: float) -> np.ndarray:

@@ -6,7 +6,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lstm_pipeline.baselines import compute_baselines
@@ -125,6 +125,8 @@ def test_rw_equals_numpy_quantiles_of_the_trailing_returns_at_every_origin():
     factor=st.floats(0.2, 5.0),
     seed=st.integers(0, 1000),
 )
+@example(origin=59, lookback=2, factor=1.0, seed=0)  # the last row: nothing after it
+@example(origin=2, lookback=40, factor=3.0, seed=1)  # two returns, short of every lookback
 def test_closes_after_an_origin_never_change_its_baselines(origin, lookback, factor, seed):
     """Later closes rescaled, reshuffled or cut off: the origin's baselines stay the same."""
     closes = _random_closes(seed, {"A": 60, "B": 45})
@@ -136,7 +138,9 @@ def test_closes_after_an_origin_never_change_its_baselines(origin, lookback, fac
     before = at(closes)
     later = closes["A"].copy()
     rng = np.random.default_rng(seed)
-    later.iloc[origin + 1 :] = rng.permutation(later.iloc[origin + 1 :].to_numpy()) * factor
+    later.iloc[origin + 1 :] = (
+        rng.permutation(later.iloc[origin + 1 :].to_numpy(copy=True)) * factor
+    )
     for changed in (later, closes["A"].iloc[: origin + 1]):
         after = at({"A": changed, "B": closes["B"]})
         for name in ("rw", "ewma", "drift", "last_close"):
