@@ -29,18 +29,19 @@ def score_forecasts(
         f"{prefix}_rmse": float(np.sqrt(((forecast - actual) ** 2).mean())),
         f"{prefix}_mape": float((err / actual).mean() * 100),
         f"naive_{prefix}_mae": float(naive_err.mean()),
-        f"{prefix}_mase": _ratio(err.mean(), naive_err.mean()),
+        f"{prefix}_mase": error_ratio(err.mean(), naive_err.mean()),
         f"{prefix}_directional_accuracy": float(hits.mean()) if hits.size else 0.0,
         # what always guessing the more common direction would score
         f"{prefix}_direction_base_rate": max(up_rate, 1 - up_rate),
     }
     for k in range(actual.shape[1]):
         scores[f"{prefix}_mae_h{k + 1}"] = float(err[:, k].mean())
-        scores[f"{prefix}_mase_h{k + 1}"] = _ratio(err[:, k].mean(), naive_err[:, k].mean())
+        scores[f"{prefix}_mase_h{k + 1}"] = error_ratio(err[:, k].mean(), naive_err[:, k].mean())
     return scores
 
 
-def _ratio(num: float, den: float) -> float:
+def error_ratio(num: float, den: float) -> float:
+    """num / den, inf when den is 0 (a model scored against a perfect baseline)."""
     return float(num / den) if den > 0 else float("inf")
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lstm_pipeline.baselines import Baselines
-from lstm_pipeline.evaluate import _ratio
+from lstm_pipeline.evaluate import error_ratio
 
 COVERAGES = (0.8, 0.95)  # the central intervals every run reports
 BP = 1e4  # basis points per unit of the last close
@@ -112,7 +112,7 @@ def _ratios(name: str, num: np.ndarray, den: np.ndarray, skill: bool) -> dict[st
         (f"{name}_h{k + 1}", num[:, k], den[:, k]) for k in range(num.shape[1])
     ]
     return {
-        key: (1 - _ratio(n.mean(), d.mean())) if skill else _ratio(n.mean(), d.mean())
+        key: (1 - error_ratio(n.mean(), d.mean())) if skill else error_ratio(n.mean(), d.mean())
         for key, n, d in pairs
     }
 
@@ -187,19 +187,25 @@ def interval_scores_by_ticker_horizon(
         "rw_crps": crps(base.rw, levels, actual) * rel,
         "ewma_crps": crps(base.ewma, levels, actual) * rel,
     }
-    groups = [(name, ticker_ids == i) for i, name in enumerate(tickers)]
-    groups.append(("ALL", np.ones(len(ticker_ids), dtype=bool)))
+    # per-ticker means by bincount: one pass over the windows per score and horizon, not one
+    # per ticker (500 tickers x 375k windows would be 500 passes)
+    counts = np.bincount(ticker_ids, minlength=len(tickers))
+    names, windows = [*tickers, "ALL"], [*counts.tolist(), len(ticker_ids)]
     rows: list[dict[str, float | int | str]] = []
-    for name, mask in groups:
+    for t, name in enumerate(names):
         for k in range(actual.shape[1]):
-            means = {key: float(v[mask, k].mean()) for key, v in per_window.items()}
-            means["crpss_rw"] = 1 - _ratio(means["crps"], means["rw_crps"])
-            means["crpss_ewma"] = 1 - _ratio(means["crps"], means["ewma_crps"])
-            row: dict[str, float | int | str] = {
-                "ticker": name,
-                "horizon": k + 1,
-                "windows": int(mask.sum()),
-            }
-            row.update(means)
-            rows.append(row)
+            rows.append({"ticker": name, "horizon": k + 1, "windows": int(windows[t])})
+    horizons = actual.shape[1]
+    for key, values in per_window.items():
+        for k in range(horizons):
+            column = values[:, k].astype(float)
+            sums = np.bincount(ticker_ids, weights=column, minlength=len(tickers))
+            by_ticker = np.divide(sums, counts, out=np.full(len(tickers), np.nan), where=counts > 0)
+            means = [*by_ticker.tolist(), float(column.mean())]
+            for t, mean in enumerate(means):
+                rows[t * horizons + k][key] = mean
+    for row in rows:
+        crps_ = float(row["crps"])
+        row["crpss_rw"] = 1 - error_ratio(crps_, float(row["rw_crps"]))
+        row["crpss_ewma"] = 1 - error_ratio(crps_, float(row["ewma_crps"]))
     return rows

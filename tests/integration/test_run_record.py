@@ -3,6 +3,7 @@ failed run leaves: a FAILED run with its reason, and nothing in the registry."""
 
 import csv
 import io
+import json
 
 import mlflow
 import pytest
@@ -62,7 +63,12 @@ def test_a_run_records_config_provenance_epochs_scores_and_artifacts(
         "actual_vs_forecast.png",
         "actual_vs_forecast_last120.png",
         "residuals.png",
+        "fan_chart_last120.png",
+        "reliability.png",
     }
+    calibration = json.loads((tmp_path / "calibration.json").read_text())
+    assert calibration["windows"] == result["metrics"]["calib_windows"] > 0
+    assert len(calibration["scales_by_horizon"]) == cfg.features.horizon
     config_file = tmp_path / "config.yaml"
     assert build_config(config_file) == cfg  # the logged config reproduces the run
     assert yaml.safe_load(config_file.read_text())["tracking"]["trigger"] == "schedule"
@@ -76,6 +82,8 @@ def test_a_run_records_config_provenance_epochs_scores_and_artifacts(
     for row in (r for r in table if r["ticker"] == "ALL"):
         mase = run.data.metrics[f"test_mase_h{row['horizon']}"]
         assert float(row["mase"]) == pytest.approx(mase, rel=1e-5)
+        coverage = run.data.metrics[f"test_coverage_80_h{row['horizon']}"]
+        assert float(row["coverage_80"]) == pytest.approx(coverage, rel=1e-5)
 
     card = (tmp_path / "model_card.md").read_text()
     assert f"| test | {result['metrics']['test_mae']:.4f} |" in card

@@ -12,6 +12,7 @@ from lstm_pipeline.baselines import Baselines
 from lstm_pipeline.intervals import (
     crps,
     interval,
+    interval_scores_by_ticker_horizon,
     observed_levels,
     pinball,
     score_intervals,
@@ -194,3 +195,42 @@ def test_scores_are_finite_and_coverage_is_a_share_for_any_non_decreasing_quanti
             assert value >= 0, key
         if "crpss" in key:
             assert value <= 1, key
+
+
+def test_per_ticker_rows_are_each_tickers_own_means_and_all_pools_every_window():
+    rng = np.random.default_rng(3)
+    n, horizon = 60, 2
+    last_close = rng.uniform(20, 700, n)
+    centre = last_close[:, None, None] * np.exp(rng.normal(0, 0.01, (n, horizon, 1)))
+    quantiles = centre * np.exp(np.array([-0.04, -0.03, -0.02, -0.01, 0, 0.01, 0.02, 0.03, 0.04]))
+    actual = last_close[:, None] * np.exp(rng.normal(0, 0.02, (n, horizon)))
+    base = _baselines(last_close, quantiles * 1.01, quantiles * 0.99, actual * 1.001)
+    ids = rng.integers(0, 3, n)
+    rows = interval_scores_by_ticker_horizon(
+        quantiles, LEVELS, actual, last_close, base, ids, ("AAA", "BBB", "CCC")
+    )
+    assert [(r["ticker"], r["horizon"]) for r in rows] == [
+        (t, h) for t in ("AAA", "BBB", "CCC", "ALL") for h in (1, 2)
+    ]
+    for row in rows:
+        names = ("AAA", "BBB", "CCC")
+        mask = ids == names.index(row["ticker"]) if row["ticker"] in names else ids >= 0
+        k = int(row["horizon"]) - 1
+        q, a, c = quantiles[mask], actual[mask], last_close[mask]
+        pooled = score_intervals(q, LEVELS, a, c, q[..., 4], _subset(base, mask), prefix="x")
+        assert row["windows"] == len(a)
+        assert row["coverage_80"] == pytest.approx(pooled[f"x_coverage_80_h{k + 1}"])
+        assert row["crps"] == pytest.approx(pooled[f"x_crps_h{k + 1}"])
+        assert row["crpss_rw"] == pytest.approx(pooled[f"x_crpss_rw_h{k + 1}"])
+        assert row["crpss_ewma"] == pytest.approx(pooled[f"x_crpss_ewma_h{k + 1}"])
+
+
+def _subset(base: Baselines, mask) -> Baselines:
+    return Baselines(
+        base.levels,
+        base.last_close[mask],
+        base.rw[mask],
+        base.ewma[mask],
+        base.drift[mask],
+        base.volatility[mask],
+    )
