@@ -1,8 +1,11 @@
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lstm_pipeline.config import SAMPLE_TICKERS, build_config
+from lstm_pipeline.config import DEFAULT_QUANTILES, SAMPLE_TICKERS, build_config
 from lstm_pipeline.errors import InputError
 
 
@@ -82,3 +85,43 @@ def test_a_csv_folder_without_tickers_means_every_csv_file_in_it(tmp_path: Path)
 def test_a_csv_folder_without_csv_files_says_so(tmp_path: Path):
     with pytest.raises(InputError, match=rf"^data_dir {tmp_path} holds no TICKER.csv files"):
         build_config(data__source="csv", data__data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "levels,message",
+    [
+        ([0.1, 0.5], "must be symmetric about 0.5"),
+        ([0.9, 0.5, 0.1], "must increase strictly"),
+        ([0.0, 0.5, 1.0], "each inside (0, 1)"),
+        ([0.1, 0.5, 0.5, 0.9], "must increase strictly"),
+        ([0.25, 0.5, 0.75], "lack 0.025, 0.1, 0.9, 0.975"),
+        ([0.025, 0.1, 0.4, 0.6, 0.9, 0.975], "lack 0.5"),
+    ],
+)
+def test_quantile_levels_a_model_cannot_calibrate_or_the_file_cannot_use_are_refused(
+    levels, message
+):
+    with pytest.raises(InputError, match=r"invalid model\.quantiles: .*" + re.escape(message)):
+        build_config(model__quantiles=levels)
+
+
+def test_quantile_levels_default_and_a_point_model():
+    assert build_config().model.quantiles == DEFAULT_QUANTILES
+    assert build_config(model__quantiles=[]).model.quantiles == ()
+    wider = [0.01, 0.025, 0.1, 0.5, 0.9, 0.975, 0.99]
+    assert build_config(model__quantiles=wider).model.quantiles == tuple(wider)
+    assert build_config().flat()["model.quantiles"] == ",".join(map(str, DEFAULT_QUANTILES))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=12))
+def test_any_list_of_levels_is_a_config_or_one_line_of_bad_input(levels):
+    try:
+        cfg = build_config(model__quantiles=levels)
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("invalid model.quantiles")
+        return
+    got = cfg.model.quantiles
+    assert got == () or (
+        list(got) == sorted(set(got)) and 0.5 in got and all(0 < t < 1 for t in got)
+    )
