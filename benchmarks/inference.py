@@ -1,8 +1,10 @@
 """Batch inference speed: our onnxruntime forecast path vs the same model in torch eager.
 
-Same exported model (default shapes: window 60, 5 features, LSTM 64x2, horizon 5), raw
-windows in, prices out, at batch 1, batch 1,000, and one batched call for 500 tickers'
-latest windows (what a nightly forecast job does). Four columns: ours (`OnnxForecaster`: a
+Same exported model (default shapes: window 60, 5 features, LSTM 64x2, horizon 5, the default
+nine calibrated quantiles; `--point` for a point model), raw windows in, prices (the median and
+every quantile, as a forecast job asks for them) out, at batch 1, batch 1,000, and one batched
+call for 500 tickers' latest windows (what a nightly forecast job does). Four columns: ours
+(`OnnxForecaster`: a
 single-threaded session, the batch cut into CHUNK-window calls shared by `threads` threads),
 one plain onnxruntime call with `threads` intra-op threads, torch eager under `inference_mode`
 with the same thread count (the target's yardstick), and torch eager run the way ours is (the
@@ -14,7 +16,7 @@ benchmarks/results/inference-cpu.json and a Markdown table.
 Last, a sweep of windows per call on one thread (the measurement behind predict.CHUNK).
 
 Usage: python benchmarks/inference.py [--seconds 2] [--repeats 5] [--threads N] [--hidden 64]
-       [--quick]
+       [--point] [--quick]
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import onnxruntime as ort
 import torch
 from common import load, median, table, write
 
-from lstm_pipeline.config import DataConfig
+from lstm_pipeline.config import DEFAULT_QUANTILES, DataConfig
 from lstm_pipeline.data import FEATURES, load_prices
 from lstm_pipeline.export import export_onnx
 from lstm_pipeline.model import LSTMForecaster, PriceForecaster
@@ -77,10 +79,10 @@ def torch_chunked(model: torch.nn.Module, pool: ThreadPoolExecutor) -> Callable[
         with torch.inference_mode():  # thread-local: each worker enters it
             return model(chunk)
 
-    def run(x: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor) -> object:
         if len(x) <= CHUNK:  # one chunk runs in the calling thread, as in OnnxForecaster
             return one(x)
-        return torch.cat(list(pool.map(one, torch.split(x, CHUNK))))
+        return list(pool.map(one, torch.split(x, CHUNK)))  # the outputs stay per chunk
 
     return run
 
@@ -121,6 +123,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--hidden", type=int, default=64, help="LSTM hidden size")
+    parser.add_argument("--point", action="store_true", help="a point model (no quantiles)")
     parser.add_argument("--quick", action="store_true", help="0.1 s x 1 repeat: a smoke run")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
@@ -128,7 +131,8 @@ def main() -> None:
         args.seconds, args.repeats = 0.1, 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    net = LSTMForecaster(len(FEATURES), HORIZON, hidden_size=args.hidden).eval()
+    levels = () if args.point else DEFAULT_QUANTILES
+    net = LSTMForecaster(len(FEATURES), HORIZON, hidden_size=args.hidden, quantiles=levels).eval()
     eager = PriceForecaster(net).eval()
     windows = real_windows(1000)
     load_before = load()
@@ -137,13 +141,14 @@ def main() -> None:
         path = export_onnx(net, torch.from_numpy(windows), Path(folder) / "m.onnx", {})
         ours = OnnxForecaster(path, threads=args.threads)
         plain = plain_session(path, args.threads)
+        outputs = [o.name for o in plain.get_outputs()]  # forecast, and quantiles if any
         for name, batch in CASES:
             x = windows[:batch]
             xt = torch.from_numpy(x)
             samples = samples_of(
                 {
-                    "ours": lambda x=x: ours.predict(x),
-                    "onnxruntime_one_call": lambda x=x: plain.run(["forecast"], {"window": x}),
+                    "ours": lambda x=x: ours.predict_quantiles(x),
+                    "onnxruntime_one_call": lambda x=x: plain.run(outputs, {"window": x}),
                     "torch_eager": lambda xt=xt: eager(xt),
                 },
                 batch,
@@ -162,6 +167,7 @@ def main() -> None:
         rows[name]["samples"] |= samples
     report = {
         "hidden_size": args.hidden,
+        "quantile_levels": list(levels),
         "chunk_sweep_1thread": sweep,
         "threads": args.threads,
         "seconds_per_sample": args.seconds,
