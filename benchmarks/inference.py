@@ -4,8 +4,8 @@ Same exported model (default shapes: window 60, 5 features, LSTM 64x2, horizon 5
 nine calibrated quantiles; `--point` for a point model), raw windows in, prices (the median and
 every quantile, as a forecast job asks for them) out, at batch 1, batch 1,000, and one batched
 call for 500 tickers' latest windows (what a nightly forecast job does). Four columns: ours
-(`OnnxForecaster`: a
-single-threaded session, the batch cut into CHUNK-window calls shared by `threads` threads),
+(`OnnxForecaster`: a single-threaded session, the batch cut into CHUNK-window calls shared by
+`threads` threads),
 one plain onnxruntime call with `threads` intra-op threads, torch eager under `inference_mode`
 with the same thread count (the target's yardstick), and torch eager run the way ours is (the
 same chunks on `threads` single-threaded workers), to show how much of the gain is the chunking
