@@ -117,18 +117,26 @@ def format_training(result: dict[str, Any]) -> str:
     """The run's headline numbers, model beside naive."""
     m = result["metrics"]
     h = max(int(k.rsplit("_h", 1)[1]) for k in m if k.startswith("test_mae_h"))
-    return "\n".join(
-        [
-            f"run {result['run_id']}: {result['model_name']} v{result['model_version']} "
-            f"-> @{result['alias']} ({result['reason']})",
-            f"  test MAE {m['test_mae']:.4f} vs naive {m['naive_test_mae']:.4f}: MASE "
-            f"{m['test_mase']:.4f} (val MASE {m['val_mase']:.4f}; horizons 1..{h})",
-            f"  direction right {m['test_directional_accuracy']:.1%} vs base rate "
-            f"{m['test_direction_base_rate']:.1%}",
-            f"  best epoch {m['best_epoch']} of {m['stopped_epoch']}, "
-            f"{m['train_windows_per_s']:.0f} training windows/s",
-        ]
+    lines = [
+        f"run {result['run_id']}: {result['model_name']} v{result['model_version']} "
+        f"-> @{result['alias']} ({result['reason']})",
+        f"  test MAE {m['test_mae']:.4f} vs naive {m['naive_test_mae']:.4f}: MASE "
+        f"{m['test_mase']:.4f} (val MASE {m['val_mase']:.4f}; horizons 1..{h}); vs drift "
+        f"{m['test_mase_drift']:.4f}",
+        f"  direction right {m['test_directional_accuracy']:.1%} vs base rate "
+        f"{m['test_direction_base_rate']:.1%}",
+    ]
+    if "test_coverage_80" in m:
+        lines.append(
+            f"  intervals: 80% covers {m['test_coverage_80']:.1%}, 95% covers "
+            f"{m['test_coverage_95']:.1%}; CRPS {m['test_crps']:.1f} bp, skill "
+            f"{m['test_crpss_rw']:+.1%} vs rw, {m['test_crpss_ewma']:+.1%} vs ewma"
+        )
+    lines.append(
+        f"  best epoch {m['best_epoch']} of {m['stopped_epoch']}, "
+        f"{m['train_windows_per_s']:.0f} training windows/s"
     )
+    return "\n".join(lines)
 
 
 def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
