@@ -22,9 +22,11 @@ def config_yaml(cfg: PipelineConfig) -> str:
 
 
 def table_csv(rows: list[dict[str, Any]]) -> str:
-    """Rows of evaluate.scores_by_ticker_horizon as CSV text, floats to 6 significant digits."""
+    """Rows of evaluate.scores_by_ticker_horizon (and any columns added to them, such as the
+    interval scores) as CSV text, floats to 6 significant digits."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(TABLE_COLUMNS), lineterminator="\n")
+    extra = [key for key in (rows[0] if rows else {}) if key not in TABLE_COLUMNS]
+    writer = csv.DictWriter(out, fieldnames=[*TABLE_COLUMNS, *extra], lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
