@@ -3,7 +3,9 @@
 (a) our loop: `train.train_epoch` over device-resident `unfold` views, batches drawn by index
     (on CUDA its step is a replayed CUDA graph; `ours_eager` is the same loop without it);
 (b) the bare `nn.LSTM` forward+backward kernel at the same batch size (the ceiling);
-(c) a textbook loop: materialised windows in `DataLoader(TensorDataset)`, moved per batch.
+(c) a textbook loop: materialised windows in `DataLoader(TensorDataset)`, moved per batch;
+(d) `ours_quantile`: (a) with the quantile head (the default levels) and the pinball loss, so
+    `quantile_vs_point` is the head's cost measured in the same run.
 
 Also the memory the training windows take as the data grows: our views need O(rows), the
 materialised windows O(rows x window). Writes JSON (default benchmarks/results/) and prints a
@@ -23,7 +25,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lstm_pipeline.config import SAMPLE_TICKERS, DataConfig, FeatureConfig, TrainConfig
+from lstm_pipeline.config import (
+    DEFAULT_QUANTILES,
+    SAMPLE_TICKERS,
+    DataConfig,
+    FeatureConfig,
+    TrainConfig,
+)
 from lstm_pipeline.data import FEATURES, load_prices
 from lstm_pipeline.features import WindowSet, build_window_sets
 from lstm_pipeline.model import LSTMForecaster
@@ -56,15 +64,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def new_model(args: argparse.Namespace, device: torch.device) -> LSTMForecaster:
+def new_model(
+    args: argparse.Namespace, device: torch.device, quantiles: tuple[float, ...] = ()
+) -> LSTMForecaster:
     torch.manual_seed(0)
-    return LSTMForecaster(len(FEATURES), args.horizon, args.hidden, args.layers, dropout=0.2).to(
-        device
-    )
+    return LSTMForecaster(
+        len(FEATURES), args.horizon, args.hidden, args.layers, dropout=0.2, quantiles=quantiles
+    ).to(device)
 
 
-def ours(args: argparse.Namespace, windows: WindowSet, runtime: Runtime, graphs: bool) -> float:
-    model = new_model(args, runtime.device)
+def ours(
+    args: argparse.Namespace,
+    windows: WindowSet,
+    runtime: Runtime,
+    graphs: bool,
+    quantiles: tuple[float, ...] = (),
+) -> float:
+    """Windows/s of our loop; with `quantiles`, of the quantile head (runtime's loss: pinball)."""
+    model = new_model(args, runtime.device, quantiles)
     data = windows.to(runtime.device)
     cfg = TrainConfig(batch_size=args.batch_size, cuda_graphs=graphs)
     step, _ = make_step(model, data, cfg, runtime)
@@ -154,11 +171,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
-    runtime = make_runtime(TrainConfig(device=args.device, precision=args.precision), args.hidden)
+    train_cfg = TrainConfig(device=args.device, precision=args.precision)
+    runtime = make_runtime(train_cfg, args.hidden)
+    quantile_runtime = make_runtime(train_cfg, args.hidden, DEFAULT_QUANTILES)
     features = FeatureConfig(window=args.window, horizon=args.horizon)
     windows = sample_train_windows(features)
     results = {
         "ours": ours(args, windows, runtime, graphs=True),
+        "ours_quantile": ours(args, windows, quantile_runtime, True, DEFAULT_QUANTILES),
         "bare_kernel": bare_kernel(args, runtime),
         "dataloader": textbook_dataloader(args, windows, runtime),
     }
@@ -183,6 +203,8 @@ def main() -> None:
         "windows_per_s": results,
         "ours_vs_bare_kernel": results["ours"] / results["bare_kernel"],
         "ours_vs_dataloader": results["ours"] / results["dataloader"],
+        "quantiles": list(DEFAULT_QUANTILES),
+        "quantile_vs_point": results["ours_quantile"] / results["ours"],
         "memory": window_memory(features, runtime.device),
     }
     output = (
@@ -196,7 +218,8 @@ def main() -> None:
         print(f"| {name} | {value:,.0f} |")
     print(
         f"ours / bare kernel = {report['ours_vs_bare_kernel']:.2f}, "
-        f"ours / dataloader = {report['ours_vs_dataloader']:.2f}"
+        f"ours / dataloader = {report['ours_vs_dataloader']:.2f}, "
+        f"quantile head / point = {report['quantile_vs_point']:.3f}"
     )
     for row in report["memory"]:
         print(row)

@@ -1,18 +1,21 @@
 """Conformalised quantile regression (CQR) of a quantile model's intervals, per horizon.
 
 Each pair of levels (tau, 1 - tau) is a central interval of nominal coverage 1 - 2 tau around
-the median m. On calibration windows (after validation, before test: never trained on, never
-used for early stopping) each window's score says how far its actual log return y lies out of
-that interval, in units of the model's own half-width on that side:
+the median m. The pairs are calibrated from the innermost outwards; each widens the calibrated
+interval inside it [lo, hi] (for the innermost, [m, m]) by t times the model's own gaps to the
+pair's levels (g_lo below, g_hi above). On calibration windows (after validation, before test:
+never trained on, never used for early stopping) each window's score is the t that puts its
+actual log return y on that interval's edge:
 
-    score = max((m - y) / (m - lower), (y - m) / (upper - m))
+    score = max((lo - y) / g_lo, (y - hi) / g_hi)
 
-Normalised so, the calibrated interval m -/+ t x half-width keeps the model's width, which
-follows volatility: wide in turbulent weeks, narrow in quiet ones. t is the conformal quantile
-of the n scores, the ceil((n + 1)(1 - 2 tau))-th smallest; on windows exchangeable with the
-calibration windows the interval then covers at least 1 - 2 tau (the finite-sample guarantee).
-A scale is never below the scale of a pair inside it, so calibrated quantiles cannot cross.
-The scales become the model's `calibration` buffer: the ONNX file carries them.
+Normalised so, the calibrated interval keeps the model's width, which follows volatility: wide
+in turbulent weeks, narrow in quiet ones. t is the conformal quantile of the n scores, the
+ceil((n + 1)(1 - 2 tau))-th smallest; on windows exchangeable with the calibration windows the
+interval then covers at least 1 - 2 tau and, scores being continuous, at most 1 - 2 tau +
+1 / (n + 1) (the finite-sample guarantee), for every pair at once. Scaling gaps, not distances
+from the median, keeps non-crossing without tying a pair's scale to the pair inside it, which
+would over-cover. The scales become the model's `calibration` buffer: the ONNX file carries them.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Calibration:
-    scales: np.ndarray  # [H, Q] multiplier of each level's distance from the median
+    scales: np.ndarray  # [H, Q] multiplier of each level's gap to its inner neighbour
     levels: tuple[float, ...]
     windows: int  # calibration windows behind the scales
 
     def metrics(self) -> dict[str, float]:
-        """The scales of the 80% and 95% intervals per horizon, and the windows behind them."""
+        """The gap scales of the 80% and 95% intervals' bounds per horizon, and the windows behind
+        them."""
         out: dict[str, float] = {"calib_windows": float(self.windows)}
         for coverage in (80, 95):
             j = _lower_index(self.levels, coverage / 100)
@@ -48,7 +52,7 @@ class Calibration:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "method": "CQR, scores normalised by the model's half-widths, per horizon",
+            "method": "CQR, scores normalised by the model's quantile gaps, per horizon",
             "windows": self.windows,
             "levels": list(self.levels),
             "scales_by_horizon": self.scales.round(6).tolist(),
@@ -59,22 +63,28 @@ def _lower_index(levels: tuple[float, ...], coverage: float) -> int:
     return min(range(len(levels)), key=lambda j: abs(levels[j] - (1 - coverage) / 2))
 
 
+# the least gap scale: it binds only when the interval inside a pair already covers the pair's
+# share; the gap then stays visible, so calibrated quantiles still increase strictly
+MIN_GAP_SCALE = 0.05
+
+
 def conformal_scales(
     quantiles: np.ndarray, actual: np.ndarray, levels: tuple[float, ...]
 ) -> np.ndarray:
-    """Scales [H, Q] from uncalibrated log-return quantiles [N, H, Q] and actuals [N, H]."""
-    n, horizons, q = quantiles.shape
+    """Gap scales [H, Q] from uncalibrated log-return quantiles [N, H, Q] and actuals [N, H]
+    (the median's scale is 1 and unused)."""
+    _, horizons, q = quantiles.shape
     mid = q // 2
-    median = quantiles[..., mid]
     scales = np.ones((horizons, q))
     tiny = np.finfo(np.float64).tiny
+    lo = hi = quantiles[..., mid]  # the calibrated interval inside the pair: none yet
     for j in range(mid - 1, -1, -1):  # from the innermost pair outwards
-        below = np.maximum(median - quantiles[..., j], tiny)
-        above = np.maximum(quantiles[..., q - 1 - j] - median, tiny)
-        score = np.maximum((median - actual) / below, (actual - median) / above)  # [N, H]
-        t = _conformal_quantile(score, levels[q - 1 - j] - levels[j])
-        inner = scales[:, j + 1] if j + 1 < mid else np.zeros(horizons)
-        scales[:, j] = scales[:, q - 1 - j] = np.maximum(t, inner)
+        gap_lo = np.maximum(quantiles[..., j + 1] - quantiles[..., j], tiny)
+        gap_hi = np.maximum(quantiles[..., q - 1 - j] - quantiles[..., q - 2 - j], tiny)
+        score = np.maximum((lo - actual) / gap_lo, (actual - hi) / gap_hi)  # [N, H]
+        t = np.maximum(_conformal_quantile(score, levels[q - 1 - j] - levels[j]), MIN_GAP_SCALE)
+        scales[:, j] = scales[:, q - 1 - j] = t
+        lo, hi = lo - t * gap_lo, hi + t * gap_hi
     return scales
 
 

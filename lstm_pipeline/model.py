@@ -3,7 +3,8 @@
 A point model's head gives one log return per horizon. A quantile model's head gives, per
 horizon, the median and positive gaps to the neighbouring levels (softplus), summed outward
 from the median: the quantiles cannot cross, whatever the input, by construction. A calibration
-buffer (fitted after training, calibrate.py) then scales each level's distance from the median.
+buffer (fitted after training, calibrate.py) then scales each gap by a positive factor, which
+keeps that construction.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ class LSTMForecaster(nn.Module):
         )
         self.head = nn.Linear(hidden_size, horizon * max(len(self.quantiles), 1))
         if self.quantiles:
-            # conformal scale of each level's distance from the median, per horizon: 1 until
-            # calibrate.fit_calibration sets it; saved with the weights and traced into ONNX
+            # conformal scale (> 0) of each level's gap to its inner neighbour, per horizon (the
+            # median's is unused): 1 until calibrate.fit_calibration sets it; saved with the
+            # weights and traced into ONNX
             self.register_buffer("calibration", torch.ones(horizon, len(self.quantiles)))
 
     @property
@@ -75,13 +77,14 @@ class LSTMForecaster(nn.Module):
         """[B, H, Q] raw head outputs -> non-crossing, calibrated log-return quantiles."""
         mid = self.median_index
         median = raw[..., mid : mid + 1]  # [B, H, 1]
-        up = nn.functional.softplus(raw[..., mid + 1 :])  # gaps outward from the median
-        down = nn.functional.softplus(raw[..., :mid])  # gaps, the farthest level first
+        scale = self.calibration  # [H, Q]
+        up = nn.functional.softplus(raw[..., mid + 1 :]) * scale[:, mid + 1 :]  # gaps outward
+        down = nn.functional.softplus(raw[..., :mid]) * scale[:, :mid]  # the farthest first
         # distance of each lower level below the median: the sum of its gap and those inside
         # it (a reversed cumsum, written without flip so every exporter takes it)
         below = down.sum(-1, keepdim=True) - down.cumsum(-1) + down
         distance = torch.cat([-below, torch.zeros_like(median), up.cumsum(-1)], dim=-1)
-        return (median + self.calibration * distance) * RETURN_SCALE  # [B, H, Q]
+        return (median + distance) * RETURN_SCALE  # [B, H, Q]
 
 
 class PriceForecaster(nn.Module):

@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from hypothesis import given, settings
 
 from lstm_pipeline.config import DataConfig, FeatureConfig
 from lstm_pipeline.data import FEATURES, load_prices
@@ -16,6 +17,7 @@ from lstm_pipeline.export import check_parity, export_onnx
 from lstm_pipeline.features import CLOSE, build_window_sets
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.predict import OnnxForecaster
+from tests.unit.test_calibrate import raw_windows
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +118,64 @@ def test_wrong_window_shape_and_non_onnx_file_are_input_errors(exported, tmp_pat
     junk.write_text("not a model")
     with pytest.raises(InputError, match="not a loadable ONNX model"):
         OnnxForecaster(junk)
+
+
+@pytest.fixture(
+    scope="module", params=[("lstm", False), ("gru", True)], ids=["lstm", "gru+derived"]
+)
+def exported_quantiles(real_windows, tmp_path_factory, request):
+    """A quantile model with uneven calibration scales, exported."""
+    from tests.unit.test_calibrate import LEVELS, gap_scales
+
+    cell, derived = request.param
+    torch.manual_seed(1)
+    net = LSTMForecaster(
+        len(FEATURES),
+        horizon=3,
+        hidden_size=16,
+        num_layers=2,
+        dropout=0.2,
+        cell=cell,
+        derived_features=derived,
+        quantiles=LEVELS,
+    )
+    net.calibration.copy_(torch.as_tensor(gap_scales(np.random.default_rng(0), 3, 0.3, 4.0)))
+    path = tmp_path_factory.mktemp("onnx-q") / "model.onnx"
+    export_onnx(net, real_windows[:1000], path, {"run_id": "q1", "data_cutoff": "2024-07-30"})
+    return net.eval(), path
+
+
+def test_quantile_outputs_match_torch_for_dynamic_batch(exported_quantiles, real_windows):
+    """Both outputs at 1e-5 in log-return space; the calibration scales are in the graph."""
+    net, path = exported_quantiles
+    session = OnnxForecaster(path)
+    for batch in (1, 7, len(real_windows)):
+        x = real_windows[:batch]
+        forecast, quantiles = session.predict_quantiles(x.numpy())
+        assert quantiles is not None and quantiles.shape == (batch, 3, len(net.quantiles))
+        with torch.no_grad():
+            expected = net(x).double().numpy()
+        last = x[:, -1, CLOSE].double().numpy()[:, None, None]
+        got = np.log(quantiles.astype(np.float64) / last)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(forecast, quantiles[..., net.median_index])
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["quantile_levels"]) == list(net.quantiles)
+    assert check_parity(net, path, real_windows[:10]) <= 1e-5
+    net.calibration.mul_(1.5)  # other scales: the file no longer matches
+    try:
+        from lstm_pipeline.errors import ExportError
+
+        with pytest.raises(ExportError, match="ONNX and torch differ"):
+            check_parity(net, path, real_windows[:10])
+    finally:
+        net.calibration.div_(1.5)
+
+
+@settings(max_examples=8, deadline=None)
+@given(x=raw_windows(batch=4, window=30))
+def test_onnx_quantiles_increase_strictly_for_any_input(exported_quantiles, x):
+    _, path = exported_quantiles
+    forecast, quantiles = OnnxForecaster(path).predict_quantiles(x.numpy())
+    assert quantiles is not None and np.isfinite(quantiles).all()
+    assert (np.diff(quantiles, axis=-1) > 0).all()

@@ -235,3 +235,61 @@ def test_cuda_graphs_only_when_the_data_holds_enough_full_batches(sine_windows):
     assert isinstance(make_step(net, train, cfg, runtime)[0], GraphedTrainStep)
     big_batches = TrainConfig(device="cuda", batch_size=256)
     assert not isinstance(make_step(net, train, big_batches, runtime)[0], GraphedTrainStep)
+
+
+QUANTILES = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
+
+
+def tiny_quantile_fit(windows, cell="lstm", derived=False, **train):
+    torch.manual_seed(0)
+    net = LSTMForecaster(
+        len(FEATURES),
+        horizon=2,
+        hidden_size=8,
+        num_layers=2,
+        dropout=0.1,
+        cell=cell,
+        derived_features=derived,
+        quantiles=QUANTILES,
+    )
+    cfg = TrainConfig(**{"max_epochs": 3, "batch_size": 32, "lr": 0.01, "device": "cpu", **train})
+    return fit(net, windows["train"], windows["val"], cfg)
+
+
+@pytest.mark.parametrize("cell,derived", [("lstm", False), ("gru", True)])
+def test_quantile_models_train_on_the_pinball_loss(sine_windows, cell, derived):
+    """The eager TrainStep with the pinball loss: the loss falls, and the quantiles the model
+    learnt do not cross and bracket the median."""
+    from lstm_pipeline.runtime import make_runtime
+    from lstm_pipeline.train import predict_log_returns
+    from lstm_pipeline.train_step import TrainStep, make_step
+
+    result = tiny_quantile_fit(sine_windows, cell, derived, max_epochs=4)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    quantiles = predict_log_returns(result.model, sine_windows["val"])
+    assert quantiles.shape == (len(sine_windows["val"]), 2, len(QUANTILES))
+    assert (quantiles.diff(dim=-1) > 0).all()
+    runtime = make_runtime(TrainConfig(device="cpu"), 8, QUANTILES)
+    step, _ = make_step(result.model, sine_windows["train"], TrainConfig(device="cpu"), runtime)
+    assert type(step) is TrainStep
+    assert torch.isfinite(step(torch.arange(32))).all()
+
+
+@gpu
+def test_cuda_graph_step_trains_a_quantile_model_like_the_eager_step(sine_windows):
+    """The pinball loss's levels live on the GPU, so the whole step is captured."""
+    windows = whole_batches(sine_windows, 32)
+    common = {"device": "cuda", "batch_size": 32, "precision": "fp32", "max_epochs": 4}
+    graphed = tiny_quantile_fit(windows, **common)
+    eager = tiny_quantile_fit(windows, cuda_graphs=False, **common)
+    for g, e in zip(graphed.history, eager.history, strict=True):
+        assert g["val_loss"] == pytest.approx(e["val_loss"], rel=1e-3)
+    assert graphed.history[-1]["train_loss"] < graphed.history[0]["train_loss"]
+
+
+@gpu
+def test_bf16_training_of_a_quantile_model_on_cuda(sine_windows):
+    result = tiny_quantile_fit(sine_windows, device="cuda", precision="bf16", max_epochs=3)
+    assert result.precision == "bf16"
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
