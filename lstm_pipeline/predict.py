@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -19,17 +20,23 @@ from lstm_pipeline.data import FEATURES, latest_window, require_rows
 from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.files import check_writable, write_atomic
 
+log = logging.getLogger(__name__)
+
+# the calibrated 80% and 95% intervals' bounds: forecast file column -> quantile level
+BOUND_LEVELS = {"lower_95": 0.025, "lower_80": 0.1, "upper_80": 0.9, "upper_95": 0.975}
 FORECAST_COLUMNS = (
     "ticker",
     "as_of",
     "horizon",
     "target_date",
-    "forecast",
+    "forecast",  # the median
+    *BOUND_LEVELS,  # prices; empty for a model without quantiles
     "last_close",
     "model_version",
     "run_id",
     "calendar",  # the exchange calendar the target dates come from
 )
+QUANTILE_PREFIX = "quantile_"  # a .parquet file's columns of every level: quantile_0.025, ...
 
 
 # Windows per session call. Small batches run faster per window: the LSTM keeps every step's
@@ -284,33 +291,83 @@ def forecast_table(
     calendars: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per ticker and horizon from each ticker's latest window, in one batched call;
-    target dates are trading days of each ticker's calendar (`calendars` overrides by ticker)."""
+    target dates are trading days of each ticker's calendar (`calendars` overrides by ticker).
+    FORECAST_COLUMNS, then a quantile model's every level (`quantile_0.025`, ...)."""
     for ticker, prices in prices_by_ticker.items():
         require_rows(prices, ticker, forecaster.window, "one input window")
     windows = np.stack([latest_window(p, forecaster.window) for p in prices_by_ticker.values()])
-    forecasts = forecaster.predict(windows)  # [tickers, H]
-    refuse_unusable(forecasts, list(prices_by_ticker), forecaster.name)
+    forecasts, quantiles = forecaster.predict_quantiles(windows)  # [T, H], [T, H, Q] or None
+    quantiles = usable_prices(forecaster, list(prices_by_ticker), forecasts, quantiles)
+    bounds = interval_bounds(quantiles, forecaster.quantile_levels)  # [T, H, 4]
     rows = []
-    for (ticker, prices), forecast in zip(prices_by_ticker.items(), forecasts, strict=True):
+    for i, (ticker, prices) in enumerate(prices_by_ticker.items()):
         as_of = prices.index[-1]
         calendar = calendar_for(ticker, calendars or {})
         targets = next_trading_days(as_of, forecaster.horizon, calendar)
-        for h, target in enumerate(targets, start=1):
-            last_close = float(prices["Close"].iloc[-1])
-            row = (ticker, as_of, h, target, float(forecast[h - 1]), last_close)
-            rows.append((*row, model_version, run_id, calendar))
-    return pd.DataFrame(rows, columns=list(FORECAST_COLUMNS))
+        last_close = float(prices["Close"].iloc[-1])
+        for h, target in enumerate(targets):
+            forecast = [float(forecasts[i, h]), *bounds[i, h].tolist()]  # median, bounds
+            about = [last_close, model_version, run_id, calendar]
+            rows.append(
+                [ticker, as_of, h + 1, target, *forecast, *about, *quantiles[i, h].tolist()]
+            )
+    names = [f"{QUANTILE_PREFIX}{level:g}" for level in forecaster.quantile_levels]
+    return pd.DataFrame(rows, columns=[*FORECAST_COLUMNS, *names])
 
 
-def refuse_unusable(forecasts: np.ndarray, tickers: list[str], model: str) -> None:
-    """InputError naming the model and the first ticker whose forecast [H] is not a finite
-    positive price: a broken model's NaN, inf or negative prices are never written."""
-    usable = np.isfinite(forecasts) & (forecasts > 0)  # [tickers, H]
+def usable_prices(
+    forecaster: OnnxForecaster,
+    tickers: list[str],
+    forecasts: np.ndarray,
+    quantiles: np.ndarray | None,
+) -> np.ndarray:
+    """The quantiles [T, H, Q] once forecasts and quantiles are known to be usable prices, or
+    [T, H, 0] with one warning for a model without quantiles (an older one)."""
+    refuse_unusable(forecasts, tickers, forecaster.name)
+    if quantiles is None:
+        log.warning(
+            "%s has no quantiles output: lower_95, lower_80, upper_80 and upper_95 are empty "
+            "(retrain to get calibrated intervals)",
+            forecaster.name,
+        )
+        return np.empty((*forecasts.shape, 0), np.float32)
+    refuse_unusable(quantiles, tickers, forecaster.name, "quantile ")
+    refuse_crossing(quantiles, tickers, forecaster.name)
+    return quantiles
+
+
+def interval_bounds(quantiles: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """The bounds' prices [T, H, 4] in BOUND_LEVELS' order from quantiles [T, H, Q] at `levels`;
+    NaN where there are no levels (a model without quantiles)."""
+    if not levels:
+        return np.full((*quantiles.shape[:2], len(BOUND_LEVELS)), np.nan)
+    at = [int(np.argmin(np.abs(np.array(levels) - t))) for t in BOUND_LEVELS.values()]
+    return quantiles[:, :, at].astype(np.float64)
+
+
+def refuse_unusable(values: np.ndarray, tickers: list[str], model: str, what: str = "") -> None:
+    """InputError naming the model and the first ticker whose forecasts (values[ticker], of
+    any shape) hold one that is not a finite positive price: a broken model's NaN, inf or
+    negative prices are never written."""
+    per_ticker = values.reshape(len(tickers), -1)  # [T, H] or [T, H * Q]
+    usable = np.isfinite(per_ticker) & (per_ticker > 0)
     if not usable.all():
         ticker = int(np.flatnonzero(~usable.all(axis=1))[0])
-        bad = forecasts[ticker][~usable[ticker]][0]
+        bad = per_ticker[ticker][~usable[ticker]][0]
         raise InputError(
-            f"{model} forecasts {bad} for {tickers[ticker]}: not a price; nothing was written"
+            f"{model} forecasts {what}{bad} for {tickers[ticker]}: not a price; nothing was written"
+        )
+
+
+def refuse_crossing(quantiles: np.ndarray, tickers: list[str], model: str) -> None:
+    """InputError naming the model and the first ticker whose quantiles [T, H, Q] decrease
+    along the levels: such bounds are no interval."""
+    crossing = (np.diff(quantiles, axis=2) < 0).any(axis=(1, 2))  # [T]
+    if crossing.any():
+        ticker = tickers[int(np.flatnonzero(crossing)[0])]
+        raise InputError(
+            f"{model} forecasts quantiles for {ticker} that decrease with their level; nothing "
+            "was written"
         )
 
 
@@ -327,7 +384,8 @@ def check_output(path: str | Path) -> str:
 def write_forecasts(table: pd.DataFrame, path: str | Path) -> Path:
     """Write CSV or Parquet (by extension) atomically: a crash leaves any previous file intact."""
     path = Path(path)
-    if check_output(path) == ".csv":
+    if check_output(path) == ".csv":  # the file's own columns: every quantile is parquet's
+        table = table.drop(columns=[c for c in table.columns if c.startswith(QUANTILE_PREFIX)])
         write_atomic(path, lambda tmp: table.to_csv(tmp, index=False, date_format="%Y-%m-%d"))
     else:
         write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
