@@ -12,6 +12,7 @@ import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lstm_pipeline import report
+from lstm_pipeline.predict import BOUND_LEVELS, FORECAST_COLUMNS
 from lstm_pipeline.tracking import Run
 
 TRAINING_KEY = "training-summary"
@@ -36,8 +37,9 @@ def publish_training_summary(
 
 
 def publish_forecasts(table: pd.DataFrame, path: str) -> None:
-    """The forecasts as a table (dates as ISO text, prices to 4 decimals)."""
-    shown = table.head(MAX_TABLE_ROWS).round({"forecast": 4, "last_close": 4})
+    """The forecasts as a table (the file's columns, dates as ISO text, prices to 4 decimals)."""
+    prices = ["forecast", *BOUND_LEVELS, "last_close"]
+    shown = table.head(MAX_TABLE_ROWS)[list(FORECAST_COLUMNS)].round(dict.fromkeys(prices, 4))
     for column in ("as_of", "target_date"):
         shown[column] = pd.to_datetime(shown[column]).dt.strftime("%Y-%m-%d")
     rows = cast(list[dict[str, Any]], shown.to_dict("records"))  # column names are str

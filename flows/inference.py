@@ -76,7 +76,11 @@ def forecast_flow(
     table = forecast(forecaster, model, prices, data.calendars)
     path = write(table, output)
     publish_forecasts(table, path)
-    print(f"wrote {len(table)} forecasts to {path} (model version {model.version})")
+    intervals = "with" if forecaster.quantile_levels else "without"
+    print(
+        f"wrote {len(table)} forecasts {intervals} 80%/95% intervals to {path} "
+        f"(model version {model.version})"
+    )
     return {
         "output": path,
         "rows": len(table),

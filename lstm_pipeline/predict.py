@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import os
-import re
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,22 +13,28 @@ import onnxruntime as ort
 import pandas as pd
 
 from lstm_pipeline.calendars import calendar_for, next_trading_days
-from lstm_pipeline.config import check_quantile_levels
 from lstm_pipeline.data import FEATURES, latest_window, require_rows
 from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.files import check_writable, write_atomic
+from lstm_pipeline.model_metadata import read_contract, read_quantile_levels, shown
 
+log = logging.getLogger(__name__)
+
+# the calibrated 80% and 95% intervals' bounds: forecast file column -> quantile level
+BOUND_LEVELS = {"lower_95": 0.025, "lower_80": 0.1, "upper_80": 0.9, "upper_95": 0.975}
 FORECAST_COLUMNS = (
     "ticker",
     "as_of",
     "horizon",
     "target_date",
-    "forecast",
+    "forecast",  # the median
+    *BOUND_LEVELS,  # prices; empty for a model without quantiles
     "last_close",
     "model_version",
     "run_id",
     "calendar",  # the exchange calendar the target dates come from
 )
+QUANTILE_PREFIX = "quantile_"  # a .parquet file's columns of every level: quantile_0.025, ...
 
 
 # Windows per session call. Small batches run faster per window: the LSTM keeps every step's
@@ -94,7 +99,7 @@ class OnnxForecaster:
             same_names = set(self.features) == set(data_features)
             order = " (the same names in another order)" if same_names else ""
             raise InputError(
-                f"{self.name} takes features {_shown(','.join(self.features), 200)}, but the "
+                f"{self.name} takes features {shown(','.join(self.features), 200)}, but the "
                 f"data provides {','.join(data_features)}{order}"
             )
         expected: dict[str, list[Dim]] = {
@@ -204,78 +209,6 @@ def _dims(shape: list[Dim] | None) -> str:
     return "none" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-# The metadata keys every lstm-pipeline model carries, beside run id and data cut-off
-CONTRACT_KEYS = ("features", "window", "horizon")
-_POSITIVE_INT = re.compile(r"[1-9][0-9]{0,5}")  # a window or horizon: 1..999999, digits only
-_COMMA_JOINED = re.compile(r"[A-Za-z][\w ]*(,[A-Za-z][\w ]*)+")  # Open,High,Low,Close,Volume
-
-
-def read_contract(metadata: dict[str, str], where: str) -> tuple[tuple[str, ...], int, int]:
-    """(features, window, horizon) from a model's metadata; InputError naming `where` and the
-    key when one is missing or malformed."""
-    missing = [key for key in CONTRACT_KEYS if key not in metadata]
-    if missing:
-        raise InputError(
-            f"{where}: ONNX model lacks lstm-pipeline metadata (features, window, horizon): "
-            f"no {', '.join(missing)}"
-        )
-    sizes = []
-    for key in ("window", "horizon"):
-        if not _POSITIVE_INT.fullmatch(metadata[key]):
-            raise InputError(
-                f"{where}: metadata {key} {_shown(metadata[key])} is not a positive integer"
-            )
-        sizes.append(int(metadata[key]))
-    return read_features(metadata["features"], where), sizes[0], sizes[1]
-
-
-def read_quantile_levels(metadata: dict[str, str], where: str) -> tuple[float, ...]:
-    """The levels of a model's `quantiles` output (metadata `quantile_levels`, a JSON list), or
-    () for a model without intervals; InputError naming `where` when malformed."""
-    text = metadata.get("quantile_levels")
-    if text is None:
-        return ()
-    problem = f"{where}: metadata quantile_levels {_shown(text)} is not"
-    try:
-        levels = json.loads(text)
-    except ValueError:
-        raise InputError(f"{problem} a JSON list of numbers") from None
-    if not isinstance(levels, list) or not all(
-        isinstance(x, int | float) and not isinstance(x, bool) for x in levels
-    ):
-        raise InputError(f"{problem} a JSON list of numbers")
-    try:
-        checked = check_quantile_levels(tuple(float(x) for x in levels))
-    except ValueError as exc:
-        raise InputError(f"{problem} usable: {exc}") from None
-    if not checked:
-        raise InputError(f"{problem} usable: it is empty")
-    return checked
-
-
-def read_features(text: str, where: str) -> tuple[str, ...]:
-    """Feature names from metadata: a JSON list of distinct names, or the comma-joined names
-    that models exported before the JSON form carry (the golden model is one)."""
-    problem = f"{where}: metadata features {_shown(text)} is not a JSON list of distinct names"
-    if _COMMA_JOINED.fullmatch(text):
-        names = text.split(",")
-    else:
-        try:
-            names = json.loads(text)
-        except ValueError:
-            raise InputError(problem) from None
-    if not isinstance(names, list) or not names or len(set(map(str, names))) < len(names):
-        raise InputError(problem)
-    if not all(isinstance(n, str) and n.strip() and n.isprintable() for n in names):
-        raise InputError(problem)
-    return tuple(names)
-
-
-def _shown(value: str, limit: int = 60) -> str:
-    """A metadata value as it may appear in a one-line error: quoted, escaped, cut."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
 def forecast_table(
     forecaster: OnnxForecaster,
     prices_by_ticker: dict[str, pd.DataFrame],
@@ -284,33 +217,83 @@ def forecast_table(
     calendars: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per ticker and horizon from each ticker's latest window, in one batched call;
-    target dates are trading days of each ticker's calendar (`calendars` overrides by ticker)."""
+    target dates are trading days of each ticker's calendar (`calendars` overrides by ticker).
+    FORECAST_COLUMNS, then a quantile model's every level (`quantile_0.025`, ...)."""
     for ticker, prices in prices_by_ticker.items():
         require_rows(prices, ticker, forecaster.window, "one input window")
     windows = np.stack([latest_window(p, forecaster.window) for p in prices_by_ticker.values()])
-    forecasts = forecaster.predict(windows)  # [tickers, H]
-    refuse_unusable(forecasts, list(prices_by_ticker), forecaster.name)
+    forecasts, quantiles = forecaster.predict_quantiles(windows)  # [T, H], [T, H, Q] or None
+    quantiles = usable_prices(forecaster, list(prices_by_ticker), forecasts, quantiles)
+    bounds = interval_bounds(quantiles, forecaster.quantile_levels)  # [T, H, 4]
     rows = []
-    for (ticker, prices), forecast in zip(prices_by_ticker.items(), forecasts, strict=True):
+    for i, (ticker, prices) in enumerate(prices_by_ticker.items()):
         as_of = prices.index[-1]
         calendar = calendar_for(ticker, calendars or {})
         targets = next_trading_days(as_of, forecaster.horizon, calendar)
-        for h, target in enumerate(targets, start=1):
-            last_close = float(prices["Close"].iloc[-1])
-            row = (ticker, as_of, h, target, float(forecast[h - 1]), last_close)
-            rows.append((*row, model_version, run_id, calendar))
-    return pd.DataFrame(rows, columns=list(FORECAST_COLUMNS))
+        last_close = float(prices["Close"].iloc[-1])
+        for h, target in enumerate(targets):
+            forecast = [float(forecasts[i, h]), *bounds[i, h].tolist()]  # median, bounds
+            about = [last_close, model_version, run_id, calendar]
+            rows.append(
+                [ticker, as_of, h + 1, target, *forecast, *about, *quantiles[i, h].tolist()]
+            )
+    names = [f"{QUANTILE_PREFIX}{level:g}" for level in forecaster.quantile_levels]
+    return pd.DataFrame(rows, columns=[*FORECAST_COLUMNS, *names])
 
 
-def refuse_unusable(forecasts: np.ndarray, tickers: list[str], model: str) -> None:
-    """InputError naming the model and the first ticker whose forecast [H] is not a finite
-    positive price: a broken model's NaN, inf or negative prices are never written."""
-    usable = np.isfinite(forecasts) & (forecasts > 0)  # [tickers, H]
+def usable_prices(
+    forecaster: OnnxForecaster,
+    tickers: list[str],
+    forecasts: np.ndarray,
+    quantiles: np.ndarray | None,
+) -> np.ndarray:
+    """The quantiles [T, H, Q] once forecasts and quantiles are known to be usable prices, or
+    [T, H, 0] with one warning for a model without quantiles (an older one)."""
+    refuse_unusable(forecasts, tickers, forecaster.name)
+    if quantiles is None:
+        log.warning(
+            "%s has no quantiles output: lower_95, lower_80, upper_80 and upper_95 are empty "
+            "(retrain to get calibrated intervals)",
+            forecaster.name,
+        )
+        return np.empty((*forecasts.shape, 0), np.float32)
+    refuse_unusable(quantiles, tickers, forecaster.name, "quantile ")
+    refuse_crossing(quantiles, tickers, forecaster.name)
+    return quantiles
+
+
+def interval_bounds(quantiles: np.ndarray, levels: tuple[float, ...]) -> np.ndarray:
+    """The bounds' prices [T, H, 4] in BOUND_LEVELS' order from quantiles [T, H, Q] at `levels`;
+    NaN where there are no levels (a model without quantiles)."""
+    if not levels:
+        return np.full((*quantiles.shape[:2], len(BOUND_LEVELS)), np.nan)
+    at = [int(np.argmin(np.abs(np.array(levels) - t))) for t in BOUND_LEVELS.values()]
+    return quantiles[:, :, at].astype(np.float64)
+
+
+def refuse_unusable(values: np.ndarray, tickers: list[str], model: str, what: str = "") -> None:
+    """InputError naming the model and the first ticker whose forecasts (values[ticker], of
+    any shape) hold one that is not a finite positive price: a broken model's NaN, inf or
+    negative prices are never written."""
+    per_ticker = values.reshape(len(tickers), -1)  # [T, H] or [T, H * Q]
+    usable = np.isfinite(per_ticker) & (per_ticker > 0)
     if not usable.all():
         ticker = int(np.flatnonzero(~usable.all(axis=1))[0])
-        bad = forecasts[ticker][~usable[ticker]][0]
+        bad = per_ticker[ticker][~usable[ticker]][0]
         raise InputError(
-            f"{model} forecasts {bad} for {tickers[ticker]}: not a price; nothing was written"
+            f"{model} forecasts {what}{bad} for {tickers[ticker]}: not a price; nothing was written"
+        )
+
+
+def refuse_crossing(quantiles: np.ndarray, tickers: list[str], model: str) -> None:
+    """InputError naming the model and the first ticker whose quantiles [T, H, Q] decrease
+    along the levels: such bounds are no interval."""
+    crossing = (np.diff(quantiles, axis=2) < 0).any(axis=(1, 2))  # [T]
+    if crossing.any():
+        ticker = tickers[int(np.flatnonzero(crossing)[0])]
+        raise InputError(
+            f"{model} forecasts quantiles for {ticker} that decrease with their level; nothing "
+            "was written"
         )
 
 
@@ -327,7 +310,8 @@ def check_output(path: str | Path) -> str:
 def write_forecasts(table: pd.DataFrame, path: str | Path) -> Path:
     """Write CSV or Parquet (by extension) atomically: a crash leaves any previous file intact."""
     path = Path(path)
-    if check_output(path) == ".csv":
+    if check_output(path) == ".csv":  # the file's own columns: every quantile is parquet's
+        table = table.drop(columns=[c for c in table.columns if c.startswith(QUANTILE_PREFIX)])
         write_atomic(path, lambda tmp: table.to_csv(tmp, index=False, date_format="%Y-%m-%d"))
     else:
         write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))

@@ -32,7 +32,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from lstm_pipeline.config import DataConfig, PipelineConfig, build_config  # noqa: E402
+from lstm_pipeline.config import (  # noqa: E402
+    DEFAULT_QUANTILES,
+    DataConfig,
+    PipelineConfig,
+    build_config,
+)
 from tests.fake_yahoo import FakeYahoo  # noqa: E402
 from tests.synthetic import make_prices  # noqa: E402, F401 (tests import it from here)
 
@@ -158,8 +163,15 @@ def prefect_harness() -> Iterator[str]:
         yield str(PREFECT_API_URL.value())
 
 
-def export_tiny_model(path: Path, window: int = 10, horizon: int = 3, seed: int = 0) -> np.ndarray:
-    """Export an untrained tiny price model to `path`; returns 40 real raw windows [40, W, F]."""
+def export_tiny_model(
+    path: Path,
+    window: int = 10,
+    horizon: int = 3,
+    seed: int = 0,
+    quantiles: tuple[float, ...] = (),
+) -> np.ndarray:
+    """Export an untrained tiny price model to `path` (a point model unless `quantiles` are
+    given); returns 40 real raw windows [40, W, F]."""
     import torch
 
     from lstm_pipeline.data import FEATURES
@@ -170,7 +182,14 @@ def export_tiny_model(path: Path, window: int = 10, horizon: int = 3, seed: int 
     frame = make_prices(window + 50).set_index("Date")[list(FEATURES)]
     series = torch.tensor(frame.to_numpy(np.float32))
     sample = series.unfold(0, window, 1).transpose(1, 2)[:40]  # [40, W, F]
-    net = LSTMForecaster(len(FEATURES), horizon=horizon, hidden_size=8, num_layers=1, dropout=0.0)
+    net = LSTMForecaster(
+        len(FEATURES),
+        horizon=horizon,
+        hidden_size=8,
+        num_layers=1,
+        dropout=0.0,
+        quantiles=quantiles,
+    )
     export_onnx(net, sample, path, {"run_id": "tiny", "data_cutoff": "2020-03-24"})
     return sample.numpy()
 
@@ -192,6 +211,14 @@ def tiny_onnx(tmp_path_factory) -> tuple[Path, np.ndarray]:
     """A tiny exported price model (window 10, horizon 3) and a batch-2 input example."""
     path = tmp_path_factory.mktemp("tiny") / "model.onnx"
     return path, export_tiny_model(path)[:2]
+
+
+@pytest.fixture(scope="session")
+def tiny_quantile_onnx(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """Like `tiny_onnx`, but a quantile model: outputs `forecast` and `quantiles` [B, 3, 9] at
+    the default levels (metadata `quantile_levels`)."""
+    path = tmp_path_factory.mktemp("tiny-quantile") / "model.onnx"
+    return path, export_tiny_model(path, quantiles=DEFAULT_QUANTILES)[:2]
 
 
 def cli_command(args: tuple[str, ...], prelude: str = "") -> list[str]:

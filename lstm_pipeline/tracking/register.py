@@ -21,7 +21,9 @@ MODEL_REQUIREMENTS = ["onnx", "onnxruntime", "numpy"]
 def log_onnx_model(run: Run, onnx_path: Path, example: np.ndarray, model_name: str) -> str:
     """Log the ONNX file as the run's model (signature, example of batch >= 2), register it.
 
-    The signature comes from a real forecast of `example`. Returns the new model version.
+    The signature comes from a real forecast of `example`: `forecast`, and a quantile model's
+    `quantiles`, the outputs its pyfunc and `mlflow models serve` return. Returns the new model
+    version.
     """
     import onnx
 
@@ -29,8 +31,11 @@ def log_onnx_model(run: Run, onnx_path: Path, example: np.ndarray, model_name: s
 
     if len(example) < 2:
         raise ValueError("the input example needs batch >= 2 (batch 1 reads as a fixed batch)")
-    forecast = OnnxForecaster(onnx_path).predict(example)
-    signature = infer_signature(example, {"forecast": forecast})
+    forecast, quantiles = OnnxForecaster(onnx_path).predict_quantiles(example)
+    outputs = {"forecast": forecast}
+    if quantiles is not None:
+        outputs["quantiles"] = quantiles
+    signature = infer_signature(example, outputs)
     run.store.make_global()  # log_model knows no client: it logs to the process-wide store
     with mlflow.start_run(run_id=run.run_id):  # and needs an active run in this thread
         info = mlflow.onnx.log_model(

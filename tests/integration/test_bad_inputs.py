@@ -15,6 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from lstm_pipeline.config import DEFAULT_QUANTILES
 from lstm_pipeline.tracking import Store
 from tests.conftest import alter_metadata, cli_env, export_tiny_model
 from tests.integration.processes import closed_port
@@ -57,6 +58,12 @@ ALTERED_MODELS = {
     "other-features.onnx": {"features": '["Open", "High", "Low", "Adj Close", "Volume"]'},
     "features-not-json.onnx": {"features": "{bad"},
     "window-not-int.onnx": {"window": "1.5"},
+}
+# ONNX files: the tiny quantile model (9 levels) with its quantile_levels changed -> the levels
+ALTERED_LEVELS = {
+    "levels-not-json.onnx": "[0.1, 0.5",
+    "levels-asymmetric.onnx": "[0.025, 0.1, 0.5, 0.9]",
+    "levels-too-few.onnx": "[0.025, 0.1, 0.5, 0.9, 0.975]",  # well formed, but 9 in the graph
 }
 
 # case id -> (arguments, exit code, what the one stderr line says)
@@ -250,6 +257,25 @@ CASES: dict[str, tuple[list[str], int, str]] = {
         2,
         "model file {inputs}/window-not-int.onnx: metadata window '1.5' is not a positive integer",
     ),
+    "onnx-quantile-levels-not-json": (
+        ["forecast", *SAMPLE, "--model-uri", "{inputs}/levels-not-json.onnx"],
+        2,
+        "model file {inputs}/levels-not-json.onnx: metadata quantile_levels '[0.1, 0.5' is not a "
+        "JSON list of numbers",
+    ),
+    "onnx-quantile-levels-asymmetric": (
+        ["forecast", *SAMPLE, "--model-uri", "{inputs}/levels-asymmetric.onnx"],
+        2,
+        "model file {inputs}/levels-asymmetric.onnx: metadata quantile_levels "
+        "'[0.025, 0.1, 0.5, 0.9]' is not usable: quantile levels must be symmetric about 0.5 "
+        "(tau with 1 - tau)",
+    ),
+    "onnx-quantile-levels-not-the-graphs": (
+        ["forecast", *SAMPLE, "--model-uri", "{inputs}/levels-too-few.onnx"],
+        2,
+        "model file {inputs}/levels-too-few.onnx: 'quantiles' has shape [batch, 3, 9], but its "
+        "metadata calls for [batch, 3, 5]",
+    ),
     "calendar-unknown": (
         [
             "forecast",
@@ -366,6 +392,9 @@ def write_inputs(folder: Path) -> None:
     export_tiny_model(folder / "tiny.onnx")
     for name, changes in ALTERED_MODELS.items():
         alter_metadata(folder / "tiny.onnx", folder / name, changes)
+    export_tiny_model(folder / "tiny-quantile.onnx", quantiles=DEFAULT_QUANTILES)
+    for name, levels in ALTERED_LEVELS.items():
+        alter_metadata(folder / "tiny-quantile.onnx", folder / name, {"quantile_levels": levels})
     metadata = {"features": "Open,High,Low,Close,Volume", "window": "10", "horizon": "3"}
     onnx.save(wrong_shape_model(metadata), folder / "wrong-shape.onnx")
     onnx.save(wrong_shape_model({}, window=10, features=5), folder / "no-metadata.onnx")

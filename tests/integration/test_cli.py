@@ -3,8 +3,11 @@
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from lstm_pipeline.predict import FORECAST_COLUMNS, OnnxForecaster
 from tests.conftest import run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clis_on_prefect_server")]
@@ -165,3 +168,46 @@ def test_forecast_path_never_imports_torch_nor_unpickles(tmp_path: Path, tiny_on
     result = json.loads(proc.stdout.strip().splitlines()[-2])
     assert result["rows"] == 6 and result["model_version"] == version
     assert output.is_file()
+
+
+ORDERED = ["lower_95", "lower_80", "forecast", "upper_80", "upper_95"]  # prices, every row
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_forecast_with_a_quantile_model_writes_ordered_interval_bounds(
+    tmp_path: Path, tiny_quantile_onnx, csv_dir, suffix
+):
+    output = tmp_path / f"forecasts{suffix}"
+    model = str(tiny_quantile_onnx[0])
+    args = ["--source", "csv", "--data-dir", str(csv_dir), "--output", str(output)]
+    proc = run_cli("forecast", *args, "--model-uri", model, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    table = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
+    levels = OnnxForecaster(model).quantile_levels
+    every_quantile = [f"quantile_{level:g}" for level in levels] if suffix == ".parquet" else []
+    assert list(table.columns) == [*FORECAST_COLUMNS, *every_quantile]
+    assert len(table) == 2 * 3 and table[ORDERED].notna().all().all()
+    assert (np.diff(table[ORDERED].to_numpy(float), axis=1) >= 0).all(), table[ORDERED]
+    if every_quantile:
+        assert (np.diff(table[every_quantile].to_numpy(float), axis=1) >= 0).all()
+        assert (table["lower_80"] == table["quantile_0.1"]).all()
+
+
+def test_forecast_with_an_older_model_leaves_the_bounds_empty_and_warns_once(
+    tmp_path: Path, tiny_onnx, csv_dir
+):
+    """Two tickers, one warning line: per forecast, not per ticker."""
+    output = tmp_path / "forecasts.csv"
+    model = str(tiny_onnx[0])
+    args = ["--source", "csv", "--data-dir", str(csv_dir), "--output", str(output)]
+    proc = run_cli("forecast", *args, "--model-uri", model, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.endswith(
+        f"model file {model} has no quantiles output: lower_95, lower_80, upper_80 and upper_95 "
+        "are empty (retrain to get calibrated intervals)"
+    )
+    table = pd.read_csv(output)
+    assert list(table.columns) == list(FORECAST_COLUMNS) and len(table) == 2 * 3
+    assert table[["lower_95", "lower_80", "upper_80", "upper_95"]].isna().all().all()
+    assert table["forecast"].notna().all()

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lstm_pipeline.config import DEFAULT_QUANTILES
 from lstm_pipeline.predict import FORECAST_COLUMNS
 from lstm_pipeline.tracking import OWNER_TAG
 
@@ -80,7 +81,10 @@ def test_forecast_flow_writes_one_row_per_ticker_and_horizon(
     result = forecast_flow(tiny_cfg.data, uri, str(output), tiny_cfg.tracking.tracking_uri)
     assert result["output"] == str(output) and result["rows"] == 2 * 3
     table = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
-    assert tuple(table.columns) == FORECAST_COLUMNS
+    every_quantile = [f"quantile_{level:g}" for level in DEFAULT_QUANTILES]  # a parquet file's
+    assert list(table.columns) == [*FORECAST_COLUMNS, *(every_quantile if suffix != ".csv" else [])]
+    bounds = ["lower_95", "lower_80", "forecast", "upper_80", "upper_95"]
+    assert (np.diff(table[bounds].to_numpy(float), axis=1) >= 0).all(), table[bounds]
     assert set(table["ticker"]) == {"AAA", "BBB"} and sorted(set(table["horizon"])) == [1, 2, 3]
     assert (table["model_version"].astype(str) == trained["model_version"]).all()
     assert (table["run_id"] == trained["run_id"]).all()

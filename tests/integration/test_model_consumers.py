@@ -1,11 +1,13 @@
 """The registered model as other systems use it: mlflow's pyfunc without this project, and
-`mlflow models serve` over HTTP. Both must give the batch forecast's prices."""
+`mlflow models serve` over HTTP. Both must give the batch forecast's prices, and a quantile
+model's quantiles beside them."""
 
 import json
 import os
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +33,9 @@ import mlflow
 import numpy as np
 mlflow.set_tracking_uri(sys.argv[1])
 model = mlflow.pyfunc.load_model(sys.argv[2])
-print(json.dumps(model.predict(np.load(sys.argv[3]))["forecast"].tolist()))
+outputs = {name: out.tolist() for name, out in model.predict(np.load(sys.argv[3])).items()}
+declared = {spec.name: list(spec.shape) for spec in model.metadata.get_output_schema().inputs}
+print(json.dumps({"outputs": outputs, "signature": declared}))
 """
 
 
@@ -41,15 +45,36 @@ def raw_windows(n: int = 5, window: int = 10) -> np.ndarray:
     return np.stack([frame[i : i + window] for i in range(n)])
 
 
+@pytest.fixture(params=["point", "quantile"])
+def model(request) -> tuple[Path, np.ndarray]:
+    """The tiny point model (an older champion: `forecast` alone), then the tiny quantile model
+    (`forecast` and `quantiles`)."""
+    return request.getfixturevalue(
+        "tiny_onnx" if request.param == "point" else "tiny_quantile_onnx"
+    )
+
+
 @pytest.fixture
-def champion(tracking_uri, tiny_onnx):
-    """A registry whose champion is the tiny model; yields its tracking URI."""
-    _, version = register(Store.open(tracking_uri), tiny_onnx)
+def champion(tracking_uri, model):
+    """A registry whose champion is `model`; yields its tracking URI."""
+    _, version = register(Store.open(tracking_uri), model)
     MlflowClient(tracking_uri).set_registered_model_alias("lstm-forecaster", "champion", version)
     return tracking_uri
 
 
-def test_pyfunc_forecasts_prices_without_torch_or_project_code(champion, tiny_onnx, tmp_path):
+def batch_outputs(model_path: Path, windows: np.ndarray) -> dict[str, np.ndarray]:
+    """What the batch forecast's OnnxForecaster gives for `windows`, by output name."""
+    forecast, quantiles = OnnxForecaster(model_path).predict_quantiles(windows)
+    return {"forecast": forecast} | ({} if quantiles is None else {"quantiles": quantiles})
+
+
+def assert_same_outputs(got: dict[str, list], expected: dict[str, np.ndarray]) -> None:
+    assert sorted(got) == sorted(expected)
+    for name, values in expected.items():
+        np.testing.assert_allclose(np.array(got[name]), values, rtol=1e-6)
+
+
+def test_pyfunc_forecasts_prices_without_torch_or_project_code(champion, model, tmp_path):
     windows = raw_windows()
     np.save(tmp_path / "windows.npy", windows)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -62,13 +87,15 @@ def test_pyfunc_forecasts_prices_without_torch_or_project_code(champion, tiny_on
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
-    expected = OnnxForecaster(tiny_onnx[0]).predict(windows)
-    assert got.shape == (5, 3)
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = batch_outputs(model[0], windows)
+    assert np.array(answer["outputs"]["forecast"]).shape == (5, 3)
+    assert_same_outputs(answer["outputs"], expected)
+    # the registered signature declares each output: [batch, H] prices, and [batch, H, Q]
+    assert answer["signature"] == {n: [-1, *v.shape[1:]] for n, v in expected.items()}
 
 
-def test_model_server_answers_with_the_batch_forecast(champion, tiny_onnx, tmp_path):
+def test_model_server_answers_with_the_batch_forecast(champion, model, tmp_path):
     port = free_port()
     args = [MLFLOW, "models", "serve", "-m", CHAMPION_URI, "--env-manager", "local"]
     args += ["--host", "127.0.0.1", "--port", str(port)]
@@ -82,5 +109,4 @@ def test_model_server_answers_with_the_batch_forecast(champion, tiny_onnx, tmp_p
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
-    got = np.array(answer["predictions"]["forecast"])
-    np.testing.assert_allclose(got, OnnxForecaster(tiny_onnx[0]).predict(windows), rtol=1e-6)
+    assert_same_outputs(answer["predictions"], batch_outputs(model[0], windows))

@@ -10,10 +10,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from lstm_pipeline.predict import FORECAST_COLUMNS
 from tests.conftest import LEARNABLE_CONFIG, run_cli
 from tests.integration.processes import BIN, PREFECT, free_port, running, serving
 
@@ -177,10 +179,14 @@ def test_scheduled_retraining_then_forecast_really_run(tmp_path, learnable_csv_d
     champion = client.get_model_version_by_alias("lstm-forecaster", "champion")
     assert champion.run_id in finished
     forecasts = pd.read_csv(output)
-    assert list(forecasts.columns[:2]) == ["ticker", "as_of"]
+    assert list(forecasts.columns) == list(FORECAST_COLUMNS)
     assert sorted(set(forecasts["ticker"])) == ["AAA", "BBB"]
     assert len(forecasts) == 2 * 3  # two tickers, horizon 3
     assert (forecasts["model_version"] == int(champion.version)).all()
+    # the champion is a quantile model (the default): its calibrated bounds, in order
+    bounds = ["lower_95", "lower_80", "forecast", "upper_80", "upper_95"]
+    assert (np.diff(forecasts[bounds].to_numpy(float), axis=1) >= 0).all(), forecasts[bounds]
+    assert list(json.loads(table["data"])[0]) == list(FORECAST_COLUMNS)  # the UI's glance
 
 
 def test_serve_creates_the_store_once_so_simultaneous_runs_do_not_race(tmp_path):

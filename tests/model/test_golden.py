@@ -9,7 +9,8 @@ import torch
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.export import export_onnx
 from lstm_pipeline.model import PriceForecaster
-from lstm_pipeline.predict import OnnxForecaster, read_features
+from lstm_pipeline.model_metadata import read_features
+from lstm_pipeline.predict import OnnxForecaster
 from tests.golden.make_golden import GOLDEN, METADATA, SHAPE, WINDOW, load_net
 
 WINDOWS = np.load(GOLDEN / "windows.npy")  # [7, W, F] raw prices, AAPL and SPY

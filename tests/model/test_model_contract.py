@@ -228,18 +228,21 @@ def test_any_array_gives_forecasts_of_its_batch_or_an_input_error(tiny_onnx, sha
         forecaster.predict(windows)
 
 
-def rewired(source, target, tail: list[str], constant: float | None = None):
-    """A copy of the model whose `forecast` passes through the ONNX ops `tail` (each taking
+def rewired(
+    source, target, tail: list[str], constant: float | None = None, output: str = "forecast"
+):
+    """A copy of the model whose `output` passes through the ONNX ops `tail` (each taking
     the previous output and, for two-input ops, a constant): a graph that is broken inside
     while its metadata and shapes still look right."""
     model = onnx.load_model(str(source))
     graph = model.graph
-    for node in graph.node:
-        node.output[:] = ["f0" if out == "forecast" else out for out in node.output]
+    for node in graph.node:  # nodes that read `output` (`forecast` from `quantiles`) read f0
+        node.input[:] = ["f0" if name == output else name for name in node.input]
+        node.output[:] = ["f0" if name == output else name for name in node.output]
     if constant is not None:
         graph.initializer.append(onnx.numpy_helper.from_array(np.float32(constant), "k"))
     # with no ops, `f0` is left for the caller to turn into `forecast`
-    names = ["f0", *[f"f{i}" for i in range(1, len(tail))], "forecast"] if tail else []
+    names = ["f0", *[f"f{i}" for i in range(1, len(tail))], output] if tail else []
     for op, (src, dst) in zip(tail, itertools.pairwise(names), strict=True):
         inputs = [src, "k"] if op in ("Div", "Mul", "Add") else [src]
         graph.node.append(onnx.helper.make_node(op, inputs, [dst]))

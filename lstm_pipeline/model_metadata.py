@@ -1,0 +1,81 @@
+"""A model file's metadata, read as its contract: features, window, horizon, quantile levels;
+each malformed value is an InputError naming the model and the key."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from lstm_pipeline.config import check_quantile_levels
+from lstm_pipeline.errors import InputError
+
+# The metadata keys every lstm-pipeline model carries, beside run id and data cut-off
+CONTRACT_KEYS = ("features", "window", "horizon")
+_POSITIVE_INT = re.compile(r"[1-9][0-9]{0,5}")  # a window or horizon: 1..999999, digits only
+_COMMA_JOINED = re.compile(r"[A-Za-z][\w ]*(,[A-Za-z][\w ]*)+")  # Open,High,Low,Close,Volume
+
+
+def read_contract(metadata: dict[str, str], where: str) -> tuple[tuple[str, ...], int, int]:
+    """(features, window, horizon) from a model's metadata; InputError naming `where` and the
+    key when one is missing or malformed."""
+    missing = [key for key in CONTRACT_KEYS if key not in metadata]
+    if missing:
+        raise InputError(
+            f"{where}: ONNX model lacks lstm-pipeline metadata (features, window, horizon): "
+            f"no {', '.join(missing)}"
+        )
+    sizes = []
+    for key in ("window", "horizon"):
+        if not _POSITIVE_INT.fullmatch(metadata[key]):
+            raise InputError(
+                f"{where}: metadata {key} {shown(metadata[key])} is not a positive integer"
+            )
+        sizes.append(int(metadata[key]))
+    return read_features(metadata["features"], where), sizes[0], sizes[1]
+
+
+def read_quantile_levels(metadata: dict[str, str], where: str) -> tuple[float, ...]:
+    """The levels of a model's `quantiles` output (metadata `quantile_levels`, a JSON list), or
+    () for a model without intervals; InputError naming `where` when malformed."""
+    text = metadata.get("quantile_levels")
+    if text is None:
+        return ()
+    problem = f"{where}: metadata quantile_levels {shown(text)} is not"
+    try:
+        levels = json.loads(text)
+    except ValueError:
+        raise InputError(f"{problem} a JSON list of numbers") from None
+    if not isinstance(levels, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in levels
+    ):
+        raise InputError(f"{problem} a JSON list of numbers")
+    try:
+        checked = check_quantile_levels(tuple(float(x) for x in levels))
+    except ValueError as exc:
+        raise InputError(f"{problem} usable: {exc}") from None
+    if not checked:
+        raise InputError(f"{problem} usable: it is empty")
+    return checked
+
+
+def read_features(text: str, where: str) -> tuple[str, ...]:
+    """Feature names from metadata: a JSON list of distinct names, or the comma-joined names
+    that models exported before the JSON form carry (the golden model is one)."""
+    problem = f"{where}: metadata features {shown(text)} is not a JSON list of distinct names"
+    if _COMMA_JOINED.fullmatch(text):
+        names = text.split(",")
+    else:
+        try:
+            names = json.loads(text)
+        except ValueError:
+            raise InputError(problem) from None
+    if not isinstance(names, list) or not names or len(set(map(str, names))) < len(names):
+        raise InputError(problem)
+    if not all(isinstance(n, str) and n.strip() and n.isprintable() for n in names):
+        raise InputError(problem)
+    return tuple(names)
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """A metadata value as it may appear in a one-line error: quoted, escaped, cut."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
