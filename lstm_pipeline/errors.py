@@ -50,7 +50,8 @@ class NetworkEmptyFrameError(ConnectionError):
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; nothing from this run may be registered."""
+    """The loss, or the trained model's prices, became NaN or infinite; nothing from this run
+    may be registered."""
 
 
 class ExportError(RuntimeError):

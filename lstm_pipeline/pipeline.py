@@ -20,7 +20,7 @@ from lstm_pipeline.baselines import Baselines, compute_baselines
 from lstm_pipeline.calibrate import fit_calibration
 from lstm_pipeline.config import DEFAULT_QUANTILES, PipelineConfig
 from lstm_pipeline.data import FEATURES
-from lstm_pipeline.errors import one_line
+from lstm_pipeline.errors import TrainingDivergedError, one_line
 from lstm_pipeline.evaluate import score_forecasts, scores_by_ticker_horizon
 from lstm_pipeline.export import export_onnx
 from lstm_pipeline.features import SPLITS, WindowSet
@@ -108,6 +108,7 @@ def score_split(
     """One split's scores beside naive and drift and, with quantiles, beside the rw and ewma
     baselines on the same windows (from each ticker's closes up to each origin)."""
     predictions = predict_prices(model, data)
+    refuse_non_finite(predictions, prefix)
     closes = {ticker: prices["Close"] for ticker, prices in prices_by_ticker.items()}
     levels = model.quantiles or DEFAULT_QUANTILES
     horizon = predictions.actual.shape[1]
@@ -118,6 +119,17 @@ def score_split(
     if quantiles is not None:
         metrics |= score_intervals(quantiles, levels, actual, last_close, forecast, base, prefix)
     return metrics, predictions, base
+
+
+def refuse_non_finite(predictions: Predictions, split: str) -> None:
+    """TrainingDivergedError when a trained model's prices are not finite: a pinball loss grows
+    only linearly, so weights can blow up (a huge lr) while every epoch's loss stays finite."""
+    parts = [predictions.forecast] + [q for q in (predictions.quantiles,) if q is not None]
+    if not all(np.isfinite(part).all() for part in parts):
+        raise TrainingDivergedError(
+            f"the trained model's {split} forecasts are not finite prices (its weights blew "
+            "up; a lower train.lr helps)"
+        )
 
 
 @dataclass(frozen=True)

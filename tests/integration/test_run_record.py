@@ -105,7 +105,9 @@ def test_the_registered_model_has_a_signature_and_an_example_of_batch_two_or_mor
     uri = f"models:/{MODEL}/{result['model_version']}"
     info = mlflow.models.get_model_info(uri)
     assert info.signature.inputs.inputs[0].shape == (-1, 10, 5)
-    assert [o.name for o in info.signature.outputs.inputs] == ["forecast"]
+    outputs = {o.name: o.shape for o in info.signature.outputs.inputs}
+    quantiles = len(tiny_cfg.model.quantiles)
+    assert outputs == {"forecast": (-1, 3), "quantiles": (-1, 3, quantiles)}
     example = mlflow.models.Model.load(uri).load_input_example(
         mlflow.artifacts.download_artifacts(uri)
     )
@@ -116,7 +118,8 @@ def test_a_diverging_run_stops_at_once_fails_and_registers_nothing(prefect_harne
     from flows.training import train_flow
     from lstm_pipeline.errors import TrainingDivergedError
 
-    absurd = with_changes(tiny_cfg, train={"lr": 1e30})  # Adam's first step makes weights NaN
+    # Adam's first step makes a point model's weights NaN (MSE overflows)
+    absurd = with_changes(tiny_cfg, train={"lr": 1e30}, model={"quantiles": ()})
     with pytest.raises(TrainingDivergedError, match="loss became nan"):
         train_flow(absurd)
     client = MlflowClient(tiny_cfg.tracking.tracking_uri)
@@ -124,6 +127,24 @@ def test_a_diverging_run_stops_at_once_fails_and_registers_nothing(prefect_harne
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"].startswith("TrainingDivergedError: loss became nan")
     assert client.get_metric_history(run.info.run_id, "train_loss") == []  # not one epoch more
+    assert client.search_registered_models() == []
+    assert client.list_artifacts(run.info.run_id) == []
+
+
+def test_a_quantile_model_whose_prices_blow_up_fails_before_any_artifact_or_version(
+    prefect_harness, tiny_cfg
+):
+    """The pinball loss grows linearly: weights of 1e30 keep it finite, not the prices."""
+    from flows.training import train_flow
+    from lstm_pipeline.errors import TrainingDivergedError
+
+    absurd = with_changes(tiny_cfg, train={"lr": 1e30})
+    with pytest.raises(TrainingDivergedError, match="forecasts are not finite prices"):
+        train_flow(absurd)
+    client = MlflowClient(tiny_cfg.tracking.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])
+    assert run.info.status == "FAILED"
+    assert "forecasts are not finite prices" in run.data.tags["failure_reason"]
     assert client.search_registered_models() == []
     assert client.list_artifacts(run.info.run_id) == []
 
