@@ -89,18 +89,20 @@ def conformal_scales(
 
 
 def _conformal_quantile(score: np.ndarray, coverage: float) -> np.ndarray:
-    """The ceil((n + 1) coverage)-th smallest score per column; with too few windows for that
-    rank, the largest (the guarantee then needs more windows, said in the log)."""
+    """The ceil((n + 1) coverage)-th smallest score per column. With too few windows for that
+    rank there is no guarantee to give (said in the log): the largest score, but never below
+    1, so such an interval is never narrower than the model's own."""
     n = score.shape[0]
     rank = math.ceil((n + 1) * coverage - 1e-9)
     if rank > n:
         log.warning(
-            "%d calibration windows are too few for a %.1f%% guarantee (needs %d)",
+            "%d calibration windows are too few for a %.1f%% guarantee (needs %d); the model's "
+            "own interval is kept or widened",
             n,
             100 * coverage,
             math.ceil(coverage / (1 - coverage)),
         )
-        rank = n
+        return np.maximum(np.sort(score, axis=0)[-1], 1.0)
     return np.sort(score, axis=0)[rank - 1]
 
 

@@ -168,6 +168,9 @@ def check_quantile_levels(levels: tuple[float, ...]) -> tuple[float, ...]:
     return levels
 
 
+MAX_HELD_OUT = 0.9  # share of each ticker's rows the val, calib and test splits may take
+
+
 class FeatureConfig(_Frozen):
     window: int = Field(60, ge=2, le=10_000)  # trading days per input window
     horizon: int = Field(5, ge=1, le=1_000)  # trading days forecast, direct multi-output 1..H
@@ -176,6 +179,16 @@ class FeatureConfig(_Frozen):
     # on nor used for early stopping (see calibrate.py)
     calib_frac: float = Field(0.1, gt=0, lt=0.5)
     test_frac: float = Field(0.15, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _room_to_train(self) -> FeatureConfig:
+        held_out = self.val_frac + self.calib_frac + self.test_frac
+        if not held_out <= MAX_HELD_OUT:
+            raise ValueError(
+                f"val_frac + calib_frac + test_frac is {held_out:g}: it must be at most "
+                f"{MAX_HELD_OUT:g} (at least a tenth of each ticker's rows trains)"
+            )
+        return self
 
 
 class ModelConfig(_Frozen):

@@ -113,13 +113,22 @@ class OnnxForecaster:
             raise InputError(
                 f"{self.name} takes inputs {inputs}, but forecasts give it 'window' alone"
             )
-        actual = {i.name: i.shape for i in self.session.get_inputs()}
-        actual.update({o.name: o.shape for o in self.session.get_outputs()})
+        actual = {i.name: i for i in self.session.get_inputs()}
+        actual.update({o.name: o for o in self.session.get_outputs()})
         for name, dims in expected.items():
-            if not shape_fits(actual.get(name), dims):
+            if name not in actual:
                 raise InputError(
-                    f"{self.name}: '{name}' has shape {_dims(actual.get(name))}, but its metadata "
-                    f"calls for {_dims(dims)}"
+                    f"{self.name} has no '{name}' output, but its metadata calls for one "
+                    f"of shape {_dims(dims)}"
+                )
+            if not shape_fits(actual[name].shape, dims):
+                raise InputError(
+                    f"{self.name}: '{name}' has shape {_dims(actual[name].shape)}, but its "
+                    f"metadata calls for {_dims(dims)}"
+                )
+            if actual[name].type not in FLOAT_TENSORS:
+                raise InputError(
+                    f"{self.name}: '{name}' holds {actual[name].type}, not float prices"
                 )
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
@@ -192,6 +201,7 @@ class OnnxForecaster:
         return checked
 
 
+FLOAT_TENSORS = ("tensor(float)", "tensor(double)")  # float32 by the contract; float64 reads too
 Dim = int | str | None  # onnxruntime's view of one axis: a size, a symbolic name or unknown
 
 
@@ -237,7 +247,8 @@ def forecast_table(
             rows.append(
                 [ticker, as_of, h + 1, target, *forecast, *about, *quantiles[i, h].tolist()]
             )
-    names = [f"{QUANTILE_PREFIX}{level:g}" for level in forecaster.quantile_levels]
+    # repr: the shortest exact spelling, so two levels never share a column name
+    names = [f"{QUANTILE_PREFIX}{float(level)!r}" for level in forecaster.quantile_levels]
     return pd.DataFrame(rows, columns=[*FORECAST_COLUMNS, *names])
 
 
@@ -251,14 +262,18 @@ def usable_prices(
     [T, H, 0] with one warning for a model without quantiles (an older one)."""
     refuse_unusable(forecasts, tickers, forecaster.name)
     if quantiles is None:
+        outputs = [o.name for o in forecaster.session.get_outputs()]
+        lacks = "quantile_levels metadata" if "quantiles" in outputs else "quantiles output"
         log.warning(
-            "%s has no quantiles output: lower_95, lower_80, upper_80 and upper_95 are empty "
+            "%s has no %s: lower_95, lower_80, upper_80 and upper_95 are empty "
             "(retrain to get calibrated intervals)",
             forecaster.name,
+            lacks,
         )
         return np.empty((*forecasts.shape, 0), np.float32)
     refuse_unusable(quantiles, tickers, forecaster.name, "quantile ")
     refuse_crossing(quantiles, tickers, forecaster.name)
+    refuse_outside(forecasts, quantiles, forecaster.quantile_levels, tickers, forecaster.name)
     return quantiles
 
 
@@ -294,6 +309,25 @@ def refuse_crossing(quantiles: np.ndarray, tickers: list[str], model: str) -> No
         raise InputError(
             f"{model} forecasts quantiles for {ticker} that decrease with their level; nothing "
             "was written"
+        )
+
+
+def refuse_outside(
+    forecasts: np.ndarray,
+    quantiles: np.ndarray,
+    levels: tuple[float, ...],
+    tickers: list[str],
+    model: str,
+) -> None:
+    """InputError naming the model and the first ticker whose forecast [T, H] lies outside its
+    own 80% interval: the forecast is the median, so such a file would be no distribution."""
+    lower, upper = (interval_bounds(quantiles, levels)[..., i] for i in (1, 2))
+    outside = ((forecasts < lower) | (forecasts > upper)).any(axis=1)  # [T]
+    if outside.any():
+        ticker = tickers[int(np.flatnonzero(outside)[0])]
+        raise InputError(
+            f"{model} forecasts a price for {ticker} outside its own 80% interval (the "
+            "forecast is the median); nothing was written"
         )
 
 

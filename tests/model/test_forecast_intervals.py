@@ -6,6 +6,7 @@ import json
 import logging
 
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -15,13 +16,13 @@ from lstm_pipeline.config import DEFAULT_QUANTILES
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import InputError
 from lstm_pipeline.predict import FORECAST_COLUMNS, OnnxForecaster, forecast_table, write_forecasts
-from tests.conftest import alter_metadata, make_prices
+from tests.conftest import alter_metadata, export_tiny_model, make_prices
 from tests.model.test_model_contract import refusal, rewired
 
 # the contract (DESIGN.md): the bounds of the 80% and 95% intervals and their levels
 BOUND_LEVELS = {"lower_95": 0.025, "lower_80": 0.1, "upper_80": 0.9, "upper_95": 0.975}
 BOUNDS = list(BOUND_LEVELS)
-QUANTILE_COLUMNS = [f"quantile_{level:g}" for level in DEFAULT_QUANTILES]
+QUANTILE_COLUMNS = [f"quantile_{level!r}" for level in DEFAULT_QUANTILES]
 ORDERED = ["lower_95", "lower_80", "forecast", "upper_80", "upper_95"]
 
 
@@ -108,6 +109,51 @@ def test_a_model_whose_quantiles_are_no_prices_or_cross_writes_nothing(
     assert np.isfinite(forecasts).all() and (forecasts > 0).all()  # only the quantiles broke
     with pytest.raises(InputError, match=rf"^model file \S*q.onnx forecasts {shown}"):
         forecast_table(model, prices_of("AAA"), "1", "run")
+
+
+@pytest.mark.parametrize("factor", [1.5, 0.5])
+def test_a_forecast_that_is_not_the_median_of_its_quantiles_writes_nothing(
+    tiny_quantile_onnx, tmp_path, factor
+):
+    broken = rewired(tiny_quantile_onnx[0], tmp_path / "f.onnx", ["Mul"], factor, "forecast")
+    with pytest.raises(InputError, match="forecasts a price for AAA outside its own 80% interval"):
+        forecast_table(OnnxForecaster(broken), prices_of("AAA"), "1", "run")
+
+
+def test_levels_that_print_alike_still_name_distinct_parquet_columns(tmp_path):
+    levels = (0.025, 0.02500001, 0.1, 0.5, 0.9, 0.97499999, 0.975)
+    windows = export_tiny_model(tmp_path / "m.onnx", quantiles=levels)
+    table = forecast_table(OnnxForecaster(tmp_path / "m.onnx"), prices_of("AAA"), "1", "run")
+    parquet = pd.read_parquet(write_forecasts(table, tmp_path / "f.parquet"))
+    names = [c for c in parquet.columns if c.startswith("quantile_")]
+    assert names == [f"quantile_{level!r}" for level in levels] and len(set(names)) == 7
+    assert len(windows) == 40
+
+
+def test_a_model_whose_metadata_names_levels_but_that_has_no_quantiles_output_is_refused(
+    tiny_onnx, tmp_path
+):
+    levels = {"quantile_levels": "[0.025, 0.1, 0.5, 0.9, 0.975]"}
+    path = alter_metadata(tiny_onnx[0], tmp_path / "no-q.onnx", levels)
+    shape = r"\[batch, 3, 5\]$"
+    with pytest.raises(InputError, match=r"has no 'quantiles' output, but .* of shape " + shape):
+        OnnxForecaster(path)
+
+
+@pytest.mark.parametrize("to", [onnx.TensorProto.INT64, onnx.TensorProto.STRING])
+def test_quantiles_that_are_not_float_prices_are_refused_when_opened(
+    tiny_quantile_onnx, tmp_path, to
+):
+    model = onnx.load_model(str(tiny_quantile_onnx[0]))
+    for node in model.graph.node:
+        node.input[:] = ["q0" if name == "quantiles" else name for name in node.input]
+        node.output[:] = ["q0" if name == "quantiles" else name for name in node.output]
+    model.graph.node.append(onnx.helper.make_node("Cast", ["q0"], ["quantiles"], to=to))
+    (output,) = [o for o in model.graph.output if o.name == "quantiles"]
+    output.type.tensor_type.elem_type = to
+    onnx.save_model(model, str(tmp_path / "cast.onnx"))
+    with pytest.raises(InputError, match=r"'quantiles' holds tensor\((int64|string)\), not float"):
+        OnnxForecaster(tmp_path / "cast.onnx")
 
 
 @settings(

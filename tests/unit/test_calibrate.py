@@ -255,7 +255,20 @@ def test_too_few_windows_for_a_rank_warn_and_use_the_largest_score(caplog):
     assert np.all((lo - 1e-15 <= actual) & (actual <= hi + 1e-15))
     assert min(np.abs(actual - lo).min(), np.abs(actual - hi).min()) < 1e-15  # one on the edge
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert messages == ["10 calibration windows are too few for a 95.0% guarantee (needs 19)"]
+    assert messages == [
+        "10 calibration windows are too few for a 95.0% guarantee (needs 19); the model's own "
+        "interval is kept or widened"
+    ]
+
+
+def test_too_few_windows_never_narrow_an_interval_below_the_models_own():
+    """Two calibration windows on the median: the 50% pair may shrink to the floor, but the
+    80% and 95% pairs, whose ranks are out of reach, keep at least the model's own gaps."""
+    levels = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
+    raw = np.broadcast_to(norm.ppf(levels) * 0.01, (2, 3, len(levels)))
+    scales = conformal_scales(raw, np.zeros((2, 3)), levels)
+    assert np.all(scales[:, [0, 1, 5, 6]] >= 1)
+    assert np.all(scales[:, [2, 4]] == MIN_GAP_SCALE)  # 50%: ranks 2 of 2 are within reach
 
 
 # ---- a trained model on data whose noise is known -------------------------------------------

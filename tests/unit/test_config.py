@@ -125,3 +125,31 @@ def test_any_list_of_levels_is_a_config_or_one_line_of_bad_input(levels):
     assert got == () or (
         list(got) == sorted(set(got)) and 0.5 in got and all(0 < t < 1 for t in got)
     )
+
+
+@pytest.mark.parametrize("fractions", [(0.4, 0.4, 0.4), (0.45, 0.1, 0.45), (0.3, 0.3, 0.31)])
+def test_held_out_fractions_that_leave_no_rows_to_train_on_are_refused(fractions):
+    """They used to hang: rows_needed looked for a series long enough, forever."""
+    val, calib, test = fractions
+    with pytest.raises(InputError, match=r"invalid features: val_frac \+ calib_frac \+ test_frac"):
+        build_config(features__val_frac=val, features__calib_frac=calib, features__test_frac=test)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.tuples(*[st.floats(0.001, 0.499)] * 3), st.integers(2, 80), st.integers(1, 10))
+def test_rows_needed_answers_for_every_accepted_split(fractions, window, horizon):
+    from lstm_pipeline.features import rows_needed
+
+    val, calib, test = fractions
+    try:
+        cfg = build_config(
+            features__val_frac=val,
+            features__calib_frac=calib,
+            features__test_frac=test,
+            features__window=window,
+            features__horizon=horizon,
+        )
+    except InputError:
+        assert val + calib + test > 0.9
+        return
+    assert rows_needed(cfg.features) >= 4 * (window + horizon + 1)
