@@ -71,20 +71,40 @@ class LSTMForecaster(nn.Module):
         raw = self.head(out[:, -1]).float()  # [B, H * Q]; float32 under autocast
         if not self.quantiles:
             return raw * RETURN_SCALE  # [B, H]
-        return self._quantiles(raw.view(-1, self.horizon, len(self.quantiles)))
+        raw = raw.view(-1, self.horizon, len(self.quantiles))
+        return self._quantiles(raw, window_volatility(window))
 
-    def _quantiles(self, raw: torch.Tensor) -> torch.Tensor:
-        """[B, H, Q] raw head outputs -> non-crossing, calibrated log-return quantiles."""
+    def _quantiles(self, raw: torch.Tensor, volatility: torch.Tensor) -> torch.Tensor:
+        """[B, H, Q] raw head outputs -> non-crossing, calibrated log-return quantiles; the
+        gaps are in units of the window's own volatility [B, 1, 1]."""
         mid = self.median_index
         median = raw[..., mid : mid + 1]  # [B, H, 1]
-        scale = self.calibration  # [H, Q]
-        up = nn.functional.softplus(raw[..., mid + 1 :]) * scale[:, mid + 1 :]  # gaps outward
-        down = nn.functional.softplus(raw[..., :mid]) * scale[:, :mid]  # the farthest first
+        scale = self.calibration * volatility  # [B, H, Q]
+        up = nn.functional.softplus(raw[..., mid + 1 :]) * scale[..., mid + 1 :]  # gaps outward
+        down = nn.functional.softplus(raw[..., :mid]) * scale[..., :mid]  # the farthest first
         # distance of each lower level below the median: the sum of its gap and those inside
         # it (a reversed cumsum, written without flip so every exporter takes it)
         below = down.sum(-1, keepdim=True) - down.cumsum(-1) + down
         distance = torch.cat([-below, torch.zeros_like(median), up.cumsum(-1)], dim=-1)
         return (median + distance) * RETURN_SCALE  # [B, H, Q]
+
+
+EWMA_DECAY = 0.94  # RiskMetrics' daily decay: the window's recent days weigh most
+
+
+def window_volatility(window: torch.Tensor) -> torch.Tensor:
+    """EWMA volatility [B, 1, 1] of each raw window's daily log returns of close, in percent.
+
+    The quantile gaps are measured in it, so intervals widen with the volatility the window
+    shows and one global model fits calm and turbulent tickers alike (traced into ONNX).
+    """
+    log_close = torch.log(window[..., CLOSE])  # [B, W]
+    steps = (log_close[:, 1:] - log_close[:, :-1]) / RETURN_SCALE  # [B, W - 1]
+    ages = torch.arange(steps.shape[1] - 1, -1, -1, dtype=steps.dtype, device=steps.device)
+    weights = EWMA_DECAY**ages
+    variance = (steps**2 * (weights / weights.sum())).sum(-1)  # [B]
+    # a floor of 0.01%: a flat window (no trades) still gets intervals of some width
+    return torch.sqrt(variance + 1e-4)[:, None, None]
 
 
 class PriceForecaster(nn.Module):
