@@ -65,25 +65,13 @@ def run_variant(overrides: dict[str, Any], args: argparse.Namespace) -> dict[str
     }
 
 
-INTERVAL_KEYS = (
-    "coverage_80",
-    "coverage_95",
-    "kupiec_95_pvalue",
-    "crps",
-    "crpss_rw",
-    "dm_crps_rw_pvalue",
-    "crpss_ewma",
-    "dm_crps_ewma_pvalue",
-)
-
-
 def interval_summary(overall: dict[str, float], horizon: int) -> dict[str, Any] | None:
     """Per-horizon interval scores, tercile coverage and the goals (issue 14), or None for a
     point model."""
     if "test_coverage_80" not in overall:
         return None
     by_h = {
-        h: {key: overall[f"test_{key}_h{h}"] for key in INTERVAL_KEYS}
+        h: {key: overall[f"test_{key}_h{h}"] for key in backtest.INTERVAL_TESTS}
         for h in range(1, horizon + 1)
     }
     terciles = {t: overall[f"test_coverage_80_vol_{t}"] for t in ("low", "mid", "high")}

@@ -216,7 +216,7 @@ def format_table(table: pd.DataFrame, overall: dict[str, float] | None = None) -
         "h  cover 80% (80)  cover 95% (95)  Kupiec95 p  CRPS bp  skill rw  DM p   skill ewma  DM p",
     ]
     for k in rows["horizon"]:
-        m = {name: overall[f"test_{name}_h{k}"] for name in _INTERVAL_COLUMNS}
+        m = {name: overall[f"test_{name}_h{k}"] for name in INTERVAL_TESTS}
         lines.append(
             f"{k:<2} {m['coverage_80']:>14.1%}  {m['coverage_95']:>14.1%}  "
             f"{m['kupiec_95_pvalue']:>10.3f}  {m['crps']:>7.1f}  {m['crpss_rw']:>+8.1%}  "
@@ -230,7 +230,8 @@ def format_table(table: pd.DataFrame, overall: dict[str, float] | None = None) -
     return "\n".join(lines)
 
 
-_INTERVAL_COLUMNS = (
+# the per-horizon interval figures of a backtest (`test_{name}_h{k}` metrics), table order
+INTERVAL_TESTS = (
     "coverage_80",
     "coverage_95",
     "kupiec_95_pvalue",
