@@ -168,7 +168,10 @@ def fan_chart(
             covered[name] = _share(truth, low, high)
         ax.plot(dates, fan[:, columns[0.5]], color="C0", linewidth=1, label="median")
         ax.plot(dates, truth, color="black", linewidth=1, label="actual close")
-        inside = f"actual inside the 80% band {covered['80%']}, the 95% band {covered['95%']}"
+        inside = (
+            f"these days: actual inside the 80% band {covered['80%']}, the 95% band "
+            f"{covered['95%']}"
+        )
         ax.set_title(f"{ticker}: {why}\n{inside}", fontsize=9)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     for ax in axes[len(chosen) :]:
@@ -177,7 +180,10 @@ def fan_chart(
     fig.legend(
         *axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize=8
     )
-    fig.suptitle(f"Last {last_days} trading days of the test span: 1-day fan charts")
+    fig.suptitle(
+        f"Last {last_days} trading days of the test span: 1-day fan charts (tickers chosen by "
+        "their h=1 scores over the whole test span)"
+    )
     return fig
 
 
