@@ -56,6 +56,7 @@ def export_onnx(
     if net.quantiles:
         props["quantile_levels"] = json.dumps(list(net.quantiles))
         props["output"] = "median price forecast for horizons 1..horizon, and its quantiles"
+    _declare_output_sizes(program, net.horizon, len(net.quantiles))
     onnx.helper.set_model_props(program, props)
     onnx.checker.check_model(program, full_check=True)
     path = Path(path)
@@ -80,6 +81,18 @@ def _trace(model: PriceForecaster, sample: torch.Tensor) -> onnx.ModelProto:
             dynamo=False,
         )
         return onnx.load_model(str(path))
+
+
+def _declare_output_sizes(program: onnx.ModelProto, horizon: int, levels: int) -> None:
+    """Write the outputs' sizes beyond the batch axis into the graph, [batch, H] and
+    [batch, H, Q]: the tracer leaves some symbolic (the quantiles' last axis, once gaps are
+    scaled by the window's volatility), and a consumer checks a model's shapes when it opens."""
+    sizes = {"forecast": (horizon,), "quantiles": (horizon, levels)}
+    for output in program.graph.output:
+        for dim, size in zip(
+            output.type.tensor_type.shape.dim[1:], sizes[output.name], strict=True
+        ):
+            dim.dim_value = size
 
 
 def check_parity(net: LSTMForecaster, path: Path, sample: torch.Tensor) -> float:

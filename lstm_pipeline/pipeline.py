@@ -138,10 +138,6 @@ class Evaluation:
     test: Predictions  # prices of the test windows
     test_baselines: Baselines  # rw, ewma and drift on the same windows
 
-    @property
-    def test_forecast(self) -> np.ndarray:  # [N, H] prices
-        return self.test.forecast
-
 
 def evaluate_model(
     result: FitResult, windows: dict[str, WindowSet], prices_by_ticker: Mapping[str, pd.DataFrame]

@@ -105,7 +105,7 @@ def predict_log_returns(
 
 
 def eval_loss(model: LSTMForecaster, data: WindowSet, runtime: Runtime | None = None) -> float:
-    loss = runtime.loss if runtime else make_loss("mse", model.quantiles)
+    loss = runtime.loss if runtime else make_loss("mse", model.quantiles, data.starts.device)
     return float(loss(predict_log_returns(model, data, runtime=runtime), data.targets))
 
 

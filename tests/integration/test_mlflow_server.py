@@ -85,7 +85,8 @@ def test_train_gate_forecast_promote_rollback_against_a_real_tracking_server(
     assert summary["model_uri"] == "models:/lstm-forecaster@champion"
     assert summary["model_version"] == first["model_version"] == "1"
     assert summary["rows"] == 6 and summary["run_id"] == first["run_id"]
-    assert output.read_text().startswith("ticker,as_of,horizon,target_date,forecast,last_close")
+    header = "ticker,as_of,horizon,target_date,forecast,lower_95,lower_80,upper_80,upper_95"
+    assert output.read_text().startswith(header + ",last_close,model_version,run_id")
 
     # two epochs at a small learning rate learn nothing: judged against v1, it stays challenger
     smoke = str(ROOT / "flows/configs/smoke.yaml")

@@ -226,3 +226,11 @@ def test_any_quantile_levels_open_or_are_one_line_naming_the_model(
         return
     event("opened")
     assert len(model.quantile_levels) == 9 and model.quantile_levels == tuple(json.loads(levels))
+
+
+def test_a_quantile_models_file_declares_its_output_sizes(tiny_quantile_onnx):
+    """The tracer leaves the quantiles' last axis symbolic; export writes the contract's sizes,
+    so a consumer that checks shapes when it opens the file sees them."""
+    session = OnnxForecaster(tiny_quantile_onnx[0]).session
+    shapes = {o.name: o.shape for o in session.get_outputs()}
+    assert shapes == {"forecast": ["batch", 3], "quantiles": ["batch", 3, len(DEFAULT_QUANTILES)]}
