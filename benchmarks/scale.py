@@ -6,7 +6,7 @@ runs in a fresh subprocess, so its peak RSS (VmHWM) is its own:
 
 - forecast: the forecast flow's library path without Prefect or a registry: load and validate
   each ticker's CSV, latest windows, `OnnxForecaster` (the default model shape: window 60,
-  LSTM 64x2, horizon 5; exported once), `forecast_table`, write the CSV. It imports no torch.
+  LSTM 64x2, horizon 5, nine calibrated quantiles; exported once), `forecast_table`, write the CSV. It imports no torch.
 - training: load, windows, `fit` for `--epochs` epochs of a small model (LSTM 16x1; no early
   stop, no MLflow; `--threads` torch threads, default 1) on all tickers, after a one-epoch
   warm-up on one ticker; windows/s is fit's own figure (epochs only, no validation).
@@ -69,12 +69,13 @@ def export_model(path: Path) -> None:
     """The default-shape model, untrained (speed does not depend on the weights)."""
     import torch
 
+    from lstm_pipeline.config import DEFAULT_QUANTILES
     from lstm_pipeline.data import FEATURES
     from lstm_pipeline.export import export_onnx
     from lstm_pipeline.model import LSTMForecaster
 
     torch.manual_seed(0)
-    net = LSTMForecaster(len(FEATURES), HORIZON)
+    net = LSTMForecaster(len(FEATURES), HORIZON, quantiles=DEFAULT_QUANTILES)
     sample = torch.rand(8, WINDOW, len(FEATURES)) + 1.0
     export_onnx(net, sample, path, {"run_id": "scale-benchmark"})
 
@@ -225,7 +226,7 @@ def main() -> None:
         "train_epochs": args.epochs,
         "train_threads": args.threads,
         "train_model": "LSTM 16x1, window 60, horizon 5, batch 256",
-        "forecast_model": "LSTM 64x2, window 60, horizon 5 (ONNX)",
+        "forecast_model": "LSTM 64x2, window 60, horizon 5, 9 quantiles (ONNX)",
         "loadavg_before": load_before,
         "seconds": time.perf_counter() - started,
         "forecast": forecast,
