@@ -6,7 +6,8 @@ runs in a fresh subprocess, so its peak RSS (VmHWM) is its own:
 
 - forecast: the forecast flow's library path without Prefect or a registry: load and validate
   each ticker's CSV, latest windows, `OnnxForecaster` (the default model shape: window 60,
-  LSTM 64x2, horizon 5, nine calibrated quantiles; exported once), `forecast_table`, write the CSV. It imports no torch.
+  LSTM 64x2, horizon 5, nine calibrated quantiles; exported once), `forecast_table`, write
+  the CSV. It imports no torch.
 - training: load, windows, `fit` for `--epochs` epochs of a small model (LSTM 16x1; no early
   stop, no MLflow; `--threads` torch threads, default 1) on all tickers, after a one-epoch
   warm-up on one ticker; windows/s is fit's own figure (epochs only, no validation).

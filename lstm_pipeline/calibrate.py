@@ -81,7 +81,10 @@ def conformal_scales(
     for j in range(mid - 1, -1, -1):  # from the innermost pair outwards
         gap_lo = np.maximum(quantiles[..., j + 1] - quantiles[..., j], tiny)
         gap_hi = np.maximum(quantiles[..., q - 1 - j] - quantiles[..., q - 2 - j], tiny)
-        score = np.maximum((lo - actual) / gap_lo, (actual - hi) / gap_hi)  # [N, H]
+        # a gap that underflowed makes a score overflow to inf: a window beyond any scale,
+        # which the conformal rank handles; a model that broke so is refused after training
+        with np.errstate(over="ignore"):
+            score = np.maximum((lo - actual) / gap_lo, (actual - hi) / gap_hi)  # [N, H]
         t = np.maximum(_conformal_quantile(score, levels[q - 1 - j] - levels[j]), MIN_GAP_SCALE)
         scales[:, j] = scales[:, q - 1 - j] = t
         lo, hi = lo - t * gap_lo, hi + t * gap_hi
