@@ -124,11 +124,13 @@ def pooled_scores(folds: list[FoldResult]) -> tuple[dict[str, float], pd.DataFra
     forecast, actual, last, quantiles = _pooled_predictions(folds)
     base = Baselines.concat([f.baselines for f in folds])
     levels = folds[0].levels
-    overall = score_forecasts(forecast, actual, last) | drift_scores(forecast, actual, base)
+    overall = score_forecasts(forecast, actual, last)
     names = tuple(dict.fromkeys(tickers))  # in first-seen order
     ticker_ids = np.array([names.index(t) for t in tickers])
     rows = scores_by_ticker_horizon(forecast, actual, last, ticker_ids, names)
-    if quantiles is not None:
+    if quantiles is None:
+        overall |= drift_scores(forecast, actual, base)
+    else:  # the interval scores include the drift scores
         overall |= score_intervals(quantiles, levels, actual, last, forecast, base)
         overall |= interval_tests(quantiles, levels, actual, last, base, ticker_ids, as_of)
         extra = interval_scores_by_ticker_horizon(

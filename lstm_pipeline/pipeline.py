@@ -115,8 +115,9 @@ def score_split(
     base = compute_baselines(closes, data.tickers, data.ticker_ids, data.as_of, horizon, levels)
     forecast, actual, last_close, quantiles = predictions
     metrics = score_forecasts(forecast, actual, last_close, prefix=prefix)
-    metrics |= drift_scores(forecast, actual, base, prefix)
-    if quantiles is not None:
+    if quantiles is None:
+        metrics |= drift_scores(forecast, actual, base, prefix)
+    else:  # the interval scores include the drift scores
         metrics |= score_intervals(quantiles, levels, actual, last_close, forecast, base, prefix)
     return metrics, predictions, base
 
