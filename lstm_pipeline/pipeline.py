@@ -138,6 +138,8 @@ class Evaluation:
     metrics: dict[str, float]  # val_* and test_* scores beside naive_*, plus training figures
     test: Predictions  # prices of the test windows
     test_baselines: Baselines  # rw, ewma and drift on the same windows
+    # per ticker x horizon (and ALL) interval scores of the test windows; [] for a point model
+    test_interval_rows: list[dict[str, float | int | str]]
 
 
 def evaluate_model(
@@ -159,7 +161,9 @@ def evaluate_model(
     }
     if result.calibration is not None:
         metrics |= result.calibration.metrics()
-    return Evaluation(metrics, predictions, base)
+    return Evaluation(
+        metrics, predictions, base, interval_rows(result.model, windows["test"], predictions, base)
+    )
 
 
 def evaluation_figures(
@@ -180,10 +184,9 @@ def evaluation_figures(
     }
     if quantiles is not None:
         levels = result.model.quantiles
-        rows = interval_rows(evaluation, test, levels)
         per_ticker = {
             str(r["ticker"]): {key: float(r[key]) for key in ("coverage_80", "crpss_rw", "windows")}
-            for r in rows
+            for r in evaluation.test_interval_rows
             if r["horizon"] == 1 and r["ticker"] != "ALL"
         }
         chosen = plots.fan_tickers(per_ticker, limit=FAN_TICKERS)
@@ -209,17 +212,18 @@ def reliability_series(evaluation: Evaluation, levels: tuple[float, ...]) -> dic
 
 
 def interval_rows(
-    evaluation: Evaluation, test: WindowSet, levels: tuple[float, ...]
+    model: LSTMForecaster, test: WindowSet, predictions: Predictions, base: Baselines
 ) -> list[dict[str, float | int | str]]:
-    """Per ticker and horizon (and ALL): coverage, CRPS and CRPS skill against rw and ewma."""
-    quantiles = evaluation.test.quantiles
-    assert quantiles is not None
+    """Per ticker and horizon (and ALL): coverage, CRPS and CRPS skill against rw and ewma;
+    [] for a point model."""
+    if predictions.quantiles is None:
+        return []
     return interval_scores_by_ticker_horizon(
-        quantiles,
-        levels,
-        evaluation.test.actual,
-        evaluation.test.last_close,
-        evaluation.test_baselines,
+        predictions.quantiles,
+        model.quantiles,
+        predictions.actual,
+        predictions.last_close,
+        base,
         test.ticker_ids,
         test.tickers,
     )
@@ -234,11 +238,10 @@ def evaluation_texts(
 ) -> dict[str, str]:
     """The run's text artifacts by name: config, per ticker x horizon scores, model card."""
     test = windows["test"]
-    forecast, actual, last_close, quantiles = evaluation.test
+    forecast, actual, last_close, _ = evaluation.test
     rows = scores_by_ticker_horizon(forecast, actual, last_close, test.ticker_ids, test.tickers)
-    if quantiles is not None:
-        extra = interval_rows(evaluation, test, cfg.model.quantiles)
-        rows = [row | more for row, more in zip(rows, extra, strict=True)]
+    if evaluation.test_interval_rows:
+        rows = [row | more for row, more in zip(rows, evaluation.test_interval_rows, strict=True)]
     return {
         "config.yaml": report.config_yaml(cfg),
         "metrics/test_by_ticker_horizon.csv": report.table_csv(rows),
