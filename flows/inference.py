@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import runners
 from flows.artifacts import publish_forecasts
 from flows.fetching import fetch_each, transient_only
+from flows.timings import Stopwatch
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DEFAULT_FORECAST_OUTPUT, DEFAULT_MODEL_URI, DataConfig
 from lstm_pipeline.errors import describe_failures
@@ -66,16 +67,21 @@ def forecast_flow(
     the others. With none left, nothing is written and the failure is raised.
     """
     predict.check_output(output)  # a bad name fails now, not after the forecast
-    store = None
-    if is_registry_uri(model_uri):
-        store = Store.open(tracking_uri)
-        store.ensure_reachable()  # fail in seconds, not after MLflow's retries
-    model = resolve_model(model_uri, store)
-    forecaster = open_model(model, model_uri)
-    prices, failures = fetch_each(data, "the forecast", forecaster.window, "one input window")
-    table = forecast(forecaster, model, prices, data.calendars)
-    path = write(table, output)
-    publish_forecasts(table, path)
+    clock = Stopwatch()
+    with clock.stage("model"):
+        store = None
+        if is_registry_uri(model_uri):
+            store = Store.open(tracking_uri)
+            store.ensure_reachable()  # fail in seconds, not after MLflow's retries
+        model = resolve_model(model_uri, store)
+        forecaster = open_model(model, model_uri)
+    with clock.stage("load"):
+        prices, failures = fetch_each(data, "the forecast", forecaster.window, "one input window")
+    with clock.stage("forecast"):
+        table = forecast(forecaster, model, prices, data.calendars)
+    with clock.stage("write"):
+        path = write(table, output)
+        publish_forecasts(table, path)
     intervals = "with" if forecaster.quantile_levels else "without"
     print(
         f"wrote {len(table)} forecasts {intervals} 80%/95% intervals to {path} "
@@ -88,4 +94,5 @@ def forecast_flow(
         "run_id": model.run_id,
         "model_uri": model_uri,
         "failed": describe_failures(failures),
+        "timings": clock.rounded(),  # seconds per stage
     }

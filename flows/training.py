@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from flows import runners
 from flows.artifacts import publish_training_summary
 from flows.fetching import fetch_each
+from flows.timings import Stopwatch
 from lstm_pipeline import data, features, gate, pipeline, provenance, registry
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import describe_failures
@@ -52,55 +53,68 @@ register_and_gate = _as_task(registry.register_and_gate)
 def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     """Train on cfg.data's tickers, log the run, judge against the champion, register."""
     t = cfg.tracking
+    clock = Stopwatch()
     store = Store.open(t.tracking_uri)
     # an absent device or a dead tracking server fails the job now, before any fetch or run
     make_runtime(cfg.train, cfg.model.hidden_size)
     store.ensure_reachable(t.experiment)
-    needed = features.rows_needed(cfg.features)
-    purpose = features.split_purpose(cfg.features)
-    prices, failures = fetch_each(cfg.data, "training", needed, purpose)
-    windows = build_window_sets(prices, cfg.features)
-    data_tags = pipeline.data_summary(prices, failures)
-    owner = owner_of_new_run(store, t.experiment, t.model_name)  # this process ends the run
-    run = start_run(
-        store,
-        t.experiment,
-        provenance.run_name(cfg, date.today().isoformat()),
-        provenance.run_params(cfg),
-        provenance.run_tags(cfg, data_tags) | owner,
-    )
+    with clock.stage("load"):
+        needed = features.rows_needed(cfg.features)
+        purpose = features.split_purpose(cfg.features)
+        prices, failures = fetch_each(cfg.data, "training", needed, purpose)
+    with clock.stage("windows"):
+        windows = build_window_sets(prices, cfg.features)
+        data_tags = pipeline.data_summary(prices, failures)
+    with clock.stage("tracking"):
+        owner = owner_of_new_run(store, t.experiment, t.model_name)  # this process ends the run
+        run = start_run(
+            store,
+            t.experiment,
+            provenance.run_name(cfg, date.today().isoformat()),
+            provenance.run_params(cfg),
+            provenance.run_tags(cfg, data_tags) | owner,
+        )
     with run.closing():
-        frame, source = pipeline.training_frame(prices), data.source_location(cfg.data)
-        log_dataset(run, frame, data_tags["data.sha256"], source, "training")
+        with clock.stage("tracking"):
+            frame, source = pipeline.training_frame(prices), data.source_location(cfg.data)
+            log_dataset(run, frame, data_tags["data.sha256"], source, "training")
 
         def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
             run.log_metrics(metrics, step=epoch)
 
-        result = train_model(windows, cfg, on_epoch_end=log_epoch)
+        with clock.stage("calibration"):
+            result = train_model(windows, cfg, on_epoch_end=log_epoch)
+        # train_model less its epochs: setting up the fit and calibrating it
+        clock.add("calibration", -result.epochs_seconds)
+        clock.add("epochs", result.epochs_seconds)
         run.set_tags(
             {"device": result.device, "precision": result.precision, "threads": str(result.threads)}
         )
-        report = run_report(cfg, result, windows, prices, data_tags, run.run_id)
-        log_report(run, *report)
+        with clock.stage("evaluation"):
+            report = run_report(cfg, result, windows, prices, data_tags, run.run_id)
+        with clock.stage("tracking"):
+            log_report(run, *report)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "model.onnx"
             cutoff = data_tags["data.cutoff"]
-            onnx_path, example = export_model(result, windows, path, run.run_id, cutoff)
+            with clock.stage("export"):
+                onnx_path, example = export_model(result, windows, path, run.run_id, cutoff)
             # judged before anything is registered
             intervals = gate.IntervalScores.from_metrics(report.metrics)
-            decision = judge(
-                store, t.model_name, onnx_path, windows["val"], t.promotion_margin, intervals
-            )
-            version, promotion = register_and_gate(
-                run,
-                t.model_name,
-                onnx_path,
-                example,
-                decision,
-                report.model_card,
-                windows["val"],
-                t.promotion_margin,
-            )
+            with clock.stage("gate"):
+                decision = judge(
+                    store, t.model_name, onnx_path, windows["val"], t.promotion_margin, intervals
+                )
+                version, promotion = register_and_gate(
+                    run,
+                    t.model_name,
+                    onnx_path,
+                    example,
+                    decision,
+                    report.model_card,
+                    windows["val"],
+                    t.promotion_margin,
+                )
     print(promotion.reason)
     publish_training_summary(
         run, t.model_name, version, report.metrics, promotion.promoted, promotion.reason
@@ -115,6 +129,7 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
         "gate": promotion.gate,  # gate.compared false: the champion could not be scored
         "metrics": {k: _plain(v) for k, v in report.metrics.items()},
         "skipped": describe_failures(failures),  # tickers trained without, with the reason
+        "timings": clock.rounded(),  # seconds per stage
     }
 
 

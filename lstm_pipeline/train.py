@@ -68,6 +68,7 @@ class FitResult:
     best_epoch: int = 0
     stopped_epoch: int = 0
     train_windows_per_s: float = 0.0
+    epochs_seconds: float = 0.0  # wall time of the epoch loop: training, validation, callbacks
     device: str = "cpu"
     precision: str = "fp32"
     threads: int = 1  # torch CPU threads in use
@@ -172,6 +173,7 @@ def fit(
     )
     best_state = copy.deepcopy(model.state_dict())
     train_seconds, windows_trained = 0.0, 0
+    loop_started = time.perf_counter()
     for epoch in range(1, cfg.max_epochs + 1):
         # a float32 tensor when graph-captured: 7 significant digits is all it holds
         lr = float(f"{float(optimizer.param_groups[0]['lr']):.7g}")
@@ -212,6 +214,7 @@ def fit(
             break
         if scheduler is not None:
             scheduler.step(val_loss)
+    result.epochs_seconds = time.perf_counter() - loop_started
     model.load_state_dict(best_state)
     model.eval()
     result.best_epoch = stopper.best_epoch

@@ -66,6 +66,11 @@ def test_train_flow_logs_a_complete_run_and_registers_the_onnx_model(prefect_har
     holder = client.get_model_version_by_alias("lstm-forecaster", result["alias"])
     assert str(holder.version) == result["model_version"]
     assert run.data.tags["promotion"] == result["reason"]
+    stages = {"load", "windows", "tracking", "epochs", "calibration", "evaluation", "export"}
+    stages.add("gate")
+    assert set(result["timings"]) == stages and min(result["timings"].values()) >= 0
+    epochs = sum(m.value for m in client.get_metric_history(run.info.run_id, "epoch_seconds"))
+    assert result["timings"]["epochs"] >= epochs  # the loop times its epochs and validations
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -80,6 +85,7 @@ def test_forecast_flow_writes_one_row_per_ticker_and_horizon(
     output = tmp_path / f"out/forecasts{suffix}"
     result = forecast_flow(tiny_cfg.data, uri, str(output), tiny_cfg.tracking.tracking_uri)
     assert result["output"] == str(output) and result["rows"] == 2 * 3
+    assert set(result["timings"]) == {"model", "load", "forecast", "write"}
     table = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
     every_quantile = [f"quantile_{level:g}" for level in DEFAULT_QUANTILES]  # a parquet file's
     assert list(table.columns) == [*FORECAST_COLUMNS, *(every_quantile if suffix != ".csv" else [])]
