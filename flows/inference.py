@@ -76,7 +76,8 @@ def forecast_flow(
         model = resolve_model(model_uri, store)
         forecaster = open_model(model, model_uri)
     with clock.stage("load"):
-        prices, failures = fetch_each(data, "the forecast", forecaster.window, "one input window")
+        window = forecaster.window  # the last window is all a forecast reads
+        prices, failures = fetch_each(data, "the forecast", window, "one input window", window)
     with clock.stage("forecast"):
         table = forecast(forecaster, model, prices, data.calendars)
     with clock.stage("write"):

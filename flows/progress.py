@@ -31,13 +31,19 @@ if TYPE_CHECKING:  # the CLI configures its logging before prefect is imported
 log = logging.getLogger(__name__)
 
 
-def wait_counting(futures: Sequence[PrefectFuture[Any]], label: str) -> None:
-    """Wait for every future; on a terminal a bar counts them off as they finish."""
+def wait_counting(
+    futures: Sequence[PrefectFuture[Any]], label: str, sizes: Sequence[int] | None = None
+) -> None:
+    """Wait for every future; on a terminal a bar counts them off as they finish, each as
+    `sizes[i]` items (a batch of tickers) when given, else as one."""
     from prefect.futures import as_completed
 
-    for done, _ in enumerate(as_completed(list(futures)), start=1):
-        progress = {"progress": (label, done, len(futures)), "bar_only": True}
-        log.info("%d of %d %s done", done, len(futures), label, extra=progress)
+    weight = dict(zip(map(id, futures), sizes or [1] * len(futures), strict=True))
+    done, total = 0, sum(weight.values())
+    for future in as_completed(list(futures)):
+        done += weight[id(future)]
+        progress = {"progress": (label, done, total), "bar_only": True}
+        log.info("%d of %d %s done", done, total, label, extra=progress)
 
 
 def plain_lines() -> logging.Handler:

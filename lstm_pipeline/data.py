@@ -30,9 +30,9 @@ from lstm_pipeline.validate import (
     ADJ_CLOSE,
     FEATURES,
     PRICE_COLUMNS,
-    as_numbers,
     check_adjusted,
     day,
+    numeric_columns,
     require_columns,
     require_rows,
     validate_prices,
@@ -64,6 +64,28 @@ def load_prices(
         raw, origin = read_local(ticker, cfg)
         prices = check_bars(raw, ticker, origin, cfg).prices
     return select_dates(prices, ticker, cfg, min_rows, purpose)
+
+
+def load_many(
+    cfg: DataConfig,
+    min_rows: int = MIN_ROWS,
+    purpose: str = "a price series",
+    keep_last: int | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Exception]]:
+    """load_prices for each of cfg.tickers, a failure kept with its ticker instead of raised (one
+    bad file never costs the others): (prices, failures), both in cfg's order. With
+    `keep_last`, only each series' last rows are kept (a forecast needs one window, and 5,000
+    full histories would hold ~600 MB)."""
+    loaded: dict[str, pd.DataFrame] = {}
+    failures: dict[str, Exception] = {}
+    for ticker in cfg.tickers:
+        try:
+            prices = load_prices(ticker, cfg, min_rows, purpose)
+        except Exception as exc:  # any failure is this ticker's; the flow reports each
+            failures[ticker] = exc
+        else:
+            loaded[ticker] = prices if keep_last is None else prices.iloc[-keep_last:].copy()
+    return loaded, failures
 
 
 def select_dates(
@@ -139,11 +161,12 @@ def adjust_ohlc(raw: pd.DataFrame, where: str = "prices") -> pd.DataFrame:
     All four prices of a row share the factor, so High >= Open, Close >= Low still hold.
     """
     require_columns(raw, where)
-    frame = raw.loc[:, list(FEATURES)].apply(as_numbers).astype("float64")
-    if ADJ_CLOSE in raw.columns:
-        factor = as_numbers(raw[ADJ_CLOSE]) / frame["Close"]
-        frame[list(PRICE_COLUMNS)] = frame[list(PRICE_COLUMNS)].mul(factor, axis=0)
-    return frame
+    frame = numeric_columns(raw)  # FEATURES, and Adj Close when present
+    values = frame[list(FEATURES)].to_numpy(copy=True)
+    if ADJ_CLOSE in frame.columns:
+        factor = frame[ADJ_CLOSE].to_numpy() / frame["Close"].to_numpy()
+        values[:, : len(PRICE_COLUMNS)] *= factor[:, None]  # PRICE_COLUMNS lead FEATURES
+    return pd.DataFrame(values, index=frame.index, columns=list(FEATURES))
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,9 @@ def validate_prices(
         raw = raw.set_axis(pd.DatetimeIndex(raw.index).tz_localize(None))
     check_dates(raw.index, where)
     prices = drop_closed_rows(numeric_columns(raw), where)
-    for bad_rows, what in row_problems(prices):
-        refuse_first(prices, bad_rows, what, where)
+    if not rows_all_sound(prices):  # the rules again, one at a time, to name the first bad row
+        for bad_rows, what in row_problems(prices):
+            refuse_first(prices, bad_rows, what, where)
     if len(prices) < 2:
         raise DataValidationError(f"{where}: only {len(prices)} row(s) with prices")
     warn_about_gaps(prices.index, where, max_gap_days)
@@ -105,7 +106,15 @@ def validate_prices(
 def numeric_columns(raw: pd.DataFrame) -> pd.DataFrame:
     """FEATURES and, when present, Adj Close as float64; text becomes NaN (reported as such)."""
     columns = [*FEATURES, *([ADJ_CLOSE] if ADJ_CLOSE in raw.columns else [])]
+    if all(_plain_numbers(raw[c].dtype) for c in columns):  # the usual file: one numpy copy
+        values = raw[columns].to_numpy(dtype="float64")
+        return pd.DataFrame(values, index=raw.index, columns=columns)
     return raw.loc[:, columns].apply(as_numbers).astype("float64")  # apply: object when empty
+
+
+def _plain_numbers(dtype: Any) -> bool:
+    """Floats or integers as numpy holds them: no text, no booleans, no missing-value masks."""
+    return isinstance(dtype, np.dtype) and dtype.kind in "fiu"
 
 
 def as_numbers(column: pd.Series) -> pd.Series:
@@ -133,7 +142,7 @@ def check_dates(dates: pd.Index, where: str) -> None:
 
 def drop_closed_rows(prices: pd.DataFrame, where: str) -> pd.DataFrame:
     """Rows where every price is NaN dropped with a warning: yfinance emits them for closed days."""
-    closed = prices[price_columns(prices)].isna().all(axis=1)
+    closed = pd.Series(np.isnan(prices[price_columns(prices)].to_numpy()).all(axis=1), prices.index)
     if closed.any():
         log.warning(
             "%s: dropped %d row(s) without any price (market closed?), the first on %s",
@@ -149,6 +158,26 @@ def price_columns(prices: pd.DataFrame) -> list[str]:
 
 
 Describe = Callable[[pd.Series], str]  # the first bad row -> what is wrong with it
+
+
+def rows_all_sound(prices: pd.DataFrame) -> bool:
+    """True when no rule of row_problems finds a bad row: the same rules on one numpy array,
+    about 20x faster than row_problems' frames, which then run only to name a bad row."""
+    values = prices.to_numpy()
+    if not np.isfinite(values).all():  # NaN or infinity
+        return False
+    priced = prices[price_columns(prices)].to_numpy()
+    o, h, low, c, volume = (prices[name].to_numpy() for name in FEATURES)
+    within = (priced >= PRICE_MIN).all() and (priced <= PRICE_MAX).all()
+    top, bottom = np.maximum(o, c), np.minimum(o, c)
+    return bool(
+        within
+        and (volume >= 0).all()
+        and (volume <= VOLUME_MAX).all()
+        and (h >= low).all()
+        and (h >= top * (1 - HIGH_LOW_RTOL)).all()
+        and (low <= bottom * (1 + HIGH_LOW_RTOL)).all()
+    )
 
 
 def row_problems(prices: pd.DataFrame) -> list[tuple[pd.Series, Describe]]:
@@ -219,6 +248,9 @@ def refuse_first(prices: pd.DataFrame, bad_rows: pd.Series, what: Describe, wher
 
 def warn_about_gaps(dates: pd.Index, where: str, max_gap_days: int) -> None:
     """One warning when consecutive bars lie more than `max_gap_days` calendar days apart."""
+    steps = np.diff(dates.to_numpy())
+    if len(steps) == 0 or steps.max() <= np.timedelta64(max_gap_days, "D"):  # the usual series
+        return
     gaps = pd.Series(dates[1:] - dates[:-1], index=dates[1:]).dt.days
     long_gaps = gaps[gaps > max_gap_days]
     if not long_gaps.empty:
@@ -236,6 +268,8 @@ def warn_about_gaps(dates: pd.Index, where: str, max_gap_days: int) -> None:
 def warn_about_zero_volume(volume: pd.Series, where: str, min_run: int) -> None:
     """One warning when `min_run` or more consecutive bars have zero volume."""
     zero = volume.eq(0).to_numpy()
+    if zero.sum() < min_run:  # too few zeros for any run: the usual series
+        return
     run_id = np.cumsum(~zero)  # constant within each run of zeros
     lengths = pd.Series(run_id[zero]).value_counts()
     runs = lengths[lengths >= min_run]

@@ -51,7 +51,7 @@ def test_training_on_dask_fetches_on_the_workers_and_matches_threads(
     dask = on_runner(train_flow, address=dask_client.scheduler.address)(tiny_cfg)
     after = executed(dask_client)
     print(f"train: threads {middle - started:.1f} s, dask {time.perf_counter() - middle:.1f} s")
-    assert sum(after.values()) - sum(before.values()) == 2  # fetch-AAA, fetch-BBB
+    assert sum(after.values()) - sum(before.values()) == 1  # load-AAA..BBB: one batch of files
     assert dask["run_id"] != threads["run_id"] and dask["skipped"] == threads["skipped"] == {}
     for key in (*SCORES, "best_epoch", "stopped_epoch"):
         assert dask["metrics"][key] == pytest.approx(threads["metrics"][key], rel=1e-6), key
@@ -72,7 +72,7 @@ def test_tuning_on_dask_runs_trials_in_both_workers_and_matches_threads(
     dask = on_runner(tune_flow, address=address)(tiny_cfg, 3, 2, str(tmp_path / "d.yaml"))
     after = executed(dask_client)
     print(f"tune: threads {middle - started:.1f} s, dask {time.perf_counter() - middle:.1f} s")
-    assert sum(after.values()) - sum(before.values()) == 2 + 3  # two fetches, three trials
+    assert sum(after.values()) - sum(before.values()) == 1 + 3  # one batch of files, three trials
     assert all(after[w] > before[w] for w in after), (before, after)  # both workers worked
     assert dask["best_params"] == threads["best_params"]
     assert dask["best_trial"] == threads["best_trial"]

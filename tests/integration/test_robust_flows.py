@@ -1,5 +1,6 @@
 """Per-ticker failures against the failure ratio, and reuse of fetch results, under Prefect."""
 
+import asyncio
 import logging
 from datetime import date
 from pathlib import Path
@@ -125,3 +126,35 @@ def test_a_cache_that_cannot_be_written_fails_before_any_download(
     with pytest.raises(InputError, match=r"^cache .*a-file/c: cannot write in .*a-file \(Not a"):
         forecast_flow(cfg, str(tiny_onnx[0]), str(tmp_path / "f.csv"))
     assert fake_yahoo.calls == [] and not (tmp_path / "f.csv").exists()
+
+
+def test_local_files_load_in_batches_each_ticker_failing_alone(
+    prefect_harness, tiny_cfg, tiny_onnx, tmp_path, monkeypatch
+):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    import flows.fetching
+    from flows.inference import forecast_flow
+
+    monkeypatch.setattr(flows.fetching, "LOCAL_BATCH", 2)
+    folder = Path(tiny_cfg.data.data_dir or "")
+    for ticker in ("CCC", "DDD"):
+        (folder / f"{ticker}.csv").write_text((folder / "AAA.csv").read_text())
+    data = with_broken(tiny_cfg, "EEE").model_copy(
+        update={"tickers": ("DDD", "AAA", "EEE", "CCC", "BBB"), "max_failure_ratio": 0.5}
+    )
+    output = tmp_path / "f.csv"
+    state = forecast_flow(data, str(tiny_onnx[0]), str(output), return_state=True)
+    assert state.is_completed()
+    assert list(state.result()["failed"]) == ["EEE"]  # its batch-mate AAA was forecast
+    assert pd.read_csv(output)["ticker"].unique().tolist() == ["DDD", "AAA", "CCC", "BBB"]
+
+    async def task_run_names() -> list[str]:
+        async with get_client() as client:
+            flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            return sorted(r.name for r in await client.read_task_runs(flow_run_filter=flow_runs))
+
+    names = asyncio.run(task_run_names())
+    loads = [n for n in names if n.startswith("load-")]
+    assert loads == ["load-BBB", "load-DDD..AAA", "load-EEE..CCC"]  # batches of 2, in order

@@ -48,3 +48,16 @@ def test_missing_file_is_an_input_error_naming_it(tmp_path: Path):
 @pytest.mark.parametrize("good", ["AAPL", "brk-b", "^GSPC", "EURUSD=X", "RDS.A"])
 def test_valid_tickers_are_upper_cased(good: str):
     assert data.validate_ticker(good) == good.upper()
+
+
+def test_load_many_keeps_each_failure_with_its_ticker_and_the_last_rows_asked_for(csv_dir):
+    (csv_dir / "BAD.csv").write_text("Date,Open,High,Low,Close,Volume\n2020-01-01,1,2,0.5,1,-5\n")
+    cfg = DataConfig(source="csv", data_dir=str(csv_dir), tickers=("BBB", "BAD", "NOPE", "AAA"))
+    loaded, failed = data.load_many(cfg, min_rows=30, purpose="a test", keep_last=7)
+    assert list(loaded) == ["BBB", "AAA"] and list(failed) == ["BAD", "NOPE"]
+    assert "negative Volume -5 on 2020-01-01" in str(failed["BAD"])
+    assert "NOPE: file" in str(failed["NOPE"]) and "not found" in str(failed["NOPE"])
+    full = data.load_prices("AAA", cfg, 30, "a test")
+    pd.testing.assert_frame_equal(loaded["AAA"], full.iloc[-7:])
+    everything, _ = data.load_many(cfg.model_copy(update={"tickers": ("AAA",)}))
+    pd.testing.assert_frame_equal(everything["AAA"], full)

@@ -7,11 +7,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstm_pipeline import data
 from lstm_pipeline.config import SAMPLE_TICKERS, DataConfig
 from lstm_pipeline.errors import DataValidationError, InputError
-from lstm_pipeline.validate import validate_prices
+from lstm_pipeline.validate import (
+    ADJ_CLOSE,
+    FEATURES,
+    row_problems,
+    rows_all_sound,
+    validate_prices,
+)
 from tests.synthetic import make_prices
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
@@ -165,3 +173,22 @@ def test_invalid_tickers_never_reach_a_path(bad: str, tmp_path: Path):
 
 def test_config_upper_cases_and_dedupes_tickers():
     assert DataConfig(tickers=("aapl", "MSFT", "AAPL")).tickers == ("AAPL", "MSFT")
+
+
+_CELL = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.sampled_from([0.0, -1.0, 1e-13, 1e-12, 1e15, 2e15, 1e18, 2e18, 10.0, 10.000001]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.lists(_CELL, min_size=6, max_size=6), min_size=1, max_size=6))
+def test_the_fast_all_sound_check_agrees_with_every_rule(rows):
+    prices = pd.DataFrame(
+        rows, columns=[*FEATURES, ADJ_CLOSE], index=pd.date_range("2024-01-01", periods=len(rows))
+    )
+    flagged = any(bad.any() for bad, _ in row_problems(prices))
+    assert rows_all_sound(prices) is not flagged
+    assert rows_all_sound(prices.drop(columns=ADJ_CLOSE)) is not any(
+        bad.any() for bad, _ in row_problems(prices.drop(columns=ADJ_CLOSE))
+    )
