@@ -82,7 +82,7 @@ def test_an_adjustment_out_of_bounds_is_refused_naming_the_adjusted_column(
     tmp_path_factory, close, open_, adj_close, row
 ):
     """Raw bars in bounds whose Adj Close / Close factor takes Open or Low out of them."""
-    assume(not PRICE_MIN <= open_ * adj_close / close <= PRICE_MAX)
+    assume(not PRICE_MIN <= open_ * (adj_close / close) <= PRICE_MAX)  # as adjust_ohlc does it
     frame = make_prices(30)
     bar = {"Open": open_, "High": open_, "Low": close, "Close": close, "Adj Close": adj_close}
     frame = frame.astype({c: float for c in bar})
