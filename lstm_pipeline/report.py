@@ -72,7 +72,8 @@ def model_card(
         "|---|---|---|---|---|---|",
         *(_score_row(split, metrics) for split in ("val", "test")),
         "",
-        f"Per ticker and horizon: `metrics/test_by_ticker_horizon.csv`. {_verdict(metrics)}",
+        "Per ticker: `metrics/test_by_ticker.csv`; per ticker and horizon: "
+        f"`metrics/test_by_ticker_horizon.csv`. {_verdict(metrics)}",
         *interval_table(metrics),
         "",
         "## Limitations",
