@@ -226,7 +226,7 @@ def scores_by_ticker(test: WindowSet, evaluation: Evaluation) -> list[dict[str, 
     for row in rows:
         if mine := by_horizon.get(str(row["ticker"])):
             # every horizon has the same windows: the mean over horizons is the pooled figure
-            pooled = {k: float(np.mean([float(r[k]) for r in mine])) for k in INTERVAL_COLUMNS}
+            pooled = {k: sum(float(r[k]) for r in mine) / len(mine) for k in INTERVAL_COLUMNS}
             row |= pooled | {"crpss_rw": 1 - error_ratio(pooled["crps"], pooled["rw_crps"])}
     return rows
 
