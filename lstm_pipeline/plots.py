@@ -55,9 +55,10 @@ def actual_vs_forecast(
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     axes[0].legend(fontsize=8)
     span = f"Last {last_days} trading days of the test span" if last_days else "Test span"
+    chosen_by = ", chosen by their test MASE" if len(chosen) < len(tickers) else ""
     fig.suptitle(
-        f"{span}: actual vs 1-day forecast, {len(chosen)} of {len(tickers)} tickers, chosen by "
-        f"their test MASE (all horizons {test_mase:.3f})"
+        f"{span}: actual vs 1-day forecast, {len(chosen)} of {len(tickers)} tickers{chosen_by} "
+        f"(test MASE all horizons {test_mase:.3f})"
     )
     return fig
 

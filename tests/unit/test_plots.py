@@ -62,8 +62,7 @@ def test_actual_vs_forecast_draws_each_day_against_the_forecast_made_the_day_bef
     assert len(fig.axes) == 4  # three panels in two columns; the fourth is hidden
     assert [ax.get_visible() for ax in fig.axes] == [True, True, True, False]
     assert fig.get_suptitle() == (
-        "Test span: actual vs 1-day forecast, 3 of 3 tickers, chosen by their test MASE (all "
-        "horizons 0.987)"
+        "Test span: actual vs 1-day forecast, 3 of 3 tickers (test MASE all horizons 0.987)"
     )
     for ax, (ticker, why) in zip(fig.axes, chosen, strict=False):
         assert ax.get_title() == f"{ticker}: {why}"
