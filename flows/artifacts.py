@@ -27,10 +27,14 @@ def publish_training_summary(
     metrics: dict[str, float],
     promoted: bool,
     reason: str,
+    by_ticker: str = "",
 ) -> None:
-    """Scores beside naive, the promotion decision and a link to the MLflow run."""
+    """Scores beside naive, the promotion decision and a link to the MLflow run; with the
+    per-ticker CSV (`by_ticker`), its worst and best tickers (a bounded table)."""
     link = run.store.run_link(run.run_id)
     markdown = report.run_summary(model_name, version, metrics, promoted, reason, link)
+    if by_ticker:
+        markdown += "\n".join(report.ticker_extremes(by_ticker)) + "\n"
     create_markdown_artifact(
         markdown, key=TRAINING_KEY, description=f"{model_name} v{version}, MLflow run {run.run_id}"
     )

@@ -117,7 +117,13 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
                 )
     print(promotion.reason)
     publish_training_summary(
-        run, t.model_name, version, report.metrics, promotion.promoted, promotion.reason
+        run,
+        t.model_name,
+        version,
+        report.metrics,
+        promotion.promoted,
+        promotion.reason,
+        report.texts["metrics/test_by_ticker.csv"],
     )
     return {
         "run_id": run.run_id,

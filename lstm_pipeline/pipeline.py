@@ -21,10 +21,11 @@ from lstm_pipeline.calibrate import fit_calibration
 from lstm_pipeline.config import DEFAULT_QUANTILES, PipelineConfig
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import TrainingDivergedError, one_line
-from lstm_pipeline.evaluate import score_forecasts, scores_by_ticker_horizon
+from lstm_pipeline.evaluate import error_ratio, score_forecasts, scores_by_ticker_horizon
 from lstm_pipeline.export import export_onnx
 from lstm_pipeline.features import SPLITS, WindowSet
 from lstm_pipeline.intervals import (
+    INTERVAL_COLUMNS,
     drift_scores,
     interval_scores_by_ticker_horizon,
     observed_levels,
@@ -37,6 +38,7 @@ from lstm_pipeline.validate import day as _day
 EXPORT_BATCH = 1000  # windows in the export sample: parity is checked at batch 1 and this
 ZOOM_DAYS = 120  # the zoomed actual-vs-forecast plot: recent enough to see daily gaps
 FAN_TICKERS = 4  # fan-chart panels, however many tickers were trained
+FORECAST_TICKERS = 6  # actual-vs-forecast panels: the whole six-ticker sample, else a chosen six
 MAX_TAG_CHARS = 8000  # MLflow's limit on a tag value
 _ONE_FIT_AT_A_TIME = threading.Lock()  # see train_model
 
@@ -169,16 +171,19 @@ def evaluate_model(
 def evaluation_figures(
     result: FitResult, windows: dict[str, WindowSet], evaluation: Evaluation
 ) -> dict[str, Figure]:
-    """The run's PNGs by artifact name; fan charts and a reliability diagram with quantiles."""
+    """The run's PNGs by artifact name; fan charts and a reliability diagram with quantiles.
+    Each draws a bounded, chosen set of tickers: its size does not grow with the universe."""
     test = windows["test"]
     forecast, actual, last_close, quantiles = evaluation.test
     series = (test.tickers, test.ticker_ids, test.as_of, actual, forecast)
     mase = evaluation.metrics["test_mase"]
+    by_ticker = {str(row["ticker"]): row for row in scores_by_ticker(test, evaluation)}
+    shown = plots.forecast_tickers(by_ticker, limit=FORECAST_TICKERS)
     figures = {
         "plots/loss_curve.png": plots.loss_curve(result.history, result.best_epoch),
-        "plots/actual_vs_forecast.png": plots.actual_vs_forecast(*series, mase),
+        "plots/actual_vs_forecast.png": plots.actual_vs_forecast(shown, *series, mase),
         f"plots/actual_vs_forecast_last{ZOOM_DAYS}.png": plots.actual_vs_forecast(
-            *series, mase, last_days=ZOOM_DAYS
+            shown, *series, mase, last_days=ZOOM_DAYS
         ),
         "plots/residuals.png": plots.residual_histogram(forecast, actual, last_close),
     }
@@ -197,6 +202,33 @@ def evaluation_figures(
             levels, reliability_series(evaluation, levels)
         )
     return figures
+
+
+def scores_by_ticker(test: WindowSet, evaluation: Evaluation) -> list[dict[str, float | int | str]]:
+    """One row per ticker, every horizon pooled: windows, MAE beside the naive MAE and MASE; with
+    intervals also the 80% / 95% coverage and the CRPS (bp) beside rw's, with the skill."""
+    forecast, actual, last_close, _ = evaluation.test
+    counts = np.bincount(test.ticker_ids, minlength=len(test.tickers))
+
+    def mean_by_ticker(errors: np.ndarray) -> np.ndarray:  # [N, H] -> [T]
+        sums = np.bincount(test.ticker_ids, weights=errors.mean(axis=1), minlength=len(counts))
+        return np.divide(sums, counts, out=np.full(len(counts), np.nan), where=counts > 0)
+
+    mae = mean_by_ticker(np.abs(forecast - actual)).tolist()
+    naive = mean_by_ticker(np.abs(last_close[:, None] - actual)).tolist()
+    rows: list[dict[str, float | int | str]] = [
+        {"ticker": t, "windows": int(n), "mae": m, "naive_mae": nm, "mase": error_ratio(m, nm)}
+        for t, n, m, nm in zip(test.tickers, counts.tolist(), mae, naive, strict=True)
+    ]
+    by_horizon: dict[str, list[dict[str, float | int | str]]] = {}
+    for interval_row in evaluation.test_interval_rows:  # none for a point model
+        by_horizon.setdefault(str(interval_row["ticker"]), []).append(interval_row)
+    for row in rows:
+        if mine := by_horizon.get(str(row["ticker"])):
+            # every horizon has the same windows: the mean over horizons is the pooled figure
+            pooled = {k: sum(float(r[k]) for r in mine) / len(mine) for k in INTERVAL_COLUMNS}
+            row |= pooled | {"crpss_rw": 1 - error_ratio(pooled["crps"], pooled["rw_crps"])}
+    return rows
 
 
 def reliability_series(evaluation: Evaluation, levels: tuple[float, ...]) -> dict[str, np.ndarray]:
@@ -236,7 +268,8 @@ def evaluation_texts(
     data_tags: dict[str, str],
     run_id: str,
 ) -> dict[str, str]:
-    """The run's text artifacts by name: config, per ticker x horizon scores, model card."""
+    """The run's text artifacts by name: config, scores per ticker x horizon and per ticker,
+    model card."""
     test = windows["test"]
     forecast, actual, last_close, _ = evaluation.test
     rows = scores_by_ticker_horizon(forecast, actual, last_close, test.ticker_ids, test.tickers)
@@ -245,6 +278,7 @@ def evaluation_texts(
     return {
         "config.yaml": report.config_yaml(cfg),
         "metrics/test_by_ticker_horizon.csv": report.table_csv(rows),
+        "metrics/test_by_ticker.csv": report.table_csv(scores_by_ticker(test, evaluation)),
         "model_card.md": report.model_card(cfg, data_tags, evaluation.metrics, run_id),
     }
 

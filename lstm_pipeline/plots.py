@@ -4,6 +4,7 @@ the reliability of the quantiles (test span)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, NamedTuple
 
 import matplotlib
 
@@ -28,6 +29,7 @@ def loss_curve(history: list[dict[str, float]], best_epoch: int) -> Figure:
 
 
 def actual_vs_forecast(
+    chosen: Sequence[tuple[str, str]],
     tickers: tuple[str, ...],
     ticker_ids: np.ndarray,
     as_of: np.ndarray,
@@ -36,32 +38,58 @@ def actual_vs_forecast(
     test_mase: float,
     last_days: int | None = None,
 ) -> Figure:
-    """Next-day close vs the model's 1-day forecast over the test span, one panel per ticker.
+    """Next-day close vs the model's 1-day forecast over the test span, one panel per chosen
+    ticker (e.g. from `forecast_tickers`), its title saying why it was chosen.
 
     Windows of a ticker are consecutive trading days, so window i's target day is window
     i + 1's last day: that is the date each point is drawn at. `last_days` zooms in on the
     span's end, where a daily gap between the two lines is visible at all.
     """
-    cols = min(len(tickers), 2)
-    rows = -(-len(tickers) // cols)
-    fig = Figure(figsize=(6 * cols, 3 * rows))
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    for i, (ax, ticker) in enumerate(zip(axes, tickers, strict=False)):
-        mask = ticker_ids == i
-        keep = slice(-last_days if last_days else None, None)
-        dates = as_of[mask][1:][keep]
-        style = {"linewidth": 1, "marker": "." if last_days else None, "markersize": 3}
-        ax.plot(dates, actual[mask][:-1, 0][keep], label="actual close", **style)
-        ax.plot(dates, forecast[mask][:-1, 0][keep], label="forecast (h=1)", alpha=0.8, **style)
-        ax.set_title(ticker)
+    fig, axes = _panels(chosen, height=3.2)
+    style = {"linewidth": 1, "marker": "." if last_days else None, "markersize": 3}
+    for ax, (ticker, why) in zip(axes, chosen, strict=False):
+        drawn, dates = _drawn_windows(ticker, tickers, ticker_ids, as_of, last_days)
+        ax.plot(dates, actual[drawn, 0], label="actual close", **style)
+        ax.plot(dates, forecast[drawn, 0], label="forecast (h=1)", alpha=0.8, **style)
+        ax.set_title(f"{ticker}: {why}", fontsize=9)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-    for ax in axes[len(tickers) :]:
-        ax.set_visible(False)
     axes[0].legend(fontsize=8)
-    span = f"last {last_days} trading days of the test span" if last_days else "Test span"
-    fig.suptitle(f"{span}: actual vs 1-day forecast (test MASE all horizons {test_mase:.3f})")
-    fig.tight_layout()
+    span = f"Last {last_days} trading days of the test span" if last_days else "Test span"
+    chosen_by = ", chosen by their test MASE" if len(chosen) < len(tickers) else ""
+    fig.suptitle(
+        f"{span}: actual vs 1-day forecast, {len(chosen)} of {len(tickers)} tickers{chosen_by} "
+        f"(test MASE all horizons {test_mase:.3f})"
+    )
     return fig
+
+
+def _panels(chosen: Sequence[tuple[str, str]], height: float) -> tuple[Figure, np.ndarray]:
+    """A figure of one panel per chosen ticker, two columns, its unused last panel hidden; at
+    most PANELS_MAX panels, so the PNG's size does not grow with the tickers trained."""
+    if not 0 < len(chosen) <= PANELS_MAX:
+        raise ValueError(f"{len(chosen)} panels; choose 1 to {PANELS_MAX} tickers")
+    cols = min(len(chosen), 2)
+    rows = -(-len(chosen) // cols)
+    fig = Figure(figsize=(6 * cols, height * rows + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes[len(chosen) :]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _drawn_windows(
+    ticker: str,
+    tickers: tuple[str, ...],
+    ticker_ids: np.ndarray,
+    as_of: np.ndarray,
+    last_days: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A ticker's windows whose 1-day target is drawn (the last `last_days`, else all), and
+    their target days: window i's target day is window i + 1's last day, so a ticker's last
+    window, whose target lies past the span, is not drawn."""
+    windows = np.flatnonzero(ticker_ids == tickers.index(ticker))
+    keep = slice(-last_days if last_days else None, None)
+    return windows[:-1][keep], as_of[windows[1:]][keep]
 
 
 def residual_histogram(forecast: np.ndarray, actual: np.ndarray, last_close: np.ndarray) -> Figure:
@@ -76,9 +104,12 @@ def residual_histogram(forecast: np.ndarray, actual: np.ndarray, last_close: np.
     for ax, k in zip(axes, horizons, strict=True):
         model = 100 * (forecast[:, k] / actual[:, k] - 1)
         naive = 100 * (last_close / actual[:, k] - 1)
-        bins = np.histogram_bin_edges(np.concatenate([model, naive]), bins=50)
-        ax.hist(naive, bins=bins, alpha=0.5, label=f"naive (MAE {np.abs(naive).mean():.2f}%)")
-        ax.hist(model, bins=bins, alpha=0.6, label=f"model (MAE {np.abs(model).mean():.2f}%)")
+        # 50 equal bins over both: numpy's linear-time path (no sort), drawn as 2 patches
+        span = (min(model.min(), naive.min()), max(model.max(), naive.max()))
+        for name, errors, alpha in (("naive", naive, 0.5), ("model", model, 0.6)):
+            counts, edges = np.histogram(errors, bins=50, range=span)
+            label = f"{name} (MAE {np.abs(errors).mean():.2f}%)"
+            ax.stairs(counts, edges, fill=True, alpha=alpha, label=label)
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.set(xlabel="forecast - actual, % of actual", ylabel="windows", title=f"h={k + 1}")
         ax.legend(fontsize=8)
@@ -87,46 +118,101 @@ def residual_histogram(forecast: np.ndarray, actual: np.ndarray, last_close: np.
     return fig
 
 
-# Fan charts draw a chosen few tickers, so the PNG stays small however many were trained.
-FAN_PANELS_MAX = 8
+# Figures with a panel per ticker draw a chosen few, so the PNG stays small however many tickers
+# were trained; the per-ticker detail is in the run's tables.
+PANELS_MAX = 8
 BANDS = {"95%": (0.025, 0.975), "80%": (0.1, 0.9)}  # interval name -> its quantile levels
+Rank = Literal["worst", "median", "best"]
+PerTicker = Mapping[str, Mapping[str, float | int | str]]  # ticker -> its scores by name
 
 
-def fan_tickers(
-    per_ticker: Mapping[str, Mapping[str, float]], limit: int = 4
+class Criterion(NamedTuple):
+    """A per-ticker score to choose by: `key` in each ticker's scores, the `goodness` of its
+    value (higher is better), how a reason prints the value, and the words for its two ends."""
+
+    name: str
+    key: str
+    goodness: Callable[[float], float]
+    fmt: str = ".3f"
+    ends: tuple[str, str] = ("worst", "best")
+
+    def says(self, rank: Rank, stats: Mapping[str, float | int | str]) -> str:
+        """e.g. "worst MASE 1.124": why a ticker at `rank` is shown, with its figure."""
+        word = {"worst": self.ends[0], "median": "median", "best": self.ends[1]}[rank]
+        return f"{word} {self.figure(stats)}"
+
+    def figure(self, stats: Mapping[str, float | int | str]) -> str:
+        return f"{self.name} {float(stats[self.key]):{self.fmt}}"
+
+
+MASE = Criterion("MASE", "mase", lambda v: -v)
+MAE = Criterion("MAE", "mae", lambda v: -v, ".4g", ends=("largest", "smallest"))
+COVERAGE_80 = Criterion("80% coverage", "coverage_80", lambda v: -abs(v - 0.8), ".1%")
+CRPSS_RW = Criterion("CRPS skill vs rw", "crpss_rw", lambda v: v, "+.1%")
+WINDOWS = Criterion("windows", "windows", lambda v: v, ".0f", ends=("fewest", "most"))
+# what each figure's panels show: the extremes first (they say most), then a typical ticker
+FORECAST_PICKS: tuple[tuple[Rank, Criterion], ...] = (
+    ("worst", MASE),
+    ("best", MASE),
+    ("median", MASE),
+    ("worst", MAE),
+)
+FAN_PICKS: tuple[tuple[Rank, Criterion], ...] = (
+    ("worst", COVERAGE_80),
+    ("worst", CRPSS_RW),
+    ("best", COVERAGE_80),
+    ("best", CRPSS_RW),
+)
+
+
+def choose_tickers(
+    per_ticker: PerTicker,
+    picks: Sequence[tuple[Rank, Criterion]],
+    limit: int,
+    fill: Criterion = WINDOWS,
 ) -> list[tuple[str, str]]:
-    """A bounded set of (ticker, why it is shown): all tickers when they fit, else the extremes.
+    """A bounded set of (ticker, why it is shown, with its figure): every ticker when they fit,
+    else each pick in order, topped up with the best by `fill` (most windows).
 
-    Beyond `limit` tickers: the worst and best by 80% coverage error (|coverage_80 - 0.8|) and
-    by CRPS skill against rw (`crpss_rw`), worst first (they say most), topped up with the
-    tickers of most `windows`. A ticker that is several extremes is shown once, with every
-    reason. NaN scores take no extreme; ties go to the first ticker by name.
+    A ticker that is several picks is shown once, with every reason. A non-finite score takes
+    no pick; ties go to the first ticker by name, at either end; of an even count's two middle
+    tickers, the median is the worse.
     """
     if len(per_ticker) <= limit:
-        return [(ticker, f"all {len(per_ticker)} tickers") for ticker in per_ticker]
+        criteria = dict.fromkeys(criterion for _, criterion in picks)  # once each, in order
+        return [
+            (ticker, ", ".join(c.figure(stats) for c in criteria))
+            for ticker, stats in per_ticker.items()
+        ]
     reasons: dict[str, list[str]] = {}
-    extremes = (
-        ("80% coverage", lambda s: -abs(s["coverage_80"] - 0.8)),
-        ("CRPS skill vs rw", lambda s: s["crpss_rw"]),
-    )
-    for worst_or_best in ("worst", "best"):
-        for name, goodness in extremes:
-            ranked = _ranked(per_ticker, goodness)
-            if ranked:
-                pick = ranked[0] if worst_or_best == "worst" else ranked[-1]
-                reasons.setdefault(pick, []).append(f"{worst_or_best} {name}")
-    for ticker in _ranked(per_ticker, lambda s: -s["windows"]):
-        reasons.setdefault(ticker, ["most windows"])
+    for rank, criterion in picks:
+        ranked = _ranked(per_ticker, criterion, best_first=rank == "best")
+        if ranked:
+            pick = ranked[(len(ranked) - 1) // 2 if rank == "median" else 0]
+            reasons.setdefault(pick, []).append(criterion.says(rank, per_ticker[pick]))
+    for ticker in _ranked(per_ticker, fill, best_first=True):
+        reasons.setdefault(ticker, [fill.says("best", per_ticker[ticker])])
     return [(ticker, ", ".join(why)) for ticker, why in list(reasons.items())[:limit]]
 
 
-def _ranked(
-    per_ticker: Mapping[str, Mapping[str, float]], score: Callable[[Mapping[str, float]], float]
-) -> list[str]:
-    """Tickers with a finite score, lowest first; ties by name."""
-    scored = [(score(stats), ticker) for ticker, stats in per_ticker.items()]
+def _ranked(per_ticker: PerTicker, criterion: Criterion, best_first: bool) -> list[str]:
+    """Tickers with a finite score, worst (or best) first; ties by name."""
+    sign = -1 if best_first else 1
+    key, goodness = criterion.key, criterion.goodness
+    scored = [(sign * goodness(float(s[key])), t) for t, s in per_ticker.items()]
     # NaN is dropped before sorting: it compares false with everything and would scramble it
     return [ticker for _, ticker in sorted(pair for pair in scored if np.isfinite(pair[0]))]
+
+
+def forecast_tickers(per_ticker: PerTicker, limit: int) -> list[tuple[str, str]]:
+    """The actual-vs-forecast panels: the worst, best and median by MASE and the largest MAE."""
+    return choose_tickers(per_ticker, FORECAST_PICKS, limit)
+
+
+def fan_tickers(per_ticker: PerTicker, limit: int = 4) -> list[tuple[str, str]]:
+    """The fan chart's panels: the worst, then the best, by 80% coverage error
+    (|coverage_80 - 0.8|) and by CRPS skill against rw (`crpss_rw`)."""
+    return choose_tickers(per_ticker, FAN_PICKS, limit)
 
 
 def fan_chart(
@@ -144,23 +230,16 @@ def fan_chart(
     Dates follow `actual_vs_forecast`: window i's target day is window i + 1's last day.
 
     Args:
-        chosen: (ticker, why) pairs, e.g. from `fan_tickers`; at most FAN_PANELS_MAX.
+        chosen: (ticker, why) pairs, e.g. from `fan_tickers`; at most PANELS_MAX.
         actual: [N, H] prices; quantiles: [N, H, Q] prices at `levels` (sorted, Q of them).
     """
-    if not 0 < len(chosen) <= FAN_PANELS_MAX:
-        raise ValueError(f"{len(chosen)} fan panels; choose 1 to {FAN_PANELS_MAX}")
     needed = (0.5, *(level for band in BANDS.values() for level in band))
     columns = {level: _level_column(levels, level) for level in needed}
-    cols = min(len(chosen), 2)
-    rows = -(-len(chosen) // cols)
-    fig = Figure(figsize=(6 * cols, 3.2 * rows + 0.5), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig, axes = _panels(chosen, height=3.2)
     for ax, (ticker, why) in zip(axes, chosen, strict=False):
-        mask = ticker_ids == tickers.index(ticker)
-        keep = slice(-last_days, None)
-        dates = as_of[mask][1:][keep]
-        truth = actual[mask][:-1, 0][keep]
-        fan = quantiles[mask][:-1, 0, :][keep]  # [days, Q]
+        drawn, dates = _drawn_windows(ticker, tickers, ticker_ids, as_of, last_days)
+        truth = actual[drawn, 0]
+        fan = quantiles[drawn, 0, :]  # [days, Q]
         covered = {}
         for (name, (lo, hi)), alpha in zip(BANDS.items(), (0.2, 0.35), strict=True):
             low, high = fan[:, columns[lo]], fan[:, columns[hi]]
@@ -174,8 +253,6 @@ def fan_chart(
         )
         ax.set_title(f"{ticker}: {why}\n{inside}", fontsize=9)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-    for ax in axes[len(chosen) :]:
-        ax.set_visible(False)
     # below the panels, where it hides no data
     fig.legend(
         *axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize=8

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
 import yaml
@@ -22,11 +23,14 @@ def config_yaml(cfg: PipelineConfig) -> str:
 
 
 def table_csv(rows: list[dict[str, Any]]) -> str:
-    """Rows of evaluate.scores_by_ticker_horizon (and any columns added to them, such as the
-    interval scores) as CSV text, floats to 6 significant digits."""
+    """Rows of evaluate.scores_by_ticker_horizon or pipeline.scores_by_ticker (and any columns
+    added to them, such as the interval scores) as CSV text, floats to 6 significant digits:
+    the TABLE_COLUMNS they have, in that order, then the others."""
     out = io.StringIO()
-    extra = [key for key in (rows[0] if rows else {}) if key not in TABLE_COLUMNS]
-    writer = csv.DictWriter(out, fieldnames=[*TABLE_COLUMNS, *extra], lineterminator="\n")
+    first = rows[0] if rows else dict.fromkeys(TABLE_COLUMNS)
+    columns = [key for key in TABLE_COLUMNS if key in first]
+    columns += [key for key in first if key not in TABLE_COLUMNS]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
@@ -68,7 +72,8 @@ def model_card(
         "|---|---|---|---|---|---|",
         *(_score_row(split, metrics) for split in ("val", "test")),
         "",
-        f"Per ticker and horizon: `metrics/test_by_ticker_horizon.csv`. {_verdict(metrics)}",
+        "Per ticker: `metrics/test_by_ticker.csv`; per ticker and horizon: "
+        f"`metrics/test_by_ticker_horizon.csv`. {_verdict(metrics)}",
         *interval_table(metrics),
         "",
         "## Limitations",
@@ -111,6 +116,57 @@ def run_summary(
         f"[The MLflow run]({run_link}): config, per-epoch curves, plots, model card.",
     ]
     return "\n".join(lines) + "\n"
+
+
+SUMMARY_TICKERS = 10  # the run summary's worst and best tickers each; the CSV holds all
+_TICKER_COLUMNS = {  # per-ticker CSV column -> (heading, format), in the summary's order
+    "windows": ("windows", ",.0f"),
+    "mae": ("MAE", ".4f"),
+    "naive_mae": ("naive MAE", ".4f"),
+    "mase": ("MASE", ".3f"),
+    "coverage_80": ("80% interval covers", ".1%"),
+    "crpss_rw": ("CRPS skill vs rw", "+.1%"),
+}
+
+
+def ticker_extremes(table: str, shown: int = SUMMARY_TICKERS) -> list[str]:
+    """Markdown lines from the per-ticker CSV (`metrics/test_by_ticker.csv`), bounded whatever
+    the number of tickers: all of them when they are at most 2 x `shown`, else the `shown`
+    worst and the `shown` best by test MASE (ties by name; a NaN MASE ranks neither)."""
+    rows = list(csv.DictReader(io.StringIO(table)))
+    if len(rows) <= 2 * shown:
+        worst_first = sorted(rows, key=lambda r: _by_mase(r, worst_first=True))
+        parts = [(f"## Tickers by test MASE, worst first (all {len(rows)})", worst_first)]
+    else:
+        scored = [r for r in rows if not math.isnan(float(r["mase"]))]
+        parts = [
+            (f"## The {shown} {end} of {len(rows)} tickers by test MASE", ranked[:shown])
+            for end, ranked in (
+                ("worst", sorted(scored, key=lambda r: _by_mase(r, worst_first=True))),
+                ("best", sorted(scored, key=lambda r: _by_mase(r, worst_first=False))),
+            )
+        ]
+    columns = [key for key in _TICKER_COLUMNS if rows and key in rows[0]]
+    heading = "| " + " | ".join(["ticker", *(_TICKER_COLUMNS[k][0] for k in columns)]) + " |"
+    lines = []
+    for title, part in parts:
+        lines += ["", title, "", heading, "|---" * (len(columns) + 1) + "|"]
+        for row in part:
+            cells = (f"{float(row[k]):{_TICKER_COLUMNS[k][1]}}" for k in columns)
+            lines.append(f"| {row['ticker']} | " + " | ".join(cells) + " |")
+    everything = (
+        f"All {len(rows)} tickers: `metrics/test_by_ticker.csv` in the MLflow run (per ticker "
+        "and horizon: `metrics/test_by_ticker_horizon.csv`)."
+    )
+    return [*lines, "", everything]
+
+
+def _by_mase(row: dict[str, str], worst_first: bool) -> tuple[bool, float, str]:
+    """A per-ticker row's place by MASE, ties by name; a NaN MASE (no windows) goes last."""
+    mase = float(row["mase"])
+    if math.isnan(mase):  # NaN compares false with everything: it would scramble the order
+        return True, 0.0, row["ticker"]
+    return False, -mase if worst_first else mase, row["ticker"]
 
 
 def _score_row(split: str, metrics: dict[str, float]) -> str:

@@ -42,6 +42,9 @@ def test_training_and_forecast_runs_publish_a_summary_and_a_table(
     run = MlflowClient(tiny_cfg.tracking.tracking_uri).get_run(trained["run_id"])
     link = f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     assert f"[The MLflow run]({link})" in markdown  # where `make mlflow-ui` shows a local store
+    assert "## Tickers by test MASE, worst first (all 2)" in markdown
+    listed = [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ")]
+    assert sorted(listed[-2:]) == ["| AAA", "| BBB"]  # each ticker's row, after the header
 
     output = tmp_path / "forecasts.csv"
     uri = f"models:/lstm-forecaster/{version}"

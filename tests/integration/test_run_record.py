@@ -85,6 +85,16 @@ def test_a_run_records_config_provenance_epochs_scores_and_artifacts(
         coverage = run.data.metrics[f"test_coverage_80_h{row['horizon']}"]
         assert float(row["coverage_80"]) == pytest.approx(coverage, rel=1e-5)
 
+    by_ticker = list(
+        csv.DictReader(io.StringIO((tmp_path / "metrics/test_by_ticker.csv").read_text()))
+    )
+    assert [r["ticker"] for r in by_ticker] == ["AAA", "BBB"]  # one row per ticker
+    windows = sum(int(r["windows"]) for r in by_ticker)
+    assert windows == result["metrics"]["test_windows"]
+    mae = sum(float(r["mae"]) * int(r["windows"]) for r in by_ticker) / windows
+    assert mae == pytest.approx(run.data.metrics["test_mae"], rel=1e-5)
+    assert {"mase", "naive_mae", "coverage_80", "crpss_rw"} <= set(by_ticker[0])
+
     card = (tmp_path / "model_card.md").read_text()
     assert f"| test | {result['metrics']['test_mae']:.4f} |" in card
     for section in ("## Data", "## Model and config", "## Limitations"):

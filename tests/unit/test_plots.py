@@ -57,15 +57,16 @@ def span():
 
 
 def test_actual_vs_forecast_draws_each_day_against_the_forecast_made_the_day_before(span):
-    fig = plots.actual_vs_forecast(**span, test_mase=0.987)
+    chosen = [("CCC", "worst MASE 1.200"), ("AAA", "best MASE 0.800"), ("BBB", "median")]
+    fig = plots.actual_vs_forecast(chosen, **span, test_mase=0.987)
     assert len(fig.axes) == 4  # three panels in two columns; the fourth is hidden
     assert [ax.get_visible() for ax in fig.axes] == [True, True, True, False]
     assert fig.get_suptitle() == (
-        "Test span: actual vs 1-day forecast (test MASE all horizons 0.987)"
+        "Test span: actual vs 1-day forecast, 3 of 3 tickers (test MASE all horizons 0.987)"
     )
-    for i, (ax, ticker) in enumerate(zip(fig.axes, span["tickers"], strict=False)):
-        assert ax.get_title() == ticker
-        mask = span["ticker_ids"] == i
+    for ax, (ticker, why) in zip(fig.axes, chosen, strict=False):
+        assert ax.get_title() == f"{ticker}: {why}"
+        mask = span["ticker_ids"] == span["tickers"].index(ticker)
         actual, forecast = ax.get_lines()
         # window k's 1-day target is the last close of window k + 1: drawn at that day
         for line in (actual, forecast):
@@ -76,10 +77,10 @@ def test_actual_vs_forecast_draws_each_day_against_the_forecast_made_the_day_bef
 
 
 def test_the_zoomed_figure_shows_only_the_last_days_with_markers(span):
-    fig = plots.actual_vs_forecast(**span, test_mase=1.5, last_days=5)
-    assert fig.get_suptitle().startswith("last 5 trading days of the test span")
+    fig = plots.actual_vs_forecast([("BBB", "why")], **span, test_mase=1.5, last_days=5)
+    assert fig.get_suptitle().startswith("Last 5 trading days of the test span")
     mask = span["ticker_ids"] == 1
-    actual, forecast = fig.axes[1].get_lines()
+    actual, forecast = fig.axes[0].get_lines()
     np.testing.assert_array_equal(actual.get_xdata(), span["as_of"][mask][-5:])
     np.testing.assert_array_equal(forecast.get_ydata(), span["forecast"][mask][-6:-1, 0])
     assert actual.get_marker() == "."
@@ -89,8 +90,32 @@ def test_one_ticker_gets_one_panel():
     n = 10
     days = pd.bdate_range("2024-01-01", periods=n).to_numpy()
     actual = np.linspace(100, 110, n)[:, None]
-    fig = plots.actual_vs_forecast(("AAA",), np.zeros(n, int), days, actual, actual, 1.0)
-    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "AAA"
+    chosen = [("AAA", "MASE 1.000")]
+    fig = plots.actual_vs_forecast(chosen, ("AAA",), np.zeros(n, int), days, actual, actual, 1.0)
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "AAA: MASE 1.000"
+
+
+def test_actual_vs_forecast_of_500_tickers_draws_the_chosen_few_under_a_megabyte():
+    n = 250
+    data = span_data(n)  # three tickers' dates, repeated for 500 white-noise tickers
+    rng = np.random.default_rng(4)
+    actual = 100 + rng.normal(0, 1, (500 * n, 2))  # the hardest lines to compress
+    tickers = tuple(f"T{i:03d}" for i in range(500))
+    ids, as_of = np.repeat(np.arange(500), n), np.tile(data["as_of"][:n], 500)
+    per_ticker = {t: {"mase": rng.uniform(0.8, 1.2), "mae": rng.uniform(1, 9)} for t in tickers}
+    chosen = plots.forecast_tickers({t: s | {"windows": n} for t, s in per_ticker.items()}, 6)
+    for last_days in (None, 120):
+        fig = plots.actual_vs_forecast(
+            chosen, tickers, ids, as_of, actual, actual + 1, 1.0, last_days
+        )
+        assert sum(ax.get_visible() for ax in fig.axes) == 6 == len(fig.axes)
+        assert "6 of 500 tickers" in fig.get_suptitle()
+        assert len(png_bytes(fig)) < 1_000_000
+
+
+def test_actual_vs_forecast_refuses_more_panels_than_it_keeps_small(span):
+    with pytest.raises(ValueError, match="9 panels; choose 1 to 8 tickers"):
+        plots.actual_vs_forecast([("AAA", "")] * 9, **span, test_mase=1.0)
 
 
 def test_residuals_set_the_model_beside_naive_at_the_first_and_last_horizon():
@@ -121,9 +146,12 @@ def scores(coverage_80: float, crpss_rw: float, windows: int) -> dict[str, float
     return {"coverage_80": coverage_80, "crpss_rw": crpss_rw, "windows": windows}
 
 
-def test_fan_tickers_shows_every_ticker_when_they_fit():
+def test_fan_tickers_shows_every_ticker_when_they_fit_each_with_its_figures():
     per_ticker = {"AAA": scores(0.8, 0.1, 5), "BBB": scores(0.5, -1, 9)}
-    assert plots.fan_tickers(per_ticker) == [("AAA", "all 2 tickers"), ("BBB", "all 2 tickers")]
+    assert plots.fan_tickers(per_ticker) == [
+        ("AAA", "80% coverage 80.0%, CRPS skill vs rw +10.0%"),
+        ("BBB", "80% coverage 50.0%, CRPS skill vs rw -100.0%"),
+    ]
 
 
 def test_fan_tickers_picks_the_worst_and_best_by_coverage_and_skill_among_many():
@@ -135,10 +163,10 @@ def test_fan_tickers_picks_the_worst_and_best_by_coverage_and_skill_among_many()
         "WINNER": scores(0.82, 0.3, 10),
     }
     assert plots.fan_tickers(per_ticker) == [
-        ("OVER", "worst 80% coverage"),
-        ("LOSER", "worst CRPS skill vs rw"),
-        ("EXACT", "best 80% coverage"),
-        ("WINNER", "best CRPS skill vs rw"),
+        ("OVER", "worst 80% coverage 97.0%"),
+        ("LOSER", "worst CRPS skill vs rw -40.0%"),
+        ("EXACT", "best 80% coverage 80.0%"),
+        ("WINNER", "best CRPS skill vs rw +30.0%"),
     ]
     assert [t for t, _ in plots.fan_tickers(per_ticker, limit=2)] == ["OVER", "LOSER"]
 
@@ -153,11 +181,56 @@ def test_a_ticker_that_is_two_extremes_shows_once_and_the_most_windows_fill_the_
         "NAN": scores(float("nan"), float("nan"), 800),
     }
     assert plots.fan_tickers(per_ticker) == [
-        ("BAD", "worst 80% coverage, worst CRPS skill vs rw"),
-        ("GOOD", "best 80% coverage, best CRPS skill vs rw"),
-        ("BIG", "most windows"),
-        ("NAN", "most windows"),  # no score takes no extreme, but it has windows to show
+        ("BAD", "worst 80% coverage 40.0%, worst CRPS skill vs rw -90.0%"),
+        ("GOOD", "best 80% coverage 80.0%, best CRPS skill vs rw +50.0%"),
+        ("BIG", "most windows 900"),
+        ("NAN", "most windows 800"),  # no score takes no extreme, but it has windows to show
     ]
+
+
+def errors(mase: float, mae: float, windows: int = 100) -> dict[str, float]:
+    return {"mase": mase, "mae": mae, "windows": windows}
+
+
+def test_forecast_tickers_are_the_worst_best_and_median_by_mase_and_the_largest_mae():
+    per_ticker = {
+        "AAPL": errors(1.12, 2.0),
+        "MSFT": errors(0.91, 3.0),
+        "SPY": errors(1.00, 1.0),
+        "NVDA": errors(0.99, 9.5),
+        "TSLA": errors(1.01, 4.0),
+        "INF": errors(float("inf"), 0.5, windows=900),  # naive MAE 0: no MASE to rank by
+        "GOOG": errors(1.05, 1.5),
+    }
+    assert plots.forecast_tickers(per_ticker, limit=6) == [
+        ("AAPL", "worst MASE 1.120"),
+        ("MSFT", "best MASE 0.910"),
+        # six finite MASEs: 0.91 0.99 1.00 1.01 1.05 1.12; of the middle two, the worse
+        ("TSLA", "median MASE 1.010"),
+        ("NVDA", "largest MAE 9.5"),
+        ("INF", "most windows 900"),
+        ("GOOG", "most windows 100"),  # windows tie: AAPL comes first by name, but is shown
+    ]
+    assert [t for t, _ in plots.forecast_tickers(per_ticker, limit=2)] == ["AAPL", "MSFT"]
+
+
+def test_ties_go_to_the_first_ticker_by_name_at_either_end_and_one_ticker_takes_many_picks():
+    per_ticker = {name: errors(1.0, 2.0) for name in ("DDD", "BBB", "CCC", "AAA")}
+    # every score ties: AAA is worst, best and largest; the middle of AAA..DDD is BBB
+    assert plots.forecast_tickers(per_ticker, limit=3) == [
+        ("AAA", "worst MASE 1.000, best MASE 1.000, largest MAE 2"),
+        ("BBB", "median MASE 1.000"),
+        ("CCC", "most windows 100"),
+    ]
+
+
+def test_fewer_tickers_than_the_limit_are_all_shown_in_order_with_their_figures():
+    per_ticker = {"ZZZ": errors(1.25, 3.5), "AAA": errors(0.75, 1.25)}
+    assert plots.forecast_tickers(per_ticker, limit=6) == [
+        ("ZZZ", "MASE 1.250, MAE 3.5"),
+        ("AAA", "MASE 0.750, MAE 1.25"),
+    ]
+    assert plots.forecast_tickers({}, limit=6) == []
 
 
 finite = st.floats(-2, 2, allow_nan=False)
@@ -259,9 +332,9 @@ def test_the_fan_chart_of_500_tickers_stays_well_under_a_megabyte():
 
 def test_the_fan_chart_refuses_more_panels_than_it_keeps_small_and_needs_its_levels():
     data = fan_data(9, 5)
-    with pytest.raises(ValueError, match="9 fan panels; choose 1 to 8"):
+    with pytest.raises(ValueError, match="9 panels; choose 1 to 8 tickers"):
         plots.fan_chart([(t, "") for t in data["tickers"]], **data)
-    with pytest.raises(ValueError, match="0 fan panels; choose 1 to 8"):
+    with pytest.raises(ValueError, match="0 panels; choose 1 to 8 tickers"):
         plots.fan_chart([], **data)
     data["levels"] = (0.05, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 0.95)
     with pytest.raises(ValueError, match="quantile level 0.025 is not among"):

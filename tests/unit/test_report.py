@@ -174,3 +174,40 @@ def test_run_summary_gives_scores_beside_naive_the_decision_and_the_link(run_met
     assert f"[The MLflow run]({link})" in kept
     promoted = report.run_summary("lstm-forecaster", "8", metrics, True, "beats v7", link)
     assert promoted.startswith("# lstm-forecaster v8: promoted to `champion`")
+
+
+def ticker_csv(mases: dict[str, float]) -> str:
+    rows = [
+        {"ticker": t, "windows": 250, "mae": 1.5, "naive_mae": 1.5 / m, "mase": m}
+        | {"coverage_80": 0.8, "crpss_rw": 0.01}
+        for t, m in mases.items()
+    ]
+    return report.table_csv(rows)
+
+
+def test_the_summarys_ticker_table_stays_bounded_at_500_tickers():
+    mases = {f"T{i:03d}": 0.9 + i / 1000 for i in range(500)}
+    mases |= {"TIE_B": 2.0, "TIE_A": 2.0, "NOPE": float("nan")}
+    lines = report.ticker_extremes(ticker_csv(mases))
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| ticker")]
+    assert len(rows) == 20 and len(lines) < 40
+    assert "## The 10 worst of 503 tickers by test MASE" in lines
+    assert "## The 10 best of 503 tickers by test MASE" in lines
+    assert rows[0] == "| TIE_A | 250 | 1.5000 | 0.7500 | 2.000 | 80.0% | +1.0% |"  # ties by name
+    assert [r.split(" | ")[0] for r in rows[1:3]] == ["| TIE_B", "| T499"]
+    assert [r.split(" | ")[0] for r in rows[10:12]] == ["| T000", "| T001"]  # best first
+    assert all("NOPE" not in r for r in rows)
+    assert lines[-1].startswith("All 503 tickers: `metrics/test_by_ticker.csv` in the MLflow run")
+    assert lines[1:5] == [
+        "## The 10 worst of 503 tickers by test MASE",
+        "",
+        "| ticker | windows | MAE | naive MAE | MASE | 80% interval covers | CRPS skill vs rw |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+
+def test_the_summary_lists_a_few_tickers_all_worst_first():
+    lines = report.ticker_extremes(ticker_csv({"AAA": 0.9, "NOPE": float("nan"), "BBB": 1.1}))
+    assert "## Tickers by test MASE, worst first (all 3)" in lines
+    rows = [line.split(" | ")[0] for line in lines if line.startswith("| ")]
+    assert rows == ["| ticker", "| BBB", "| AAA", "| NOPE"]
