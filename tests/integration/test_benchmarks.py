@@ -51,3 +51,18 @@ def test_scale_benchmark_forecasts_without_torch(tmp_path):
         assert not any(run["imported_torch"] for run in size["runs"])
     assert {"per_ticker", "fixed", "r2"} <= set(report["train_fit"]["fit_s"])
     assert all(size["windows_per_s"] > 0 for size in report["train"].values())
+
+
+def test_train_throughput_reports_fp32_and_bf16_side_by_side(tmp_path):
+    from lstm_pipeline.runtime import cpu_has_native_bf16
+
+    report = run_quick("train_throughput", tmp_path)
+    fp32, bf16 = report["precisions"]["fp32"], report["precisions"]["bf16"]
+    assert fp32["ours"] > 0 and fp32["bare_kernel"] > 0
+    assert report["windows_per_s"]["ours"] > 0 and report["quantile_vs_point"] > 0
+    if cpu_has_native_bf16():
+        assert bf16["ours"] > 0 and bf16["bare_kernel"] > 0
+        assert report["bf16_vs_fp32"]["ours"] == bf16["ours"] / fp32["ours"]
+    else:
+        assert bf16 is None and report["bf16_vs_fp32"] is None
+        assert "precision bf16 needs" in report["bf16_unsupported"]
