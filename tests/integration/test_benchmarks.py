@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli_env
 
 
 def run_quick(script: str, tmp_path) -> dict:
@@ -15,6 +15,7 @@ def run_quick(script: str, tmp_path) -> dict:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--quick", "--output", output],
         cwd=tmp_path,
+        env=cli_env(),  # this checkout's lstm_pipeline, not the installed one
         capture_output=True,
         text=True,
         timeout=600,
@@ -53,6 +54,7 @@ def test_scale_benchmark_forecasts_without_torch(tmp_path):
     assert all(size["windows_per_s"] > 0 for size in report["train"].values())
 
 
+@pytest.mark.slow
 def test_train_throughput_reports_fp32_and_bf16_side_by_side(tmp_path):
     from lstm_pipeline.runtime import cpu_has_native_bf16
 
