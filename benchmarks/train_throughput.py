@@ -5,11 +5,15 @@
 (b) the bare `nn.LSTM` forward+backward kernel at the same batch size (the ceiling);
 (c) a textbook loop: materialised windows in `DataLoader(TensorDataset)`, moved per batch;
 (d) `ours_quantile`: (a) with the quantile head (the default levels) and the pinball loss, so
-    `quantile_vs_point` is the head's cost measured in the same run.
+    `quantile_vs_point` is the head's cost measured in the same run;
+(e) `precisions`: (a) and (b) in fp32 and under bf16 autocast side by side, `bf16_vs_fp32` their
+    ratios; where the device has no native bf16 (a CPU without AMX or AVX-512 BF16) the report
+    says so in `bf16_unsupported` instead.
 
 Also the memory the training windows take as the data grows: our views need O(rows), the
 materialised windows O(rows x window). Writes JSON (default benchmarks/results/) and prints a
 markdown table. Usage: python benchmarks/train_throughput.py [--device auto] [--seconds 10]
+[--quick]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import machine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -33,6 +38,7 @@ from lstm_pipeline.config import (
     TrainConfig,
 )
 from lstm_pipeline.data import FEATURES, load_prices
+from lstm_pipeline.errors import InputError
 from lstm_pipeline.features import WindowSet, build_window_sets
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.runtime import Runtime, make_runtime
@@ -158,6 +164,62 @@ def window_memory(features: FeatureConfig, device: torch.device) -> list[dict[st
     return rows
 
 
+def precisions_side_by_side(
+    args: argparse.Namespace, windows: WindowSet, measured: Runtime, results: dict[str, float]
+) -> tuple[dict[str, dict[str, float] | None], str | None]:
+    """(a) and (b) in fp32 and bf16 (the precision `results` were measured in is reused);
+    a precision the device cannot run natively is None, with the reason."""
+    side: dict[str, dict[str, float] | None] = {}
+    unsupported = None
+    for precision in ("fp32", "bf16"):
+        try:
+            runtime = make_runtime(
+                TrainConfig(device=args.device, precision=precision), args.hidden
+            )
+        except InputError as exc:
+            side[precision], unsupported = None, str(exc)
+            continue
+        if runtime.autocast_dtype == measured.autocast_dtype:
+            side[precision] = {k: results[k] for k in ("ours", "bare_kernel")}
+        else:
+            ours_rate = ours(args, windows, runtime, graphs=True)
+            side[precision] = {"ours": ours_rate, "bare_kernel": bare_kernel(args, runtime)}
+    return side, unsupported
+
+
+def bf16_vs_fp32(side: dict[str, dict[str, float] | None]) -> dict[str, float] | None:
+    fp32, bf16 = side["fp32"], side["bf16"]
+    if fp32 is None or bf16 is None:
+        return None
+    return {k: bf16[k] / fp32[k] for k in fp32}
+
+
+def print_report(report: dict, output: Path) -> None:
+    results = report["windows_per_s"]
+    print(f"| loop | windows/s ({report['device_name']}, {report['precision']}) |\n|---|---|")
+    for name, value in results.items():
+        print(f"| {name} | {value:,.0f} |")
+    print(
+        f"ours / bare kernel = {report['ours_vs_bare_kernel']:.2f}, "
+        f"ours / dataloader = {report['ours_vs_dataloader']:.2f}, "
+        f"quantile head / point = {report['quantile_vs_point']:.3f}"
+    )
+    print("| precision | ours | bare kernel |\n|---|---|---|")
+    for precision, rates in report["precisions"].items():
+        if rates is None:
+            print(f"| {precision} | not native here | - |")
+        else:
+            print(f"| {precision} | {rates['ours']:,.0f} | {rates['bare_kernel']:,.0f} |")
+    ratio = report["bf16_vs_fp32"]
+    if ratio is None:
+        print(f"no bf16 comparison: {report['bf16_unsupported']}")
+    else:
+        print(f"bf16 / fp32: ours {ratio['ours']:.2f}x, bare kernel {ratio['bare_kernel']:.2f}x")
+    for row in report["memory"]:
+        print(row)
+    print(f"wrote {output}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -167,9 +229,17 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="of (a)-(d); (a) and (b) are also measured in the other precision",
+    )
+    parser.add_argument("--quick", action="store_true", help="hidden 8, 0.05 s: a smoke run")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.hidden = 0.05, 8
 
     train_cfg = TrainConfig(device=args.device, precision=args.precision)
     runtime = make_runtime(train_cfg, args.hidden)
@@ -184,6 +254,7 @@ def main() -> None:
     }
     if runtime.device.type == "cuda":  # what the CUDA graph adds over our eager loop
         results["ours_eager"] = ours(args, windows, runtime, graphs=False)
+    side, unsupported = precisions_side_by_side(args, windows, runtime, results)
     device_name = (
         torch.cuda.get_device_name(runtime.device)
         if runtime.device.type == "cuda"
@@ -191,6 +262,7 @@ def main() -> None:
     )
     report = {
         "benchmark": "train_throughput",
+        "machine": machine(),
         "device": str(runtime.device),
         "device_name": device_name,
         "precision": "bf16" if runtime.autocast_dtype else "fp32",
@@ -205,6 +277,9 @@ def main() -> None:
         "ours_vs_dataloader": results["ours"] / results["dataloader"],
         "quantiles": list(DEFAULT_QUANTILES),
         "quantile_vs_point": results["ours_quantile"] / results["ours"],
+        "precisions": side,
+        "bf16_vs_fp32": bf16_vs_fp32(side),
+        "bf16_unsupported": unsupported,
         "memory": window_memory(features, runtime.device),
     }
     output = (
@@ -213,17 +288,7 @@ def main() -> None:
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"| loop | windows/s ({report['device_name']}, {report['precision']}) |\n|---|---|")
-    for name, value in results.items():
-        print(f"| {name} | {value:,.0f} |")
-    print(
-        f"ours / bare kernel = {report['ours_vs_bare_kernel']:.2f}, "
-        f"ours / dataloader = {report['ours_vs_dataloader']:.2f}, "
-        f"quantile head / point = {report['quantile_vs_point']:.3f}"
-    )
-    for row in report["memory"]:
-        print(row)
-    print(f"wrote {output}")
+    print_report(report, output)
 
 
 if __name__ == "__main__":

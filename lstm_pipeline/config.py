@@ -224,8 +224,9 @@ class TrainConfig(_Frozen):
     lr_patience: int = Field(
         2, ge=1, le=COUNT_MAX
     )  # epochs; keep below `patience` so it acts first
-    # auto: bf16 autocast on CUDA GPUs that support it when hidden_size >= 256 (faster there),
-    # else fp32; see runtime.BF16_MIN_HIDDEN
+    # auto: bf16 autocast where the device runs bf16 natively and it is faster there (CUDA GPUs
+    # with bf16 from hidden_size 256, CPUs with AMX or AVX-512 BF16 from a smaller size), else
+    # fp32; bf16 without native support is an InputError. See runtime.choose_autocast
     precision: Precision = "auto"
     threads: int | None = Field(
         None, ge=1, le=4_096

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from lstm_pipeline.config import TrainConfig
+from lstm_pipeline.config import Precision, TrainConfig
 from lstm_pipeline.errors import InputError
 from lstm_pipeline.model import RETURN_SCALE
 
@@ -47,30 +48,55 @@ class Runtime:
 # Measured on an H100 (benchmarks/results): bf16 autocast is slower than fp32 (TF32) for the
 # default hidden size 64, where casts cost more than they save, and ~1.5x faster from 256 up.
 BF16_MIN_HIDDEN = 256
+# Measured on a 2-core Xeon with AMX, our training step fp32 vs bf16 back to back (see
+# docs/results/benchmarks.md): bf16 autocast is 1.1-2x faster from hidden size 16 up (batch 64
+# and 256), and no faster at 8, where casting costs about what the bf16 kernels save.
+CPU_BF16_MIN_HIDDEN = 16
+# the x86 features that run bf16 matrix products natively; without them bf16 is emulated (slow)
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 natively (AMX or AVX-512 BF16)."""
+    query = getattr(torch.cpu, "get_capabilities", None)  # public in recent torch (cpuinfo)
+    if query is not None:
+        capabilities = query()
+        return any(capabilities.get(flag, False) for flag in NATIVE_BF16_FLAGS)
+    try:  # an older torch on Linux: the kernel's flags
+        return bool(NATIVE_BF16_FLAGS & set(Path("/proc/cpuinfo").read_text().split()))
+    except OSError:
+        return False
+
+
+def choose_autocast(
+    precision: Precision, device: torch.device, hidden_size: int
+) -> torch.dtype | None:
+    """bf16 autocast, or None for fp32: `auto` picks bf16 where the device runs it natively and
+    the model is large enough for it to be faster; `bf16` where the device has it natively."""
+    native = {"cuda": torch.cuda.is_bf16_supported, "cpu": cpu_has_native_bf16}
+    supported = device.type in native and native[device.type]()
+    if precision == "bf16" and not supported:
+        raise InputError(
+            "precision bf16 needs a CUDA GPU with bf16 support or a CPU with native bf16 "
+            f"(AMX or AVX-512 BF16), not this {device.type}; use precision fp32 or auto"
+        )
+    min_hidden = BF16_MIN_HIDDEN if device.type == "cuda" else CPU_BF16_MIN_HIDDEN
+    auto_bf16 = precision == "auto" and supported and hidden_size >= min_hidden
+    return torch.bfloat16 if precision == "bf16" or auto_bf16 else None
 
 
 def make_runtime(
     cfg: TrainConfig, hidden_size: int = BF16_MIN_HIDDEN, quantiles: tuple[float, ...] = ()
 ) -> Runtime:
-    """Pick the device and precision, and tune the backend for it (cuDNN autotuner, threads).
-
-    precision "auto" is bf16 on CUDA GPUs that support it for models of hidden size >=
-    BF16_MIN_HIDDEN, else fp32. A quantile model (`quantiles`) trains on the pinball loss.
-    """
+    """Pick the device and precision (`choose_autocast`), and tune the backend for it (cuDNN
+    autotuner, threads). A quantile model (`quantiles`) trains on the pinball loss."""
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if cfg.precision == "bf16" and not bf16_ok:
-        raise InputError(f"precision bf16 needs a CUDA GPU with bf16 support, not {device.type}")
-    use_bf16 = cfg.precision == "bf16" or (
-        cfg.precision == "auto" and bf16_ok and hidden_size >= BF16_MIN_HIDDEN
-    )
-    return Runtime(
-        device, torch.bfloat16 if use_bf16 else None, make_loss(cfg.loss, quantiles, device)
-    )
+    autocast_dtype = choose_autocast(cfg.precision, device, hidden_size)
+    return Runtime(device, autocast_dtype, make_loss(cfg.loss, quantiles, device))
 
 
 def make_loss(

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli_env
 
 
 def run_quick(script: str, tmp_path) -> dict:
@@ -15,6 +15,7 @@ def run_quick(script: str, tmp_path) -> dict:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--quick", "--output", output],
         cwd=tmp_path,
+        env=cli_env(),  # this checkout's lstm_pipeline, not the installed one
         capture_output=True,
         text=True,
         timeout=600,
@@ -51,3 +52,19 @@ def test_scale_benchmark_forecasts_without_torch(tmp_path):
         assert not any(run["imported_torch"] for run in size["runs"])
     assert {"per_ticker", "fixed", "r2"} <= set(report["train_fit"]["fit_s"])
     assert all(size["windows_per_s"] > 0 for size in report["train"].values())
+
+
+@pytest.mark.slow
+def test_train_throughput_reports_fp32_and_bf16_side_by_side(tmp_path):
+    from lstm_pipeline.runtime import cpu_has_native_bf16
+
+    report = run_quick("train_throughput", tmp_path)
+    fp32, bf16 = report["precisions"]["fp32"], report["precisions"]["bf16"]
+    assert fp32["ours"] > 0 and fp32["bare_kernel"] > 0
+    assert report["windows_per_s"]["ours"] > 0 and report["quantile_vs_point"] > 0
+    if cpu_has_native_bf16():
+        assert bf16["ours"] > 0 and bf16["bare_kernel"] > 0
+        assert report["bf16_vs_fp32"]["ours"] == bf16["ours"] / fp32["ours"]
+    else:
+        assert bf16 is None and report["bf16_vs_fp32"] is None
+        assert "precision bf16 needs" in report["bf16_unsupported"]

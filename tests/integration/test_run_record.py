@@ -212,3 +212,20 @@ def test_the_gate_scores_the_champion_on_the_new_runs_validation_windows(prefect
     assert (
         str(client.get_model_version_by_alias(MODEL, "champion").version) == first["model_version"]
     )
+
+
+def test_a_run_tags_the_precision_it_trained_in(prefect_harness, tiny_cfg):
+    """From hidden size CPU_BF16_MIN_HIDDEN up, `auto` trains in bf16 on a CPU with native
+    bf16 (this machine's own capability query decides) and says so in the run's tags."""
+    from flows.training import train_flow
+    from lstm_pipeline.runtime import CPU_BF16_MIN_HIDDEN, cpu_has_native_bf16
+
+    cfg = with_changes(
+        tiny_cfg,
+        model={"hidden_size": CPU_BF16_MIN_HIDDEN},
+        train={"device": "cpu", "max_epochs": 1},
+    )
+    result = train_flow(cfg)
+    tags = MlflowClient(cfg.tracking.tracking_uri).get_run(result["run_id"]).data.tags
+    assert tags["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert tags["device"] == "cpu"

@@ -179,3 +179,32 @@ def test_onnx_quantiles_increase_strictly_for_any_input(exported_quantiles, x):
     forecast, quantiles = OnnxForecaster(path).predict_quantiles(x.numpy())
     assert quantiles is not None and np.isfinite(quantiles).all()
     assert (np.diff(quantiles, axis=-1) > 0).all()
+
+
+def test_a_model_trained_under_cpu_bf16_autocast_exports_an_fp32_graph_with_parity(
+    monkeypatch, real_windows, tmp_path
+):
+    """bf16 is a training speed-up only: the weights AdamW keeps are fp32, the shipped graph
+    holds no bf16 tensor, and onnxruntime matches torch's fp32 forward at 1e-5."""
+    from lstm_pipeline import runtime
+    from lstm_pipeline.config import DEFAULT_QUANTILES, TrainConfig
+    from lstm_pipeline.train import fit
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)  # emulated where absent
+    cfg = DataConfig(source="sample", tickers=("AAPL", "SPY"))
+    prices = {t: load_prices(t, cfg) for t in cfg.tickers}
+    windows = build_window_sets(prices, FeatureConfig(window=30, horizon=3))
+    torch.manual_seed(0)
+    net = LSTMForecaster(len(FEATURES), 3, 16, 2, dropout=0.2, quantiles=DEFAULT_QUANTILES)
+    train = TrainConfig(device="cpu", precision="bf16", max_epochs=2, batch_size=128, lr=0.01)
+    result = fit(net, windows["train"], windows["val"], train)
+    assert result.precision == "bf16"
+    path = export_onnx(result.model, real_windows[:500], tmp_path / "m.onnx", {"run_id": "bf"})
+    graph = onnx.load(str(path)).graph
+    values = [*graph.input, *graph.output, *graph.value_info]
+    dtypes = {t.data_type for t in graph.initializer}
+    dtypes |= {v.type.tensor_type.elem_type for v in values}
+    casts = {a.i for n in graph.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"}
+    half = {onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT16}
+    assert onnx.TensorProto.FLOAT in dtypes and not half & (dtypes | casts)
+    assert check_parity(result.model, path, real_windows) <= 1e-5
