@@ -165,7 +165,7 @@ def print_tables(report: dict[str, Any]) -> None:
     ]
     print("\nPer ticker (least squares over the sizes, in the series' unit):\n")
     print(table(["series", "per ticker", "fixed", "R^2"], fitted))
-    met = {True: "yes", False: "**no**", None: "not run"}
+    met = {True: "yes", False: "**no**", None: "not measured"}
     goal_rows = [
         [g["name"], g["target"], fmt(g["measured"]), met[g["met"]]] for g in report["goals"]
     ]
