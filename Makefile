@@ -75,6 +75,13 @@ bench-e2e: setup
 bench-scale: setup
 	$(PY) benchmarks/scale.py
 
+# the CLI's training and forecast flows on 50, 500 and 5,000 synthetic tickers x 10 years, with
+# and without a Prefect server (an hour or more; not part of `make bench`). UNIVERSE_ARGS adds
+# options, e.g. --data-root DIR (keep the csv folders), --default-model (+10 min or more)
+.PHONY: bench-universe
+bench-universe: setup
+	$(PY) benchmarks/universe.py $(UNIVERSE_ARGS)
+
 # On the bundled sample, offline; without --source the CLI reads live prices from yfinance.
 train: setup
 	$(VENV)/bin/lstm-pipeline train --source sample
