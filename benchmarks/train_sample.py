@@ -33,7 +33,7 @@ def main() -> None:
     loaded = time.perf_counter()
     result = pipeline.train_model(windows, cfg)
     trained = time.perf_counter()
-    metrics = pipeline.evaluate_model(result, windows).metrics
+    metrics = pipeline.evaluate_model(result, windows, prices).metrics
     report = {
         "benchmark": "train_sample",
         "device": result.device,
