@@ -60,7 +60,7 @@ KEYS = ("test_mae", "naive_test_mae", "test_mase", "test_directional_accuracy")
 KEYS += ("test_direction_base_rate",)
 
 
-@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the mean of no windows
 @settings(max_examples=60, deadline=None)
 @given(
     tickers=st.integers(1, 5),

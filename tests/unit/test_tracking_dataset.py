@@ -10,6 +10,8 @@ from mlflow.data.pandas_dataset import from_pandas
 from mlflow.tracking import MlflowClient
 
 from lstm_pipeline.config import MODEL_NAME as MODEL
+from lstm_pipeline.data import FEATURES
+from lstm_pipeline.pipeline import training_frame
 from lstm_pipeline.tracking.dataset import schema_rows
 
 FLOAT_COLUMNS = ("Open", "Close", "Volume")
@@ -70,3 +72,24 @@ def test_the_logged_dataset_is_mlflows_own_but_inferred_from_one_row_per_ticker(
     assert json.loads(logged.dataset.profile) == {"num_rows": 1200, "num_elements": 6000}
     assert (logged.dataset.name, logged.dataset.digest) == ("prices-abc", "abc")
     assert logged.dataset.source == expected_entity.source
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 8), min_size=1, max_size=5),
+    names=st.lists(st.text(min_size=1, max_size=6), min_size=5, max_size=5, unique=True),
+)
+def test_the_training_frame_equals_a_frame_per_ticker_concatenated(lengths, names):
+    prices = {
+        name: pd.DataFrame(
+            {c: np.arange(n, dtype=float) + k for k, c in enumerate(FEATURES)},
+            index=pd.DatetimeIndex(pd.bdate_range("2021-01-01", periods=n), name="Date"),
+        )
+        for name, n in zip(names, lengths, strict=False)
+    }
+    expected = pd.concat(
+        [p.reset_index().assign(ticker=t) for t, p in prices.items()], ignore_index=True
+    ).loc[:, ["Date", "ticker", *FEATURES]]
+    frame = training_frame(prices)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert len(schema_rows(frame)) == len(prices)  # one row per ticker decides its schema
