@@ -93,22 +93,45 @@ def _panel(
 ) -> _Panel:
     """Lay out the closes of `tickers` end to end and find each origin; ValueError naming the
     ticker and date of an origin that is not a date of its ticker's closes."""
-    dates = pd.DatetimeIndex(as_of)
-    origin = np.empty(len(ticker_ids), dtype=np.int64)
-    parts, offset = [], 0
-    for i, ticker in enumerate(tickers):
-        series = closes[ticker]
-        mine = np.flatnonzero(ticker_ids == i)
-        found = pd.DatetimeIndex(series.index).get_indexer(dates[mine])
-        if (found < 0).any():
-            missing = dates[mine][int(np.argmax(found < 0))]
-            raise ValueError(f"{ticker}: origin {missing.date()} is not among its closes")
-        origin[mine] = offset + found
-        parts.append(series.to_numpy(dtype=float))
-        offset += len(series)
-    close = np.concatenate(parts) if parts else np.empty(0)
-    day = np.concatenate([np.arange(len(p)) for p in parts]) if parts else np.empty(0, int)
+    series = [closes[ticker] for ticker in tickers]
+    lengths = np.array([len(s) for s in series], dtype=np.int64)
+    close = np.concatenate([s.to_numpy(dtype=float) for s in series]) if series else np.empty(0)
+    starts = np.cumsum(lengths) - lengths
+    day = np.arange(len(close)) - np.repeat(starts, lengths)
+    dates = [_nanoseconds(s.index) for s in series]
+    origin = _find_rows(
+        np.repeat(np.arange(len(series)), lengths), _concat(dates), ticker_ids, as_of
+    )
+    if (origin < 0).any():
+        missing = np.flatnonzero(origin < 0)
+        i = missing[np.argmin(ticker_ids[missing])]  # the first ticker's first one
+        when = pd.Timestamp(as_of[i]).date()
+        raise ValueError(f"{tickers[ticker_ids[i]]}: origin {when} is not among its closes")
     return _Panel(np.log(close), day, origin, close[origin])
+
+
+def _nanoseconds(dates: np.ndarray | pd.Index) -> np.ndarray:
+    return pd.DatetimeIndex(dates).as_unit("ns").asi8
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+
+def _find_rows(
+    owner: np.ndarray, dates: np.ndarray, ticker_ids: np.ndarray, as_of: np.ndarray
+) -> np.ndarray:
+    """`[N]` the row of `dates` (each owner's ascending) owned by each window's ticker and on
+    its `as_of` date; -1 where there is none. One search over (owner, date) keys."""
+    wanted = _nanoseconds(as_of)
+    # dates as ranks among all of them: (owner, rank) keys fit an int64 and sort like the pairs
+    unique, ranks = np.unique(np.concatenate([dates, wanted]), return_inverse=True)
+    span = len(unique) + 1
+    keys = owner * span + ranks[: len(dates)]
+    sought = ticker_ids.astype(np.int64) * span + ranks[len(dates) :]
+    rows = np.minimum(np.searchsorted(keys, sought), max(len(keys) - 1, 0))
+    found = (keys[rows] == sought) if len(keys) else np.zeros(len(sought), dtype=bool)
+    return np.where(found, rows, -1)
 
 
 def _sorted_quantiles(
@@ -152,7 +175,8 @@ def _full_window_quantiles(
     values: np.ndarray, ends: np.ndarray, levels: np.ndarray, lookback: int
 ) -> np.ndarray:
     """`[N, Q]` quantiles of the `lookback` values ending at each of `ends`, from one sliding
-    rank filter per order statistic needed."""
+    rank filter per order statistic needed, run over only the rows those windows cover."""
+    values, ends = _covered_rows(values, ends, lookback)
     pos = levels * (lookback - 1)
     ranks = {int(r) for p in pos for r in (np.floor(p), np.ceil(p))}
     ranked = {  # the rank-th smallest of the lookback values ending at each origin
@@ -168,6 +192,19 @@ def _full_window_quantiles(
     return out.T
 
 
+def _covered_rows(
+    values: np.ndarray, ends: np.ndarray, lookback: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of `values` inside a window of `lookback` rows ending at one of `ends`, in order,
+    and where each end lies among them: each window's rows stay consecutive, so a sliding
+    filter reads the same values there (a split's origins cover a fraction of every ticker's)."""
+    edges = np.zeros(len(values) + 1, dtype=np.int64)
+    np.add.at(edges, ends - (lookback - 1), 1)
+    np.add.at(edges, ends + 1, -1)
+    rows = np.flatnonzero(np.cumsum(edges[:-1]) > 0)
+    return values[rows], np.searchsorted(rows, ends)
+
+
 def _ewma_variance(panel: _Panel, lam: float) -> np.ndarray:
     """`[T]` RiskMetrics variance of daily log returns up to each row (zero mean).
 
@@ -180,8 +217,8 @@ def _ewma_variance(panel: _Panel, lam: float) -> np.ndarray:
     squared = pd.Series(panel.returns(1) ** 2)
     squared[panel.day == 0] = np.nan  # a ticker's first row has no return
     groups = np.cumsum(panel.day == 0)  # one group per ticker
-    variance = squared.groupby(groups).transform(lambda s: s.ewm(alpha=1 - lam).mean())
-    return variance.to_numpy()
+    # one grouped pass; the groups are consecutive and ascending, so it keeps the rows' order
+    return squared.groupby(groups).ewm(alpha=1 - lam).mean().to_numpy()
 
 
 def compute_baselines(

@@ -55,24 +55,33 @@ def gate_windows(val: WindowSet, length: int) -> GateWindows:
     """
     extra = max(length, val.window) - val.window
     starts = val.starts.cpu().numpy()
-    ids = val.ticker_ids
-    first_of_ticker = {i: starts[ids == i].min() for i in np.unique(ids)}
-    segment_start = np.array([first_of_ticker[i] for i in ids])
-    keep = starts - extra >= segment_start  # the longer window stays inside its segment
+    first, _ = _start_range(starts, val.ticker_ids)
+    keep = starts - extra >= first[val.ticker_ids]  # the longer window stays inside its segment
     values = val.values.cpu().numpy()
     rows = (starts[keep] - extra)[:, None] + np.arange(val.window + extra)  # [N, L]
     last_close = val.last_close().double().cpu().numpy()[keep]
     actual = last_close[:, None] * np.exp(val.targets.double().cpu().numpy()[keep])
-    return GateWindows(values[rows].astype(np.float32), actual, last_close)
+    return GateWindows(values[rows].astype(np.float32, copy=False), actual, last_close)
 
 
 def longest_history(val: WindowSet) -> int:
     """Days of input the longest ticker segment of `val` can give its last window (0: none)."""
     if len(val) == 0:
         return 0
-    starts, ids = val.starts.cpu().numpy(), val.ticker_ids
-    spans = [int(starts[ids == i].max() - starts[ids == i].min()) for i in np.unique(ids)]
-    return max(spans) + val.window
+    first, last = _start_range(val.starts.cpu().numpy(), val.ticker_ids)
+    held = first <= last  # tickers with windows here
+    return int((last[held] - first[held]).max()) + val.window
+
+
+def _start_range(starts: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each ticker's first and last window start, by ticker id (first > last: no windows);
+    one pass over the windows, not one per ticker."""
+    tickers = int(ids.max()) + 1 if len(ids) else 0
+    first = np.full(tickers, np.iinfo(np.int64).max)
+    last = np.full(tickers, np.iinfo(np.int64).min)
+    np.minimum.at(first, ids, starts)
+    np.maximum.at(last, ids, starts)
+    return first, last
 
 
 def validation_mase(model: OnnxForecaster, data: GateWindows, horizons: int) -> float:

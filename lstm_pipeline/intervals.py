@@ -56,7 +56,9 @@ def _pinball_by_level(
     """`[N, H, Q]` pinball loss of each quantile: tau (y - q) above it, (1 - tau) (q - y) below."""
     tau = np.asarray(levels, dtype=float)
     miss = actual[..., None] - quantiles  # [N, H, Q]
-    return np.maximum(tau * miss, (tau - 1) * miss)
+    below = miss * (tau - 1)
+    np.multiply(miss, tau, out=miss)  # in place: N x H x Q arrays are large
+    return np.maximum(miss, below, out=miss)
 
 
 def pinball(quantiles: np.ndarray, levels: Sequence[float], actual: np.ndarray) -> np.ndarray:
@@ -136,9 +138,10 @@ def score_intervals(
     """
     base.check_matches(quantiles.shape, levels, last_close)
     rel = BP / last_close[:, None]  # prices -> basis points of each window's last close
-    model_crps = crps(quantiles, levels, actual) * rel
+    model_pinball = pinball(quantiles, levels, actual)
+    model_crps = 2 * model_pinball * rel  # crps(), from the pinball loss already at hand
     per_window = _coverage_scores(prefix, quantiles, levels, actual, rel)
-    per_window[f"{prefix}_pinball"] = pinball(quantiles, levels, actual) * rel
+    per_window[f"{prefix}_pinball"] = model_pinball * rel
     per_window[f"{prefix}_crps"] = model_crps
     scores: dict[str, float] = {}
     for name, values in per_window.items():

@@ -77,10 +77,19 @@ def data_summary(
 
 
 def training_frame(prices_by_ticker: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """All tickers' prices in one long frame (Date, ticker, FEATURES): the run's dataset input."""
-    return pd.concat(
-        [p.reset_index().assign(ticker=t) for t, p in prices_by_ticker.items()], ignore_index=True
-    ).loc[:, ["Date", "ticker", *FEATURES]]
+    """All tickers' prices in one long frame (Date, ticker, FEATURES): the run's dataset input.
+
+    Built column by column from the arrays (a frame per ticker took 1.5 s at 500 tickers)."""
+    frames = prices_by_ticker.values()
+    rows_of = np.repeat(np.arange(len(frames)), [len(p) for p in frames])  # [T] ticker of a row
+    return pd.DataFrame(
+        {
+            "Date": np.concatenate([p.index.to_numpy() for p in frames]),
+            # taken from the names, not a string made per row (0.3 s at 500 tickers)
+            "ticker": pd.Series(list(prices_by_ticker), dtype="str").take(rows_of).array,
+            **{c: np.concatenate([p[c].to_numpy() for p in frames]) for c in FEATURES},
+        }
+    )
 
 
 def train_model(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
-from mlflow.data.pandas_dataset import from_pandas
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.environment_variables import (
     MLFLOW_HTTP_REQUEST_MAX_RETRIES,
     MLFLOW_HTTP_REQUEST_TIMEOUT,
@@ -30,7 +28,6 @@ from mlflow.environment_variables import (
 from mlflow.exceptions import MlflowException, RestException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.uri import is_local_uri
 
 from lstm_pipeline.config import (
@@ -46,6 +43,7 @@ from lstm_pipeline.errors import (
     scrub,
 )
 from lstm_pipeline.files import check_can_create_in
+from lstm_pipeline.tracking.dataset import dataset_input
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure  # only the training path logs figures
@@ -274,13 +272,8 @@ class Run:
         The digest is the data's content hash (the `data.sha256` tag), so runs on the same data
         share a dataset in the MLflow UI and runs on new data do not.
         """
-        with warnings.catch_warnings():
-            # a local path resolves to two equivalent source classes; mlflow warns and picks one
-            warnings.filterwarnings("ignore", message="The specified dataset source can be")
-            dataset = from_pandas(frame, source=source, name=f"prices-{digest}", digest=digest)
-        context_tag = InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)
         self.client.log_inputs(
-            self.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=[context_tag])]
+            self.run_id, datasets=[dataset_input(frame, digest, source, context)]
         )
 
     def end(self, status: str = "FINISHED", reason: str = "") -> None:

@@ -9,7 +9,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lstm_pipeline.baselines import compute_baselines
+from lstm_pipeline.baselines import (
+    _find_rows,
+    _full_window_quantiles,
+    _sorted_quantiles,
+    compute_baselines,
+)
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.data import load_prices
 from lstm_pipeline.intervals import covered, interval, window_crps
@@ -170,3 +175,58 @@ def test_random_walk_covers_about_nominal_on_the_bundled_sample():
         assert (0.93 < hits_95).all() and (hits_95 < 0.96).all(), (name, hits_95)
     crps = window_crps(base.rw, levels, targets, base.last_close).mean(axis=0)
     assert crps[0] == pytest.approx(74.3, abs=1) and crps[4] == pytest.approx(164.9, abs=2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 30), min_size=1, max_size=6),
+    picks=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 40)), max_size=30),
+    seed=st.integers(0, 1000),
+)
+def test_one_search_finds_each_origin_like_a_lookup_per_ticker(lengths, picks, seed):
+    """Each ticker's own dates (gaps, shared and unshared), origins in any order, some absent."""
+    rng = np.random.default_rng(seed)
+    days = [np.sort(rng.choice(60, n, replace=False)) for n in lengths]
+    index = [pd.Timestamp("2020-01-01") + pd.to_timedelta(d, "D") for d in days]
+    ids = np.array([t % len(lengths) for t, _ in picks], dtype=np.int64)
+    as_of = (pd.Timestamp("2020-01-01") + pd.to_timedelta([d for _, d in picks], "D")).to_numpy()
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    flat = np.concatenate([i.as_unit("ns").asi8 for i in index])
+    starts = np.cumsum(lengths) - np.array(lengths)
+    expected = np.array(
+        [
+            starts[t] + found if (found := index[t].get_indexer([when])[0]) >= 0 else -1
+            for t, when in zip(ids, as_of, strict=True)
+        ],
+        dtype=np.int64,
+    )
+    np.testing.assert_array_equal(_find_rows(owner, flat, ids, as_of), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(2, 300),
+    lookback=st.integers(2, 40),
+    share=st.floats(0.01, 1.0),
+    seed=st.integers(0, 1000),
+)
+def test_rank_filters_over_the_covered_rows_equal_a_sort_of_each_window(
+    size, lookback, share, seed
+):
+    """Origins anywhere (a split's few, every row, gaps between blocks): the same values."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=size + lookback)
+    candidates = np.arange(lookback - 1, len(values))
+    ends = np.sort(rng.choice(candidates, max(1, int(share * len(candidates))), replace=False))
+    levels = np.array([0.025, 0.1, 0.5, 0.9, 0.975])
+    windows = np.lib.stride_tricks.sliding_window_view(values, lookback)[ends - lookback + 1]
+    expected = _sorted_quantiles(np.sort(windows, axis=1), np.full(len(ends), lookback), levels)
+    np.testing.assert_array_equal(_full_window_quantiles(values, ends, levels, lookback), expected)
+
+
+def test_an_absent_origin_is_named_by_the_first_ticker_missing_one():
+    closes = _random_closes(0, {"A": 30, "B": 30})
+    ids = np.array([1, 0, 0])
+    dates = np.array(["2020-01-10", "2020-01-06", "2020-01-04"], "M8[ns]")  # B's ok; A's sat
+    with pytest.raises(ValueError, match="^A: origin 2020-01-04 is not among its closes$"):
+        compute_baselines(closes, ("A", "B"), ids, dates, 1, LEVELS)

@@ -2,12 +2,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstm_pipeline.config import FeatureConfig
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import DataValidationError
 from lstm_pipeline.features import (
     CLOSE,
+    SPLITS,
     build_window_sets,
     denormalise_windows,
     make_windows,
@@ -104,3 +107,63 @@ def test_normalised_windows_are_level_free():
     z = normalise_windows(x)
     assert z[0, -1, CLOSE] == 0  # the last close is the reference
     torch.testing.assert_close(normalise_windows(x * torch.tensor([7.0] * 4 + [1.0])), z)
+
+
+def segment_by_segment(segments: dict[str, dict[str, pd.DataFrame]], window: int, horizon: int):
+    """Reference pooling of one split: make_windows on each ticker's segment in turn."""
+    values, starts, targets, ids, as_of, offset = [], [], [], [], [], 0
+    for i, parts in enumerate(segments.values()):
+        frame = parts["val"]
+        series = torch.tensor(frame.loc[:, list(FEATURES)].to_numpy(np.float32))
+        _, y = make_windows(series, window, horizon)
+        values.append(series)
+        starts.append(torch.arange(offset, offset + len(y)))
+        targets.append(y)
+        ids.append(np.full(len(y), i))
+        as_of.append(frame.index.to_numpy()[window - 1 : window - 1 + len(y)])
+        offset += len(series)
+    return torch.cat(values), torch.cat(starts), torch.cat(targets), ids, as_of
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=st.lists(st.integers(20, 90), min_size=1, max_size=5),
+    window=st.integers(2, 6),
+    horizon=st.integers(1, 4),
+    shuffled_columns=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_pooled_windows_equal_make_windows_segment_by_segment(
+    lengths, window, horizon, shuffled_columns, seed
+):
+    """Any number of tickers and lengths, columns in FEATURES' order or not, extra ones."""
+    rng = np.random.default_rng(seed)
+    prices = {}
+    for i, n in enumerate(lengths):
+        frame = numbered_prices(n, first_close=float(rng.uniform(1, 500))) * rng.uniform(0.5, 2)
+        if shuffled_columns:
+            frame = frame.assign(Extra=1.0)[["Volume", "Extra", "Close", "Low", "High", "Open"]]
+        prices[f"T{i}"] = frame
+    cfg = FeatureConfig(window=window, horizon=horizon)
+
+    def val_only(frame: pd.DataFrame, cfg: FeatureConfig, ticker: str) -> dict[str, pd.DataFrame]:
+        return {name: frame.iloc[3:] if name == "val" else frame for name in SPLITS}
+
+    got = build_window_sets(prices, cfg, val_only)["val"]
+    values, starts, targets, ids, as_of = segment_by_segment(
+        {t: {"val": p.iloc[3:]} for t, p in prices.items()}, window, horizon
+    )
+    assert torch.equal(got.values, values) and got.values.is_contiguous()
+    assert torch.equal(got.starts, starts) and torch.equal(got.targets, targets)
+    np.testing.assert_array_equal(got.ticker_ids, np.concatenate(ids))
+    np.testing.assert_array_equal(got.as_of, np.concatenate(as_of))
+    assert got.ticker_ids.dtype == np.int64 and got.as_of.dtype == np.concatenate(as_of).dtype
+
+
+def test_a_segment_too_short_for_one_window_is_refused_by_its_length():
+    def short_val(frame: pd.DataFrame, cfg: FeatureConfig, ticker: str) -> dict[str, pd.DataFrame]:
+        return {name: frame.iloc[:7] if name == "val" else frame for name in SPLITS}
+
+    prices = {"AAA": numbered_prices(40), "BBB": numbered_prices(40)}
+    with pytest.raises(ValueError, match="^series of 7 rows is too short for 5\\+3$"):
+        build_window_sets(prices, FeatureConfig(window=5, horizon=3), short_val)

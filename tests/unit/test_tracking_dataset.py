@@ -1,0 +1,95 @@
+"""A run's dataset input: the schema MLflow would infer, without reading every row."""
+
+import json
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.tracking import MlflowClient
+
+from lstm_pipeline.config import MODEL_NAME as MODEL
+from lstm_pipeline.data import FEATURES
+from lstm_pipeline.pipeline import training_frame
+from lstm_pipeline.tracking.dataset import schema_rows
+
+FLOAT_COLUMNS = ("Open", "Close", "Volume")
+
+
+def long_frame(tickers: int, rows: int, seed: int) -> pd.DataFrame:
+    """A training_frame-like frame: Date, ticker, prices."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "Date": np.tile(pd.date_range("2020-01-01", periods=rows).to_numpy(), tickers),
+            "ticker": np.repeat([f"T{i}" for i in range(tickers)], rows),
+            **{name: rng.random(tickers * rows) for name in FLOAT_COLUMNS},
+        }
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    tickers=st.integers(1, 4),
+    rows=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    holes=st.lists(st.tuples(st.integers(0, 23), st.sampled_from(["Date", "ticker", "Close"]))),
+    missing=st.sampled_from([None, np.nan]),
+)
+def test_the_schema_rows_give_the_schema_of_the_whole_frame(tickers, rows, seed, holes, missing):
+    frame = long_frame(tickers, rows, seed)
+    for row, column in holes:
+        frame.loc[row % len(frame), column] = missing
+    assert from_pandas(schema_rows(frame)).schema == from_pandas(frame).schema
+
+
+def test_an_object_column_keeps_every_row():
+    frame = pd.DataFrame({"mixed": [1, True, 1.0], "x": [0.0, 1.0, 2.0]})  # 1 == True == 1.0
+    assert schema_rows(frame).equals(frame)
+    assert from_pandas(schema_rows(frame)).schema == from_pandas(frame).schema
+
+
+def test_the_logged_dataset_is_mlflows_own_but_inferred_from_one_row_per_ticker(store, monkeypatch):
+    import mlflow.data.pandas_dataset as pandas_dataset
+
+    frame = long_frame(tickers=3, rows=400, seed=1)
+    expected = from_pandas(frame, source="/data", name="prices-abc", digest="abc")
+    expected_entity = expected._to_mlflow_entity()
+    inferred_rows = []
+    infer = pandas_dataset._infer_schema
+
+    def counting(df):
+        inferred_rows.append(len(df))
+        return infer(df)
+
+    monkeypatch.setattr(pandas_dataset, "_infer_schema", counting)
+    with store.start_run(MODEL, "a-run", {}, {}).closing() as run:
+        run.log_dataset(frame, "abc", "/data", "training")
+    assert inferred_rows and max(inferred_rows) <= 3  # not the 1,200 rows
+    (logged,) = MlflowClient(store.uri).get_run(run.run_id).inputs.dataset_inputs
+    assert logged.dataset.schema == expected_entity.schema
+    assert json.loads(logged.dataset.profile) == {"num_rows": 1200, "num_elements": 6000}
+    assert (logged.dataset.name, logged.dataset.digest) == ("prices-abc", "abc")
+    assert logged.dataset.source == expected_entity.source
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 8), min_size=1, max_size=5),
+    names=st.lists(st.text(min_size=1, max_size=6), min_size=5, max_size=5, unique=True),
+)
+def test_the_training_frame_equals_a_frame_per_ticker_concatenated(lengths, names):
+    prices = {
+        name: pd.DataFrame(
+            {c: np.arange(n, dtype=float) + k for k, c in enumerate(FEATURES)},
+            index=pd.DatetimeIndex(pd.bdate_range("2021-01-01", periods=n), name="Date"),
+        )
+        for name, n in zip(names, lengths, strict=False)
+    }
+    expected = pd.concat(
+        [p.reset_index().assign(ticker=t) for t, p in prices.items()], ignore_index=True
+    ).loc[:, ["Date", "ticker", *FEATURES]]
+    frame = training_frame(prices)
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert len(schema_rows(frame)) == len(prices)  # one row per ticker decides its schema
