@@ -75,6 +75,12 @@ bench-e2e: setup
 bench-scale: setup
 	$(PY) benchmarks/scale.py
 
+# ours beside Darts and NeuralForecast on the sample (same split and shapes): windows/s and
+# test MASE. The peers live in benchmarks/.peers-venv, which the script creates on first use.
+.PHONY: bench-peers
+bench-peers: setup
+	$(PY) benchmarks/peers.py
+
 # On the bundled sample, offline; without --source the CLI reads live prices from yfinance.
 train: setup
 	$(VENV)/bin/lstm-pipeline train --source sample
