@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +131,18 @@ def our_config(args: argparse.Namespace, quantiles: bool, precision: str) -> Pip
     )
 
 
-def run_ours(
-    windows: dict[str, WindowSet], args: argparse.Namespace, quantiles: bool, precision: str
-) -> dict[str, Any]:
+def run_ours(args: argparse.Namespace, quantiles: bool, precision: str) -> dict[str, Any]:
+    """One fit of ours in a fresh interpreter, as each peer gets one: no warm-up (thread
+    pools, kernels) carried over from an earlier fit in the same process."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        return pool.submit(fit_ours, args, quantiles, precision).result()
+
+
+def fit_ours(args: argparse.Namespace, quantiles: bool, precision: str) -> dict[str, Any]:
+    windows = build_window_sets(
+        sample_prices(args.tickers), FeatureConfig(window=args.window, horizon=HORIZON)
+    )
     cfg = our_config(args, quantiles, precision)
     started = time.perf_counter()
     result = train_model(windows, cfg)
@@ -164,6 +175,9 @@ def ensure_venv(venv: Path) -> Path:
     stamp = venv / ".installed"
     if stamp.exists() and stamp.read_text().split() == list(PEER_PINS):
         return venv_python(venv)
+    if venv.exists() and venv.resolve() != DEFAULT_VENV and not stamp.exists():
+        # a venv of one's own: used as it is, never cleared (the runner reports its versions)
+        return venv_python(venv)
     print(f"creating the peers' venv in {venv} (a few minutes, once)", file=sys.stderr)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(venv_python(venv)), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
@@ -190,13 +204,16 @@ def write_inputs(
     (folder / "spec.json").write_text(json.dumps(spec))
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """The thread counts every contender's process starts with (ours' too)."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
 def run_peer(python: Path, peer: str, folder: Path, threads: int) -> dict[str, Any]:
     """One peer in a subprocess of its venv, its threads pinned like ours."""
-    env = os.environ | {
-        "OMP_NUM_THREADS": str(threads),
-        "MKL_NUM_THREADS": str(threads),
-        "PYTHONWARNINGS": "ignore",
-    }
+    env = os.environ | thread_env(threads) | {"PYTHONWARNINGS": "ignore"}
+    result = folder / f"result-{peer}.json"
+    result.unlink(missing_ok=True)  # the previous run's, of the same peer
     proc = subprocess.run(
         [str(python), str(RUNNER), peer, str(folder)],
         env=env,
@@ -206,7 +223,7 @@ def run_peer(python: Path, peer: str, folder: Path, threads: int) -> dict[str, A
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{peer} failed:\n{proc.stderr[-3000:]}")
-    return json.loads((folder / f"result-{peer}.json").read_text())
+    return json.loads(result.read_text())
 
 
 def peer_spec(args: argparse.Namespace, scaling: str) -> dict[str, Any]:
@@ -381,7 +398,7 @@ def run_all(args: argparse.Namespace, python: Path | None) -> dict[str, list[dic
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
         folder = Path(tmp)
         for _ in range(args.repeats):
-            for name, sample in ours_samples(windows, args):
+            for name, sample in ours_samples(args):
                 samples.setdefault(name, []).append(sample)
             for name, scaling, peer in peer_runs(args) if python else ():
                 write_inputs(folder, frames, peer_spec(args, scaling))
@@ -391,15 +408,15 @@ def run_all(args: argparse.Namespace, python: Path | None) -> dict[str, list[dic
     return samples
 
 
-def ours_samples(windows: dict[str, WindowSet], args: argparse.Namespace) -> list[tuple[str, Any]]:
+def ours_samples(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """The quantile (default) and point models at the default precision, and in fp32 too
     where the default picked another one."""
     out = []
     for head, quantiles in (("quantile", True), ("point", False)):
-        sample = run_ours(windows, args, quantiles, "auto")
+        sample = run_ours(args, quantiles, "auto")
         out.append((f"ours_{head}", sample))
         if sample["precision"] != "fp32":
-            out.append((f"ours_{head}_fp32", run_ours(windows, args, quantiles, "fp32")))
+            out.append((f"ours_{head}_fp32", run_ours(args, quantiles, "fp32")))
     return out
 
 
@@ -444,7 +461,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--darts-unscaled", action="store_true", help="also Darts on raw prices (no Scaler)"
     )
-    parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="the peers' venv")
+    parser.add_argument(
+        "--venv",
+        type=Path,
+        default=DEFAULT_VENV,
+        help="the peers' venv: created here with the pinned versions; another existing venv"
+        " is used as it is",
+    )
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     args.tickers = tuple(args.tickers)
@@ -453,6 +476,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    os.environ.update(thread_env(args.threads))  # what ours' spawned processes inherit
     python = ensure_venv(args.venv) if args.peers else None
     before = load()
     samples = run_all(args, python)
