@@ -5,7 +5,8 @@ LSTM 64x2, horizon 1, batch 64, 2 epochs, the same torch threads. For each: trai
 (windows trained / seconds, both for the training epochs alone and for the library's whole fit
 call) and test MASE against the naive forecast (last close) on the same test origins. The peers
 run in a venv of their own (created here on first use, git-ignored: the project's dependencies
-do not grow), one subprocess each (benchmarks/peers_runner.py); ours runs in this process.
+do not grow), one subprocess each (benchmarks/peers_runner.py); each fit of ours runs in a
+fresh process of this venv, so every contender's fit is the first of its process.
 JSON to benchmarks/results/peers-cpu.json and a markdown table.
 
 Usage: python benchmarks/peers.py [--repeats 1] [--epochs 2] [--venv benchmarks/.peers-venv]
@@ -50,7 +51,6 @@ TORCH_PIN = "torch==2.13.0"  # a CPU wheel on this kind of machine; anything els
 PEER_PINS = ("darts==0.48.1", "neuralforecast==3.3.0", "pytorch-lightning==2.6.6", TORCH_PIN)
 PEERS = ("darts", "neuralforecast")
 HORIZON = 1  # the comparison's horizon: one close ahead of each origin
-DARTS_SCALINGS = {"scaler": "Darts", "none": "Darts, no Scaler"}
 
 
 # -- the data every contender shares ---------------------------------------------------------
