@@ -82,6 +82,12 @@ bench-scale: setup
 bench-universe: setup
 	$(PY) benchmarks/universe.py $(UNIVERSE_ARGS)
 
+# ours beside Darts and NeuralForecast on the sample (same split and shapes): windows/s and
+# test MASE. The peers live in benchmarks/.peers-venv, which the script creates on first use.
+.PHONY: bench-peers
+bench-peers: setup
+	$(PY) benchmarks/peers.py
+
 # On the bundled sample, offline; without --source the CLI reads live prices from yfinance.
 train: setup
 	$(VENV)/bin/lstm-pipeline train --source sample
