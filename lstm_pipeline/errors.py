@@ -231,6 +231,28 @@ def failed_share(loaded: int, failed: int) -> float:
     return failed / total if total else 0.0
 
 
+SHOWN_FAILURES = 10  # in a warning or error line; the JSON's `failed` lists every one
+
+
+def first_names(failures: Mapping[str, BaseException]) -> str:
+    """`A, B, C` for the first SHOWN_FAILURES tickers, `and N more` after them."""
+    return _first(list(failures), ", ")
+
+
+def first_reasons(failures: Mapping[str, BaseException]) -> str:
+    """Each of the first SHOWN_FAILURES failures as one line, `and N more` after them: a
+    universe with hundreds of bad files gets a line a person can read."""
+    return _first(
+        [one_line(e) for e in list(failures.values())[:SHOWN_FAILURES]], "; ", len(failures)
+    )
+
+
+def _first(items: list[str], separator: str, total: int | None = None) -> str:
+    total = len(items) if total is None else total
+    more = f"{separator}and {total - SHOWN_FAILURES} more" if total > SHOWN_FAILURES else ""
+    return separator.join(items[:SHOWN_FAILURES]) + more
+
+
 def require_survivors(
     loaded: Mapping[str, Any],
     failures: Mapping[str, BaseException],
@@ -245,7 +267,7 @@ def require_survivors(
     error is an InputError (exit 2) only when every failure is bad input.
     """
     share = failed_share(len(loaded), len(failures))
-    reasons = "; ".join(one_line(e) for e in failures.values())
+    reasons = first_reasons(failures)
     if len(loaded) >= needed and share <= max_failure_ratio:
         if failures:
             total = len(loaded) + len(failures)
@@ -254,7 +276,7 @@ def require_survivors(
                 purpose,
                 len(failures),
                 total,
-                ", ".join(failures),
+                first_names(failures),
                 reasons,
             )
         return

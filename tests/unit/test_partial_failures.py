@@ -25,6 +25,25 @@ UNKNOWN = NoDataError("ZZZ: yfinance returned no 1d bars")
 OFFLINE = DownloadError("CCC: yfinance failed after 5 attempt(s) (DNSError)")
 
 
+@pytest.mark.parametrize("count", [10, 11, 400])
+def test_a_universe_of_failures_names_the_first_ten_and_counts_the_rest(caplog, count):
+    failures = {f"T{i:04d}": DataValidationError(f"T{i:04d}: file x: bad") for i in range(count)}
+    loaded = {f"OK{i}": 1 for i in range(count)}
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline"):
+        require_survivors(loaded, failures, 1, "the forecast")
+    (warning,) = [r.getMessage() for r in caplog.records]
+    names = ", ".join(f"T{i:04d}" for i in range(10))
+    reasons = "; ".join(f"T{i:04d}: file x: bad" for i in range(10))
+    more = (f", and {count - 10} more", f"; and {count - 10} more") if count > 10 else ("", "")
+    assert warning == (
+        f"the forecast goes on without {count} of {2 * count} ticker(s) ({names}{more[0]}): "
+        f"{reasons}{more[1]}"
+    )
+    with pytest.raises(InputError) as refused:
+        require_survivors({}, failures, 1, "the forecast")
+    assert str(refused.value).endswith(f"{reasons}{more[1]}")
+
+
 @pytest.mark.parametrize(
     "failures,code",
     [({}, 0), ({"BBB": BROKEN}, 2), ({"BBB": BROKEN, "ZZZ": UNKNOWN}, 2), ({"CCC": OFFLINE}, 1)],
