@@ -42,8 +42,24 @@ def wait_counting(
     done, total = 0, sum(weight.values())
     for future in as_completed(list(futures)):
         done += weight[id(future)]
-        progress = {"progress": (label, done, total), "bar_only": True}
-        log.info("%d of %d %s done", done, total, label, extra=progress)
+        count_off(label, done, total)
+
+
+class Counter:
+    """Counts items off under `label` as they are done, towards `total`."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+
+    def __call__(self, items: int) -> None:
+        self.done += items
+        count_off(self.label, self.done, self.total)
+
+
+def count_off(label: str, done: int, total: int) -> None:
+    """`done` of `total` items under `label`: a bar's progress on a terminal, nothing elsewhere."""
+    progress = {"progress": (label, done, total), "bar_only": True}
+    log.info("%d of %d %s done", done, total, label, extra=progress)
 
 
 def plain_lines() -> logging.Handler:

@@ -83,3 +83,12 @@ def from_environment(kind: RunnerKind | None = None, address: str | None = None)
     if not address and kind != "threads":
         address = os.environ.get(DASK_ADDRESS_ENV) or None
     return task_runner(kind, address)
+
+
+def on_threads() -> bool:
+    """Whether the running flow's tasks run on threads of this process (else Dask workers)."""
+    from prefect.context import FlowRunContext
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    context = FlowRunContext.get()
+    return context is None or isinstance(context.task_runner, ThreadPoolTaskRunner)

@@ -128,8 +128,15 @@ def test_a_cache_that_cannot_be_written_fails_before_any_download(
     assert fake_yahoo.calls == [] and not (tmp_path / "f.csv").exists()
 
 
+@pytest.mark.parametrize(
+    "processes_from,loads",
+    [
+        (1_000, ["load-BBB", "load-DDD..AAA", "load-EEE..CCC"]),  # batches of 2, in turn
+        (5, ["load-DDD..BBB-on-2-processes"]),  # the same batches, on one process per core
+    ],
+)
 def test_local_files_load_in_batches_each_ticker_failing_alone(
-    prefect_harness, tiny_cfg, tiny_onnx, tmp_path, monkeypatch
+    prefect_harness, tiny_cfg, tiny_onnx, tmp_path, monkeypatch, processes_from, loads
 ):
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -138,6 +145,8 @@ def test_local_files_load_in_batches_each_ticker_failing_alone(
     from flows.inference import forecast_flow
 
     monkeypatch.setattr(flows.fetching, "LOCAL_BATCH", 2)
+    monkeypatch.setattr(flows.fetching, "PROCESSES_FROM", processes_from)
+    monkeypatch.setattr(flows.fetching.os, "cpu_count", lambda: 2)
     folder = Path(tiny_cfg.data.data_dir or "")
     for ticker in ("CCC", "DDD"):
         (folder / f"{ticker}.csv").write_text((folder / "AAA.csv").read_text())
@@ -156,5 +165,4 @@ def test_local_files_load_in_batches_each_ticker_failing_alone(
             return sorted(r.name for r in await client.read_task_runs(flow_run_filter=flow_runs))
 
     names = asyncio.run(task_run_names())
-    loads = [n for n in names if n.startswith("load-")]
-    assert loads == ["load-BBB", "load-DDD..AAA", "load-EEE..CCC"]  # batches of 2, in order
+    assert [n for n in names if n.startswith("load-")] == loads
