@@ -1,12 +1,13 @@
 """Fetching prices: the tasks shared by every flow, and the flow behind `fetch`.
 
-A yfinance ticker is its own task run (retries and backoff are per download; a failed one falls
-back on its disk cache). A local source (`sample`, `csv`) is read in tasks of LOCAL_BATCH
-tickers: a task run costs more than reading a file, so one per ticker made a 5,000-ticker
-forecast mostly orchestration. Either way the tasks are submitted at once to the flow's task
-runner (threads, or Dask workers), and a failure is kept with its ticker and reason instead of
-failing the flow, so one bad ticker never costs the good ones. Retries and the cache fallback
-live in the library, so they work, and are tested, without Prefect."""
+A yfinance ticker is its own task run, all submitted at once (retries and backoff are per
+download; a failed one falls back on its disk cache). A local source (`sample`, `csv`) is read
+in tasks of LOCAL_BATCH tickers, as a task run costs more than reading a file: one per ticker
+made a 5,000-ticker forecast mostly orchestration. `each_batch` says how those run. Either way
+a failure is kept with its ticker and reason instead of failing the flow, so one bad ticker
+never costs the good ones. Retries and the cache fallback live in the library, so they work,
+and are tested, without Prefect.
+"""
 
 from __future__ import annotations
 
