@@ -76,7 +76,7 @@ bench-scale: setup
 	$(PY) benchmarks/scale.py
 
 # the CLI's training and forecast flows on 50, 500 and 5,000 synthetic tickers x 10 years, with
-# and without a Prefect server (an hour or more; not part of `make bench`). UNIVERSE_ARGS adds
+# and without a Prefect server (about 20 minutes; not part of `make bench`). UNIVERSE_ARGS adds
 # options, e.g. --data-root DIR (keep the csv folders), --default-model (+10 min or more)
 .PHONY: bench-universe
 bench-universe: setup
