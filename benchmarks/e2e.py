@@ -53,9 +53,11 @@ TRAIN_STAGES = (
     "orchestration",
 )
 FORECAST_STAGES = ("data", "registry", "inference", "write", "other", "orchestration")
-# task name prefix -> stage (fetch tasks are named fetch-TICKER, the others NAME-<id>)
+# task name prefix -> stage (yfinance fetches are named fetch-TICKER, local files' loads
+# load-FIRST..LAST, the others NAME-<id>)
 TRAIN_TASKS = {
     "fetch": "data",
+    "load": "data",
     "build_window_sets": "data",
     "start_run": "tracking/registry",
     "log_dataset": "tracking/registry",
@@ -68,6 +70,7 @@ TRAIN_TASKS = {
 }
 FORECAST_TASKS = {
     "fetch": "data",
+    "load": "data",
     "resolve_model": "registry",
     "open_model": "inference",
     "forecast": "inference",
@@ -208,7 +211,8 @@ def measure(
     timers.take()
     result, wall, flow_run_id = run_flow(call)
     extra = timers.take()
-    stage, task_s = by_stage(task_runs(flow_run_id, len(tasks)), tasks)
+    # a source has fetch- tasks (yfinance) or load- tasks (local files), never both
+    stage, task_s = by_stage(task_runs(flow_run_id, len(tasks) - 1), tasks)
     if regroup is not None:
         regroup(stage, extra)
     stage["orchestration"] = wall - sum(stage.values())

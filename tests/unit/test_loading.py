@@ -17,10 +17,12 @@ def test_worker_processes_load_what_one_process_loads_with_its_failures_and_line
     tickers = ("CCC", "BAD", "AAA", "NOPE", "BBB")
     cfg = DataConfig(source="csv", data_dir=str(csv_dir), tickers=tickers)
     chunks = [cfg.model_copy(update={"tickers": tickers[i : i + 2]}) for i in (0, 2, 4)]
+    expected, expected_failures = data.load_many(cfg, 30, "a test", 7)
     counted: list[int] = []
     with caplog.at_level(logging.INFO, logger="lstm_pipeline"):
+        caplog.clear()  # only the workers' lines, sent back
         loaded, failed = load_in_processes(chunks, 2, 30, "a test", 7, counted.append)
-    expected, expected_failures = data.load_many(cfg, 30, "a test", 7)
+        lines = [r.getMessage() for r in caplog.records if r.name == "lstm_pipeline.data"]
     assert list(loaded) == ["CCC", "AAA", "BBB"] and list(failed) == ["BAD", "NOPE"]
     for ticker, prices in expected.items():
         pd.testing.assert_frame_equal(loaded[ticker], prices)
@@ -28,5 +30,4 @@ def test_worker_processes_load_what_one_process_loads_with_its_failures_and_line
         t: (type(e), str(e)) for t, e in expected_failures.items()
     }
     assert counted == [2, 2, 1]  # each chunk's tickers, in order
-    lines = [r.getMessage() for r in caplog.records if r.name == "lstm_pipeline.data"]
     assert [line.split(":")[0] for line in lines if " rows " in line] == ["CCC", "AAA", "BBB"]
