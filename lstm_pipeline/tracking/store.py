@@ -272,9 +272,15 @@ class Run:
         The digest is the data's content hash (the `data.sha256` tag), so runs on the same data
         share a dataset in the MLflow UI and runs on new data do not.
         """
-        self.client.log_inputs(
-            self.run_id, datasets=[dataset_input(frame, digest, source, context)]
-        )
+        datasets = [dataset_input(frame, digest, source, context)]
+        try:
+            self.client.log_inputs(self.run_id, datasets=datasets)
+        except MlflowException as exc:
+            if not created_meanwhile(exc):
+                raise
+            # another run on the same data created the dataset a moment before this one (the
+            # store checks, then inserts): now it exists, and this run links to it
+            self.client.log_inputs(self.run_id, datasets=datasets)
 
     def end(self, status: str = "FINISHED", reason: str = "") -> None:
         if reason:
@@ -301,6 +307,13 @@ class Run:
             raise
         if finish:
             self.end()
+
+
+def created_meanwhile(exc: MlflowException) -> bool:
+    """Whether a write lost a race to create the same row (a unique key, in SQLite's,
+    PostgreSQL's or MySQL's words)."""
+    text = str(exc).lower()
+    return "unique constraint" in text or "duplicate entry" in text
 
 
 def names_nothing(exc: MlflowException) -> bool:

@@ -4,9 +4,11 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.data.pandas_dataset import from_pandas
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from lstm_pipeline.config import MODEL_NAME as MODEL
@@ -93,3 +95,32 @@ def test_the_training_frame_equals_a_frame_per_ticker_concatenated(lengths, name
     frame = training_frame(prices)
     pd.testing.assert_frame_equal(frame, expected, check_exact=True)
     assert len(schema_rows(frame)) == len(prices)  # one row per ticker decides its schema
+
+
+def test_a_run_that_loses_the_race_to_create_its_dataset_links_to_the_winners(store):
+    """Two trainings on the same data: the store checks for the dataset, then inserts it, so
+    the second can fail on the unique key (seen on a shared server): it links to the dataset."""
+    frame = long_frame(tickers=2, rows=50, seed=2)
+    with store.start_run(MODEL, "winner", {}, {}).closing() as winner:
+        winner.log_dataset(frame, "abc", "/data", "training")
+    with store.start_run(MODEL, "loser", {}, {}).closing() as loser:
+        real, calls = loser.client.log_inputs, []
+
+        def racing(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise MlflowException(
+                    "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id,"
+                    " datasets.name, datasets.digest"
+                )
+            return real(*args, **kwargs)
+
+        loser.client.log_inputs = racing
+        loser.log_dataset(frame, "abc", "/data", "training")
+        assert len(calls) == 2
+        loser.client.log_inputs = lambda *a, **k: (_ for _ in ()).throw(MlflowException("down"))
+        with pytest.raises(MlflowException, match="down"):  # any other failure is raised
+            loser.log_dataset(frame, "abc", "/data", "training")
+    client = MlflowClient(store.uri)
+    datasets = [client.get_run(r.run_id).inputs.dataset_inputs[0].dataset for r in (winner, loser)]
+    assert [(d.name, d.digest) for d in datasets] == [("prices-abc", "abc")] * 2
