@@ -178,16 +178,21 @@ def evaluate_model(
 
 
 def evaluation_figures(
-    result: FitResult, windows: dict[str, WindowSet], evaluation: Evaluation
+    result: FitResult,
+    windows: dict[str, WindowSet],
+    evaluation: Evaluation,
+    by_ticker: list[dict[str, float | int | str]],
 ) -> dict[str, Figure]:
     """The run's PNGs by artifact name; fan charts and a reliability diagram with quantiles.
-    Each draws a bounded, chosen set of tickers: its size does not grow with the universe."""
+    Each draws a bounded, chosen set of tickers (from `by_ticker`, scores_by_ticker's rows):
+    its size does not grow with the universe."""
     test = windows["test"]
     forecast, actual, last_close, quantiles = evaluation.test
     series = (test.tickers, test.ticker_ids, test.as_of, actual, forecast)
     mase = evaluation.metrics["test_mase"]
-    by_ticker = {str(row["ticker"]): row for row in scores_by_ticker(test, evaluation)}
-    shown = plots.forecast_tickers(by_ticker, limit=FORECAST_TICKERS)
+    shown = plots.forecast_tickers(
+        {str(row["ticker"]): row for row in by_ticker}, limit=FORECAST_TICKERS
+    )
     figures = {
         "plots/loss_curve.png": plots.loss_curve(result.history, result.best_epoch),
         "plots/actual_vs_forecast.png": plots.actual_vs_forecast(shown, *series, mase),
@@ -274,11 +279,12 @@ def evaluation_texts(
     cfg: PipelineConfig,
     windows: dict[str, WindowSet],
     evaluation: Evaluation,
+    by_ticker: list[dict[str, float | int | str]],
     data_tags: dict[str, str],
     run_id: str,
 ) -> dict[str, str]:
-    """The run's text artifacts by name: config, scores per ticker x horizon and per ticker,
-    model card."""
+    """The run's text artifacts by name: config, scores per ticker x horizon and per ticker
+    (`by_ticker`, scores_by_ticker's rows), model card."""
     test = windows["test"]
     forecast, actual, last_close, _ = evaluation.test
     rows = scores_by_ticker_horizon(forecast, actual, last_close, test.ticker_ids, test.tickers)
@@ -287,7 +293,7 @@ def evaluation_texts(
     return {
         "config.yaml": report.config_yaml(cfg),
         "metrics/test_by_ticker_horizon.csv": report.table_csv(rows),
-        "metrics/test_by_ticker.csv": report.table_csv(scores_by_ticker(test, evaluation)),
+        "metrics/test_by_ticker.csv": report.table_csv(by_ticker),
         "model_card.md": report.model_card(cfg, data_tags, evaluation.metrics, run_id),
     }
 
@@ -315,10 +321,12 @@ def run_report(
     """Scores beside naive and the baselines, the run's figures, its config, metrics table,
     calibration and model card."""
     evaluation = evaluate_model(result, windows, prices_by_ticker)
-    texts = evaluation_texts(cfg, windows, evaluation, data_tags, run_id)
+    by_ticker = scores_by_ticker(windows["test"], evaluation)  # once: a table and the figures'
+    texts = evaluation_texts(cfg, windows, evaluation, by_ticker, data_tags, run_id)
     if result.calibration is not None:
         texts["calibration.json"] = json.dumps(result.calibration.as_dict(), indent=1) + "\n"
-    return RunReport(evaluation.metrics, evaluation_figures(result, windows, evaluation), texts)
+    figures = evaluation_figures(result, windows, evaluation, by_ticker)
+    return RunReport(evaluation.metrics, figures, texts)
 
 
 def export_model(

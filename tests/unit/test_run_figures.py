@@ -45,7 +45,9 @@ def fake_run(tickers: int, windows: int, horizon: int = 5, seed: int = 0):
 
 
 def test_every_figure_of_500_tickers_is_under_a_megabyte_with_a_bounded_number_of_panels():
-    figures = pipeline.evaluation_figures(*fake_run(500, 250))
+    result, windows, evaluation = fake_run(500, 250)
+    by_ticker = pipeline.scores_by_ticker(windows["test"], evaluation)
+    figures = pipeline.evaluation_figures(result, windows, evaluation, by_ticker)
     assert set(figures) == {
         f"plots/{name}.png"
         for name in (
