@@ -188,9 +188,7 @@ def fetch_each(
         return results, failures
     data.check_cache_writable(cfg)
     results, failures = load_each(fetch, cfg, purpose, min_rows, why, fallback=fetch_stale)
-    if keep_last is not None:
-        results = {t: prices.iloc[-keep_last:] for t, prices in results.items()}
-    return results, failures
+    return {t: data.last_rows(prices, keep_last) for t, prices in results.items()}, failures
 
 
 @flow(name="lstm-fetch", flow_run_name=lambda: f"fetch-{date.today()}")

@@ -84,8 +84,14 @@ def load_many(
         except Exception as exc:  # any failure is this ticker's; the flow reports each
             failures[ticker] = exc
         else:
-            loaded[ticker] = prices if keep_last is None else prices.iloc[-keep_last:].copy()
+            loaded[ticker] = last_rows(prices, keep_last)
     return loaded, failures
+
+
+def last_rows(prices: pd.DataFrame, keep: int | None) -> pd.DataFrame:
+    """The last `keep` rows as a frame of their own (a slice would keep the whole history
+    alive), or all of them when `keep` is None."""
+    return prices if keep is None else prices.iloc[-keep:].copy()
 
 
 def select_dates(
