@@ -6,14 +6,16 @@ lists their history side by side.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lstm_pipeline import report
 from lstm_pipeline.predict import BOUND_LEVELS, FORECAST_COLUMNS
-from lstm_pipeline.tracking import Run
+
+if TYPE_CHECKING:
+    from lstm_pipeline.tracking import Run
 
 TRAINING_KEY = "training-summary"
 FORECAST_KEY = "batch-forecasts"

@@ -10,6 +10,7 @@ here; the handlers, which import their flow only when run, in flows/commands.py.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -399,5 +400,15 @@ def report_failures(where: str, failed: dict[str, dict[str, Any]]) -> int:
     return exit_code_for(failed)
 
 
+def entry_point() -> NoReturn:
+    """The `lstm-pipeline` command: main, then an exit without the interpreter's last full
+    garbage collection, which walks every object that importing Prefect, MLflow and pandas made
+    (0.5-0.6 s of a 3 s forecast). By then the command's files are closed, its output flushed
+    and its flow runs ended; exit handlers and thread shutdown still run."""
+    code = main()
+    gc.freeze()  # the final collection skips frozen objects; the process ends regardless
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

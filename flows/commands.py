@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when a command runs: --help stays fast
     from lstm_pipeline.config import PipelineConfig
     from lstm_pipeline.tracking import Store
+
+HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 
 
 def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
@@ -139,13 +143,33 @@ def format_training(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def _without_heartbeats() -> Iterator[None]:
+    """Prefect's flow-run heartbeats off for a job of seconds, unless
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY asks for them. They let an automation mark a run whose
+    process died (the first comes after 180 s by default, so a forecast never sends one), and
+    their thread sleeps in 1 s steps that the run's end waits out: 0-1 s of a 3 s forecast."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if HEARTBEAT_ENV in os.environ:
+        yield
+        return
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
-    from flows.inference import forecast_flow
+    from lstm_pipeline.tracking import ahead
 
     cfg = pipeline_config(args)
     model_uri = _model_uri(args, cfg)
+    tracking_uri = cfg.tracking.tracking_uri
+    resolving = ahead.start(model_uri, tracking_uri)  # on the other core, while Prefect starts
+    from flows.inference import forecast_flow
+
     flow = _on_runner(forecast_flow, args)
-    result = flow(cfg.data, model_uri, args.output, cfg.tracking.tracking_uri)
+    with _without_heartbeats():
+        result = flow(cfg.data, model_uri, args.output, tracking_uri, ahead.result(resolving))
     print(
         f"wrote {result['rows']} forecasts to {result['output']} "
         f"(model version {result['model_version']}, {model_uri})"

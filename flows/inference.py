@@ -6,7 +6,7 @@ Imports no torch (a test proves it): a forecast job needs onnxruntime, pandas an
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import flow, task
@@ -19,7 +19,10 @@ from flows.timings import Stopwatch
 from lstm_pipeline import predict, tracking
 from lstm_pipeline.config import DEFAULT_FORECAST_OUTPUT, DEFAULT_MODEL_URI, DataConfig
 from lstm_pipeline.errors import describe_failures
-from lstm_pipeline.tracking import ResolvedModel, Store, is_registry_uri
+from lstm_pipeline.tracking import ResolvedModel, is_registry_uri
+
+if TYPE_CHECKING:
+    from lstm_pipeline.tracking import Store
 
 # a registry that does not answer at once is retried; a model that is not there is not
 resolve_model = task(
@@ -49,6 +52,14 @@ def write(table: pd.DataFrame, output: str) -> str:
     return str(predict.write_forecasts(table, output))
 
 
+def _resolve(model_uri: str, tracking_uri: str | None) -> ResolvedModel:
+    store: Store | None = None
+    if is_registry_uri(model_uri):  # only then is mlflow imported
+        store = tracking.Store.open(tracking_uri)
+        store.ensure_reachable()  # fail in seconds, not after MLflow's retries
+    return resolve_model(model_uri, store)
+
+
 @flow(
     name="lstm-forecast",
     flow_run_name=lambda: f"forecast-{date.today()}",
@@ -60,8 +71,10 @@ def forecast_flow(
     model_uri: str = DEFAULT_MODEL_URI,
     output: str = DEFAULT_FORECAST_OUTPUT,
     tracking_uri: str | None = None,
+    resolved: ResolvedModel | None = None,
 ) -> dict[str, Any]:
-    """Forecast each ticker's next `horizon` trading days with the model at `model_uri`.
+    """Forecast each ticker's next `horizon` trading days with the model at `model_uri`
+    (`resolved`: its file, when the command found it already; see tracking/ahead.py).
 
     Tickers that fail to load are left out and listed under "failed"; the file is written for
     the others. With none left, nothing is written and the failure is raised.
@@ -69,11 +82,7 @@ def forecast_flow(
     predict.check_output(output)  # a bad name fails now, not after the forecast
     clock = Stopwatch()
     with clock.stage("model"):
-        store = None
-        if is_registry_uri(model_uri):
-            store = Store.open(tracking_uri)
-            store.ensure_reachable()  # fail in seconds, not after MLflow's retries
-        model = resolve_model(model_uri, store)
+        model = resolved or _resolve(model_uri, tracking_uri)
         forecaster = open_model(model, model_uri)
     with clock.stage("load"):
         window = forecaster.window  # the last window is all a forecast reads

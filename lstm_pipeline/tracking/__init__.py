@@ -12,14 +12,41 @@ to every function that logs, registers or downloads. Modules, each one job:
 
 Everything goes through an explicit run id (not mlflow's thread-local active run), so Prefect
 may run the calls in any thread. No torch here: the forecast path resolves models too.
+
+mlflow is imported on first use of a name that needs it: importing it (and its SQL store) takes
+about 1.2 s, which a forecast from an .onnx file never needs to pay.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from lstm_pipeline.config import CHALLENGER, CHAMPION, DEFAULT_MODEL_URI
 from lstm_pipeline.tracking.download import ResolvedModel, is_registry_uri, resolve_model
-from lstm_pipeline.tracking.lock import champion_lock
-from lstm_pipeline.tracking.orphans import OWNER_TAG, end_orphaned_runs, owner_of_new_run
-from lstm_pipeline.tracking.register import log_onnx_model
-from lstm_pipeline.tracking.store import Run, Store
+
+if TYPE_CHECKING:
+    from lstm_pipeline.tracking.lock import champion_lock
+    from lstm_pipeline.tracking.orphans import OWNER_TAG, end_orphaned_runs, owner_of_new_run
+    from lstm_pipeline.tracking.register import log_onnx_model
+    from lstm_pipeline.tracking.store import Run, Store
+
+_MODULE_OF = {  # the names whose modules import mlflow
+    "champion_lock": "lock",
+    "OWNER_TAG": "orphans",
+    "end_orphaned_runs": "orphans",
+    "owner_of_new_run": "orphans",
+    "log_onnx_model": "register",
+    "Run": "store",
+    "Store": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+
 
 __all__ = [
     "CHALLENGER",

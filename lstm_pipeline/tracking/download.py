@@ -5,13 +5,12 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import mlflow
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING, Any
 
 from lstm_pipeline.errors import ModelNotFoundError, one_line
-from lstm_pipeline.tracking.store import Store
+
+if TYPE_CHECKING:  # mlflow only for a registry URI: a plain .onnx path never imports it
+    from lstm_pipeline.tracking.store import Store
 
 REGISTRY_SCHEME = "models:/"
 FILE_VERSION = "file"  # the version of a model given as a plain .onnx path
@@ -45,6 +44,8 @@ def resolve_model(model_uri: str, store: Store | None = None) -> ResolvedModel:
             f"model {model_uri} not found: no tracking store at {store.uri} (train first or pass "
             "--tracking-uri)"
         )
+    import mlflow
+
     version = _model_version(store, model_uri)
     # MLflow resolves a registry version to its logged model through the process-wide registry,
     # whatever download_artifacts is given: point it here first
@@ -74,6 +75,8 @@ def _download_folder() -> str:
 
 
 def _model_version(store: Store, model_uri: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
     spec = model_uri.removeprefix(REGISTRY_SCHEME)
     try:
         if "@" in spec:

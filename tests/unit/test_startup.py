@@ -1,0 +1,79 @@
+"""A command's fixed cost: what it imports, the model resolved ahead, heartbeats, the exit."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.commands import HEARTBEAT_ENV, _without_heartbeats
+from lstm_pipeline.config import MODEL_NAME as MODEL
+from lstm_pipeline.tracking import ahead, resolve_model
+from tests.unit.test_tracking import register
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imports_after(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter has imported after running `code`."""
+    show = "import sys; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{show}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return set(done.stdout.split())
+
+
+def test_the_forecast_flow_imports_mlflow_only_for_a_registry_model(tiny_onnx):
+    assert "mlflow" not in imports_after("import flows.inference, flows.artifacts")
+    assert "mlflow" in imports_after("from lstm_pipeline.tracking import Store")
+    path, _ = tiny_onnx
+    assert "mlflow" not in imports_after(
+        f"from lstm_pipeline.tracking import resolve_model; resolve_model({str(path)!r})"
+    )
+
+
+def test_a_model_resolved_ahead_is_the_one_the_flow_would_resolve(store, tiny_onnx):
+    run_id, version = register(store, tiny_onnx)
+    store.client.set_registered_model_alias(MODEL, "champion", version)
+    uri = f"models:/{MODEL}@champion"
+    resolving = ahead.start(uri, store.uri)
+    found = ahead.result(resolving)
+    assert found is not None and resolving is not None
+    assert (found.version, found.run_id) == (version, run_id)
+    assert found.path.read_bytes() == resolve_model(uri, store).path.read_bytes()
+    assert Path(resolving.folder.name) in found.path.parents  # removed when the command exits
+
+
+def test_a_model_that_cannot_be_resolved_ahead_is_left_to_the_flow(store, tiny_onnx):
+    register(store, tiny_onnx)
+    assert ahead.start(str(tiny_onnx[0]), store.uri) is None  # a file needs no head start
+    assert ahead.result(ahead.start(f"models:/{MODEL}/99", store.uri)) is None
+    slow = ahead.start(f"models:/{MODEL}@champion", store.uri)
+    assert ahead.result(slow, wait_s=0.01) is None  # too slow: stopped, not waited for
+    assert slow is not None and slow.process.poll() is not None
+
+
+def test_a_forecast_runs_without_heartbeats_unless_they_are_asked_for(monkeypatch):
+    from prefect.settings import get_current_settings
+
+    monkeypatch.delenv(HEARTBEAT_ENV, raising=False)
+    with _without_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    configured = get_current_settings().flows.heartbeat_frequency
+    assert configured is not None
+    monkeypatch.setenv(HEARTBEAT_ENV, "45")  # read when the process starts: left alone here
+    with _without_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency == configured
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["--help"], 0), (["train", "--bogus"], 2)])
+def test_the_command_exits_with_its_code(argv, code):
+    run = "import sys; from flows.cli import entry_point; del sys.argv[1]; entry_point()"
+    done = subprocess.run(
+        [sys.executable, "-c", run, "lstm-pipeline", *argv], capture_output=True, cwd=ROOT
+    )
+    assert done.returncode == code
