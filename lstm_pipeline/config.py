@@ -26,7 +26,8 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 Cell = Literal["lstm", "gru"]
 Loss = Literal["mse", "huber", "mae"]  # a point model's loss; quantile models train on pinball
 Precision = Literal["auto", "fp32", "bf16"]
-Trigger = Literal["manual", "schedule", "backtest", "tune"]  # what started a training run
+# what started a training run; "degradation": the Prefect automation on a degraded model
+Trigger = Literal["manual", "schedule", "backtest", "tune", "degradation"]
 Interval = Literal["1d", "1h", "1wk"]
 
 CACHE_ENV = "LSTM_PIPELINE_CACHE"
@@ -241,6 +242,8 @@ class TrackingConfig(_Frozen):
     experiment: str = Field(MODEL_NAME, min_length=1, max_length=500)  # MLflow's limits
     model_name: str = MODEL_NAME
     trigger: Trigger = "manual"  # logged as the run's `trigger` tag
+    # the id of the Prefect event that started the run (a degradation), its `trigger_event` tag
+    trigger_event: str | None = Field(None, min_length=1, max_length=200)
     # relative improvement the gate demands: val MASE <= 1 - margin, and <= (1 - margin) times
     # the champion's MASE on the same windows; 0 = no worse than naive and the champion
     promotion_margin: float = Field(0.0, ge=0, lt=1)

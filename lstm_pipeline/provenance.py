@@ -48,6 +48,8 @@ def run_tags(cfg: PipelineConfig, data_tags: dict[str, str]) -> dict[str, str]:
         "lstm_pipeline.version": __version__,
         "trigger": cfg.tracking.trigger,
     }
+    if cfg.tracking.trigger_event:
+        tags["trigger_event"] = cfg.tracking.trigger_event  # the event the Prefect UI shows
     if git["git.commit"] != UNKNOWN:
         tags["mlflow.source.git.commit"] = git["git.commit"]  # shown by the MLflow UI
     return tags

@@ -284,6 +284,7 @@ LONGEST_FIRST = (
     "test_bad_inputs.py",
     "test_csv_fuzz_cli.py",  # 40 generated csv folders through the CLI, about 60 s
     "test_flows_e2e.py",
+    "test_alerts.py",  # a prefect server, a served deployment, an automation firing: ~50 s
     "test_leftover_processes.py",
     "test_progress.py",
     "test_dask.py",

@@ -8,7 +8,8 @@ to every function that logs, registers or downloads. Modules, each one job:
 - orphans.py: the owner tag of a run and the sweep that ends runs whose process is gone;
 - lock.py: `champion_lock`, one promotion gate at a time;
 - register.py: the ONNX file as the run's logged model and a new registry version;
-- download.py: a model URI or `.onnx` path as a local ONNX file.
+- download.py: a model URI or `.onnx` path as a local ONNX file;
+- monitoring.py: a model version's live scores as the curves of its monitoring run.
 
 Everything goes through an explicit run id (not mlflow's thread-local active run), so Prefect
 may run the calls in any thread. No torch here: the forecast path resolves models too.
@@ -27,6 +28,7 @@ from lstm_pipeline.tracking.download import ResolvedModel, is_registry_uri, reso
 
 if TYPE_CHECKING:
     from lstm_pipeline.tracking.lock import champion_lock
+    from lstm_pipeline.tracking.monitoring import log_live_scores
     from lstm_pipeline.tracking.orphans import OWNER_TAG, end_orphaned_runs, owner_of_new_run
     from lstm_pipeline.tracking.register import log_onnx_model
     from lstm_pipeline.tracking.store import Run, Store
@@ -37,6 +39,7 @@ _MODULE_OF = {  # the names whose modules import mlflow
     "end_orphaned_runs": "orphans",
     "owner_of_new_run": "orphans",
     "log_onnx_model": "register",
+    "log_live_scores": "monitoring",
     "Run": "store",
     "Store": "store",
 }
@@ -59,6 +62,7 @@ __all__ = [
     "champion_lock",
     "end_orphaned_runs",
     "is_registry_uri",
+    "log_live_scores",
     "log_onnx_model",
     "owner_of_new_run",
     "resolve_model",

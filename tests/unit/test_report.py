@@ -42,6 +42,14 @@ def test_run_tags_carry_trigger_version_and_data():
     assert tags["lstm_pipeline.version"] and tags["git.commit"]
 
 
+def test_a_run_started_by_a_degradation_event_carries_the_event_id():
+    event = "0195f5d6-3c2a-7e51-8a4f-2b1c9d0e7f10"
+    cfg = build_config(tracking__trigger="degradation", tracking__trigger_event=event)
+    tags = provenance.run_tags(cfg, {})
+    assert (tags["trigger"], tags["trigger_event"]) == ("degradation", event)
+    assert "trigger_event" not in provenance.run_tags(build_config(), {})  # none: no tag
+
+
 def test_run_names_tell_configs_apart():
     few = build_config(data__tickers=("SPY", "AAPL"), features__window=20, features__horizon=2)
     assert provenance.run_name(few, "2024-06-28") == "manual-SPY+AAPL-w20h2-2024-06-28"
