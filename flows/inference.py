@@ -85,8 +85,9 @@ def forecast_flow(
         model = resolved or _resolve(model_uri, tracking_uri)
         forecaster = open_model(model, model_uri)
     with clock.stage("load"):
-        window = forecaster.window  # the last window is all a forecast reads
-        prices, failures = fetch_each(data, "the forecast", window, "one input window", window)
+        window = forecaster.window  # the last window is all a forecast needs
+        keep = predict.rows_read(forecaster)  # and input drift's last span, where there is one
+        prices, failures = fetch_each(data, "the forecast", window, "one input window", keep)
     with clock.stage("forecast"):
         table = forecast(forecaster, model, prices, data.calendars)
     with clock.stage("write"):

@@ -234,8 +234,8 @@ def failed_share(loaded: int, failed: int) -> float:
 SHOWN_FAILURES = 10  # in a warning or error line; the JSON's `failed` lists every one
 
 
-def first_names(failures: Mapping[str, BaseException]) -> str:
-    """`A, B, C` for the first SHOWN_FAILURES tickers, `and N more` after them."""
+def first_names(failures: Mapping[str, object]) -> str:
+    """`A, B, C` for the first SHOWN_FAILURES tickers (keys), `and N more` after them."""
     return _first(list(failures), ", ")
 
 

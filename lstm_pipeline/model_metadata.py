@@ -1,12 +1,16 @@
-"""A model file's metadata, read as its contract: features, window, horizon, quantile levels;
-each malformed value is an InputError naming the model and the key."""
+"""A model file's metadata, read as its contract: features, window, horizon, quantile levels,
+the training profile of its inputs; each malformed value is an InputError naming the model and
+the key."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from typing import Any
 
 from lstm_pipeline.config import check_quantile_levels
+from lstm_pipeline.drift import PROFILE_KEY, STATS
 from lstm_pipeline.errors import InputError
 
 # The metadata keys every lstm-pipeline model carries, beside run id and data cut-off
@@ -56,6 +60,51 @@ def read_quantile_levels(metadata: dict[str, str], where: str) -> tuple[float, .
     if not checked:
         raise InputError(f"{problem} usable: it is empty")
     return checked
+
+
+def read_input_profile(metadata: dict[str, str], where: str) -> dict[str, Any] | None:
+    """The training profile input drift is measured against (metadata `input_profile`, see
+    drift.profile_of), or None for a model without one (an older one); InputError naming
+    `where` when malformed."""
+    text = metadata.get(PROFILE_KEY)
+    if text is None:
+        return None
+    try:
+        profile = json.loads(text)
+    except ValueError:
+        profile = None
+    problem = profile_problem(profile)
+    if problem:
+        raise InputError(
+            f"{where}: metadata {PROFILE_KEY} {shown(text)} is not a training profile: {problem}"
+        )
+    return dict(profile)
+
+
+def profile_problem(profile: object) -> str | None:
+    """What makes `profile` (parsed JSON) no drift.profile_of profile, or None."""
+    if not isinstance(profile, dict) or set(profile) != {"days", "stats", "tickers", "pooled"}:
+        return "not a JSON object of days, stats, tickers and pooled"
+    days = profile["days"]
+    if not isinstance(days, int) or isinstance(days, bool) or days < 2:
+        return "days is not an integer of at least 2"
+    if profile["stats"] != list(STATS):
+        return f"stats is not {list(STATS)}"
+    if not isinstance(profile["tickers"], dict):
+        return "tickers is not an object"
+    for name, summary in [("pooled", profile["pooled"]), *profile["tickers"].items()]:
+        if not usable_summary(summary):
+            return f"{name} is not {2 * len(STATS)} finite numbers (median, MAD >= 0 per stat)"
+    return None
+
+
+def usable_summary(summary: object) -> bool:
+    """Whether `summary` is [median, MAD] per stat: finite numbers, no MAD below 0."""
+    if not isinstance(summary, list) or len(summary) != 2 * len(STATS):
+        return False
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in summary):
+        return False
+    return all(math.isfinite(x) for x in summary) and all(mad >= 0 for mad in summary[1::2])
 
 
 def read_features(text: str, where: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from lstm_pipeline import plots, report
+from lstm_pipeline import drift, plots, report
 from lstm_pipeline.baselines import Baselines, compute_baselines
 from lstm_pipeline.calibrate import fit_calibration
 from lstm_pipeline.config import DEFAULT_QUANTILES, PipelineConfig
@@ -23,7 +23,7 @@ from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import TrainingDivergedError, one_line
 from lstm_pipeline.evaluate import error_ratio, score_forecasts, scores_by_ticker_horizon
 from lstm_pipeline.export import export_onnx
-from lstm_pipeline.features import SPLITS, WindowSet
+from lstm_pipeline.features import CLOSE, SPLITS, VOLUME, WindowSet
 from lstm_pipeline.intervals import (
     INTERVAL_COLUMNS,
     drift_scores,
@@ -332,8 +332,29 @@ def run_report(
 def export_model(
     result: FitResult, windows: dict[str, WindowSet], path: Path, run_id: str, cutoff: str
 ) -> tuple[Path, np.ndarray]:
-    """ONNX file with parity checked on real test windows; returns it and a batch-2 example."""
+    """ONNX file with parity checked on real test windows, carrying the train split's input
+    profile (drift.py); returns it and a batch-2 example."""
     test = windows["test"]
     sample = test.inputs(torch.arange(min(EXPORT_BATCH, len(test)))).cpu()
-    export_onnx(result.model, sample, path, {"run_id": run_id, "data_cutoff": cutoff})
+    metadata = {"run_id": run_id, "data_cutoff": cutoff}
+    profile = drift.profile_of(train_rows(windows["train"]))
+    if profile is not None:  # None: no ticker's train split holds a whole span
+        metadata[drift.PROFILE_KEY] = json.dumps(profile, separators=(",", ":"))
+    export_onnx(result.model, sample, path, metadata)
     return path, sample[:2].numpy()
+
+
+def train_rows(train: WindowSet) -> dict[str, pd.DataFrame]:
+    """Each ticker's rows of the train split (Close, Volume), exactly those its windows and
+    their targets span: the segments build_window_sets cut, read back from the WindowSet."""
+    horizon = train.targets.shape[1]
+    ids, first, counts = np.unique(train.ticker_ids, return_index=True, return_counts=True)
+    starts = train.starts.cpu().numpy()
+    values = train.values.cpu().numpy()
+    rows = {}
+    for i, a, n in zip(ids.tolist(), starts[first].tolist(), counts.tolist(), strict=True):
+        segment = values[a : a + n + train.window + horizon - 1]
+        rows[train.tickers[i]] = pd.DataFrame(
+            {"Close": segment[:, CLOSE], "Volume": segment[:, VOLUME]}
+        )
+    return rows

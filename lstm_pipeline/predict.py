@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -12,11 +13,17 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
+from lstm_pipeline import drift
 from lstm_pipeline.calendars import calendar_for, next_trading_days
 from lstm_pipeline.data import FEATURES, latest_window, require_rows
 from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.files import check_writable, write_atomic
-from lstm_pipeline.model_metadata import read_contract, read_quantile_levels, shown
+from lstm_pipeline.model_metadata import (
+    read_contract,
+    read_input_profile,
+    read_quantile_levels,
+    shown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,7 @@ FORECAST_COLUMNS = (
     "model_version",
     "run_id",
     "calendar",  # the exchange calendar the target dates come from
+    "input_drift",  # the ticker's recent inputs against the training data's, see drift.py
 )
 QUANTILE_PREFIX = "quantile_"  # a .parquet file's columns of every level: quantile_0.025, ...
 
@@ -88,6 +96,8 @@ class OnnxForecaster:
         self.features, self.window, self.horizon = read_contract(self.metadata, self.name)
         # () for a point model, or an older one exported before intervals existed
         self.quantile_levels = read_quantile_levels(self.metadata, self.name)
+        # None for a model exported before input drift was measured
+        self.input_profile = read_input_profile(self.metadata, self.name)
         self._check_io(FEATURES)
 
     def _check_io(self, data_features: tuple[str, ...]) -> None:
@@ -219,6 +229,12 @@ def _dims(shape: list[Dim] | None) -> str:
     return "none" if shape is None else "[" + ", ".join(str(d) for d in shape) + "]"
 
 
+def rows_read(forecaster: OnnxForecaster) -> int:
+    """The last rows of each ticker a forecast reads: one window, and at least the span input
+    drift is measured over (a model's window may be shorter)."""
+    return max(forecaster.window, drift.ROWS_NEEDED)
+
+
 def forecast_table(
     forecaster: OnnxForecaster,
     prices_by_ticker: dict[str, pd.DataFrame],
@@ -228,13 +244,15 @@ def forecast_table(
 ) -> pd.DataFrame:
     """One row per ticker and horizon from each ticker's latest window, in one batched call;
     target dates are trading days of each ticker's calendar (`calendars` overrides by ticker).
-    FORECAST_COLUMNS, then a quantile model's every level (`quantile_0.025`, ...)."""
+    FORECAST_COLUMNS (`input_drift` repeated on each of a ticker's rows), then a quantile
+    model's every level (`quantile_0.025`, ...)."""
     for ticker, prices in prices_by_ticker.items():
         require_rows(prices, ticker, forecaster.window, "one input window")
     windows = np.stack([latest_window(p, forecaster.window) for p in prices_by_ticker.values()])
     forecasts, quantiles = forecaster.predict_quantiles(windows)  # [T, H], [T, H, Q] or None
     quantiles = usable_prices(forecaster, list(prices_by_ticker), forecasts, quantiles)
     bounds = interval_bounds(quantiles, forecaster.quantile_levels)  # [T, H, 4]
+    drifts = input_drift(forecaster, prices_by_ticker)  # [T]
     rows = []
     for i, (ticker, prices) in enumerate(prices_by_ticker.items()):
         as_of = prices.index[-1]
@@ -243,13 +261,27 @@ def forecast_table(
         last_close = float(prices["Close"].iloc[-1])
         for h, target in enumerate(targets):
             forecast = [float(forecasts[i, h]), *bounds[i, h].tolist()]  # median, bounds
-            about = [last_close, model_version, run_id, calendar]
+            about = [last_close, model_version, run_id, calendar, drifts[i]]
             rows.append(
                 [ticker, as_of, h + 1, target, *forecast, *about, *quantiles[i, h].tolist()]
             )
     # repr: the shortest exact spelling, so two levels never share a column name
     names = [f"{QUANTILE_PREFIX}{float(level)!r}" for level in forecaster.quantile_levels]
     return pd.DataFrame(rows, columns=[*FORECAST_COLUMNS, *names])
+
+
+def input_drift(
+    forecaster: OnnxForecaster, prices_by_ticker: Mapping[str, pd.DataFrame]
+) -> list[float]:
+    """Each ticker's drift score against the model's training profile (NaN for a model without
+    one), and one warning line naming the tickers drifted above DRIFT_THRESHOLD."""
+    profile = forecaster.input_profile
+    if profile is None:
+        return [math.nan] * len(prices_by_ticker)
+    scores = drift.drift_scores(profile, prices_by_ticker)
+    if warning := drift.drift_warning(scores, profile["days"]):
+        log.warning("%s", warning)
+    return [float(x) for x in scores]
 
 
 def usable_prices(

@@ -8,7 +8,8 @@ from mlflow.tracking import MlflowClient
 from prefect import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from flows.artifacts import FORECAST_KEY, TRAINING_KEY
+from flows.artifacts import DRIFT_KEY, FORECAST_KEY, MAX_DRIFT_ROWS, TRAINING_KEY
+from lstm_pipeline.drift import DRIFT_THRESHOLD
 
 pytestmark = pytest.mark.slow
 
@@ -59,3 +60,14 @@ def test_training_and_forecast_runs_publish_a_summary_and_a_table(
     assert [r["ticker"] for r in rows] == list(written["ticker"])
     assert rows[0]["as_of"] == written["as_of"][0] and len(rows[0]["target_date"]) == 10
     assert rows[0]["forecast"] == pytest.approx(written["forecast"][0], abs=1e-4)
+    # the trained model carries its train split's input profile: every ticker has a score
+    assert written["input_drift"].notna().all()
+    assert rows[0]["input_drift"] == pytest.approx(written["input_drift"][0], abs=0.01)
+    drifted = artifacts_of(forecast_state)[DRIFT_KEY]
+    most = json.loads(drifted.data)
+    scores = written.drop_duplicates("ticker").set_index("ticker")["input_drift"]
+    assert drifted.type == "table" and len(most) == 2 <= MAX_DRIFT_ROWS
+    assert [r["ticker"] for r in most] == list(scores.sort_values(ascending=False).index)
+    assert [r["drifted"] for r in most] == [
+        s > DRIFT_THRESHOLD for s in scores[[r["ticker"] for r in most]]
+    ]
