@@ -59,7 +59,7 @@ docs: setup
 
 # Speed and accuracy benchmarks: JSON in benchmarks/results/ (with the machine and its load),
 # tables in docs/results/. Timings are only comparable on a quiet machine.
-bench: setup bench-inference bench-e2e bench-scale
+bench: setup bench-inference bench-e2e bench-scale bench-live
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/train_sample.py
 	$(PY) benchmarks/backtest_sample.py
@@ -74,6 +74,11 @@ bench-e2e: setup
 # forecast time and memory for 10-1,000 tickers, training throughput for 6-384 tickers
 bench-scale: setup
 	$(PY) benchmarks/scale.py
+
+# live scores and degradation over 500 tickers x 250 days x 5 horizons (625k forecast rows)
+.PHONY: bench-live
+bench-live: setup
+	$(PY) benchmarks/live_scoring.py
 
 # the CLI's training and forecast flows on 50, 500 and 5,000 synthetic tickers x 10 years, with
 # and without a Prefect server (about 20 minutes; not part of `make bench`). UNIVERSE_ARGS adds

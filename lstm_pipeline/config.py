@@ -257,12 +257,42 @@ class TrackingConfig(_Frozen):
         return name
 
 
+class MonitorConfig(_Frozen):
+    """How live scores are judged (lstm_pipeline/live.py): a rolling window with at least
+    `min_matured` matured forecasts is degraded when its MASE exceeds 1 + `mase_margin` or its
+    80%-interval coverage leaves [`coverage_80_low`, `coverage_80_high`]."""
+
+    # rolling windows of matured trading days (target dates), beside "live" (since inception)
+    windows: tuple[Annotated[int, Field(ge=1, le=DAYS_MAX)], ...] = Field((20, 60), min_length=1)
+    min_matured: int = Field(40, ge=1, le=COUNT_MAX)  # forecasts a window needs to raise an alert
+    mase_margin: float = Field(0.1, ge=0, le=100)  # degraded when live MASE > 1 + margin
+    coverage_80_low: float = Field(0.70, ge=0, le=1)  # degraded below this 80% coverage
+    coverage_80_high: float = Field(0.90, ge=0, le=1)  # and above this one
+
+    @field_validator("windows")
+    @classmethod
+    def _distinct(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(windows)) != len(windows):
+            raise ValueError(f"windows {list(windows)} repeat a window: each must be distinct")
+        return windows
+
+    @model_validator(mode="after")
+    def _coverage_band(self) -> MonitorConfig:
+        if not self.coverage_80_low < self.coverage_80_high:
+            raise ValueError(
+                f"coverage_80_low {self.coverage_80_low:g} must be below"
+                f" coverage_80_high {self.coverage_80_high:g}"
+            )
+        return self
+
+
 class PipelineConfig(_Frozen):
     data: DataConfig = DataConfig()
     features: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+    monitor: MonitorConfig = MonitorConfig()  # live scores and degradation (live.py)
 
     def flat(self) -> dict[str, Any]:
         """Flattened `section.key -> value` view, the form logged as MLflow params."""

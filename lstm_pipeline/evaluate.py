@@ -20,10 +20,10 @@ def score_forecasts(
     naive = np.broadcast_to(last_close[:, None], actual.shape)
     err = np.abs(forecast - actual)
     naive_err = np.abs(naive - actual)
-    moved = actual != naive  # a flat day has no direction to get right
-    up = actual[moved] > naive[moved]
+    moved, went_up, hit = direction_outcomes(forecast, actual, naive)
+    up = went_up[moved]
     up_rate = float(up.mean()) if up.size else 0.5
-    hits = np.sign(forecast - naive)[moved] == np.sign(actual - naive)[moved]
+    hits = hit[moved]
     scores = {
         f"{prefix}_mae": float(err.mean()),
         f"{prefix}_rmse": float(np.sqrt(((forecast - actual) ** 2).mean())),
@@ -38,6 +38,17 @@ def score_forecasts(
         scores[f"{prefix}_mae_h{k + 1}"] = float(err[:, k].mean())
         scores[f"{prefix}_mase_h{k + 1}"] = error_ratio(err[:, k].mean(), naive_err[:, k].mean())
     return scores
+
+
+def direction_outcomes(
+    forecast: np.ndarray, actual: np.ndarray, naive: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(moved, went_up, hit), each of the inputs' shape: whether the actual moved from the naive
+    forecast (a flat day has no direction to get right, so it counts neither way), whether it
+    rose, and whether the forecast moved the same way (a moved day only)."""
+    moved = actual != naive
+    hit = moved & (np.sign(forecast - naive) == np.sign(actual - naive))
+    return moved, actual > naive, hit
 
 
 def error_ratio(num: float, den: float) -> float:
@@ -115,10 +126,9 @@ def _ticker_scores(
     def share(part: np.ndarray, whole: np.ndarray, empty: float) -> np.ndarray:
         return np.divide(part, whole, out=np.full(len(whole), empty), where=whole > 0)
 
-    moved = actual != last_close  # a flat day has no direction to get right
-    hits = moved & (np.sign(forecast - last_close) == np.sign(actual - last_close))
+    moved, went_up, hits = direction_outcomes(forecast, actual, last_close)
     n_moved = per_ticker(moved.astype(float))
-    up_rate = share(per_ticker((moved & (actual > last_close)).astype(float)), n_moved, 0.5)
+    up_rate = share(per_ticker((moved & went_up).astype(float)), n_moved, 0.5)
     mae = share(per_ticker(np.abs(forecast - actual)), counts, np.nan)
     naive_mae = share(per_ticker(np.abs(last_close - actual)), counts, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
