@@ -30,9 +30,11 @@ from lstm_pipeline.config import (
     CACHE_ENV,
     DEFAULT_CACHE_DIR,
     DEFAULT_FORECAST_OUTPUT,
+    DEFAULT_FORECAST_STORE,
     DEFAULT_MODEL_URI,
     DEFAULT_SOURCE,
     DEFAULT_TRACKING_URI,
+    FORECAST_STORE_ENV,
     OPTUNA_STORAGE_ENV,
     SAMPLE_TICKERS,
     DataConfig,
@@ -248,6 +250,13 @@ def _forecast_options(parser: argparse.ArgumentParser) -> None:
         "--output",
         default=DEFAULT_FORECAST_OUTPUT,
         help="forecast file, .csv or .parquet, written atomically (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--forecast-store",
+        metavar="URL",
+        help="SQLAlchemy URL of the forecast history every run is added to, e.g. "
+        f"postgresql://user@host/db (default: ${FORECAST_STORE_ENV}, else "
+        f"{DEFAULT_FORECAST_STORE})",
     )
 
 

@@ -164,22 +164,38 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     cfg = pipeline_config(args)
     model_uri = _model_uri(args, cfg)
     tracking_uri = cfg.tracking.tracking_uri
+    store = _forecast_store(args)
     resolving = ahead.start(model_uri, tracking_uri)  # on the other core, while Prefect starts
     from flows.inference import forecast_flow
 
     flow = _on_runner(forecast_flow, args)
     with _without_heartbeats():
-        result = flow(cfg.data, model_uri, args.output, tracking_uri, ahead.result(resolving))
+        result = flow(
+            cfg.data, model_uri, args.output, tracking_uri, store, ahead.result(resolving)
+        )
     print(
         f"wrote {result['rows']} forecasts to {result['output']} "
-        f"(model version {result['model_version']}, {model_uri})"
+        f"(model version {result['model_version']}, {model_uri}); recorded "
+        f"{result['history']['rows']} rows in {result['history']['store']}"
     )
     return result
+
+
+def _forecast_store(args: argparse.Namespace) -> str | None:
+    """--forecast-store checked (bad input before any work), for a flow parameter: None when it
+    holds credentials, which then reach the flow through $LSTM_PIPELINE_FORECAST_STORE."""
+    from lstm_pipeline.config import FORECAST_STORE_ENV
+    from lstm_pipeline.history import parse_store_url, store_url
+    from lstm_pipeline.provenance import secret_to_env
+
+    parse_store_url(store_url(args.forecast_store))
+    return secret_to_env(args.forecast_store, FORECAST_STORE_ENV)
 
 
 def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     from flows import deploy, runners
     from lstm_pipeline import predict
+    from lstm_pipeline.history import ForecastHistory, store_url
     from lstm_pipeline.tracking import Store
 
     # Every check before the server is contacted: a bad value must not register anything.
@@ -187,6 +203,7 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)
     cfg = pipeline_config(args)
     predict.check_output(args.output)  # else every scheduled forecast would fail at its end
+    store = _forecast_store(args)
     if args.dask_address:
         runners.check_dask_address(args.dask_address)
     url = deploy.require_server()
@@ -194,6 +211,7 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
         os.environ[runners.DASK_ADDRESS_ENV] = args.dask_address
     # a retraining and a forecast due at the same minute would race to create a new store
     Store.open(cfg.tracking.tracking_uri).experiment_id(cfg.tracking.experiment)
+    ForecastHistory.open(store_url(store)).close()  # reachable, its schema made, before serving
     deployments = deploy.build_deployments(
         cfg,
         _model_uri(args, cfg),
@@ -201,6 +219,7 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
         args.retrain_cron,
         args.forecast_cron,
         args.timezone,
+        forecast_store=store,
     )
     print(
         f"serving lstm-train/retrain '{args.retrain_cron}' and lstm-forecast/forecast "

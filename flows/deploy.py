@@ -57,6 +57,7 @@ def build_deployments(
     retrain_cron: str,
     forecast_cron: str,
     timezone: str,
+    forecast_store: str | None = None,  # None: the runs read $LSTM_PIPELINE_FORECAST_STORE
 ) -> list[RunnerDeployment]:
     """The `retrain` and `forecast` deployments, their parameters fixed now."""
     # By module path, so the runs find the flows wherever the serve process was started.
@@ -76,6 +77,7 @@ def build_deployments(
             "model_uri": model_uri,
             "output": output,
             "tracking_uri": cfg.tracking.tracking_uri,
+            "forecast_store": forecast_store,
         },
         description="Forecast the configured tickers with the registry's model.",
         **common,

@@ -16,7 +16,7 @@ from flows import runners
 from flows.artifacts import publish_forecasts
 from flows.fetching import fetch_each, transient_only
 from flows.timings import Stopwatch
-from lstm_pipeline import predict, tracking
+from lstm_pipeline import history, predict, tracking
 from lstm_pipeline.config import DEFAULT_FORECAST_OUTPUT, DEFAULT_MODEL_URI, DataConfig
 from lstm_pipeline.errors import describe_failures
 from lstm_pipeline.tracking import ResolvedModel, is_registry_uri
@@ -47,6 +47,10 @@ def forecast(
     return predict.forecast_table(forecaster, prices, model.version, model.run_id, calendars)
 
 
+# after the file is written: a store that fails leaves today's file in place (exit 1)
+record = task(cache_policy=NO_CACHE)(history.record_forecast_run)
+
+
 @task(cache_policy=NO_CACHE)
 def write(table: pd.DataFrame, output: str) -> str:
     return str(predict.write_forecasts(table, output))
@@ -71,6 +75,7 @@ def forecast_flow(
     model_uri: str = DEFAULT_MODEL_URI,
     output: str = DEFAULT_FORECAST_OUTPUT,
     tracking_uri: str | None = None,
+    forecast_store: str | None = None,  # None: $LSTM_PIPELINE_FORECAST_STORE, else the default
     resolved: ResolvedModel | None = None,
 ) -> dict[str, Any]:
     """Forecast each ticker's next `horizon` trading days with the model at `model_uri`
@@ -93,6 +98,8 @@ def forecast_flow(
     with clock.stage("write"):
         path = write(table, output)
         publish_forecasts(table, path)
+    with clock.stage("history"):
+        recorded = record(table, model_uri, forecast_store)
     intervals = "with" if forecaster.quantile_levels else "without"
     print(
         f"wrote {len(table)} forecasts {intervals} 80%/95% intervals to {path} "
@@ -104,6 +111,7 @@ def forecast_flow(
         "model_version": model.version,
         "run_id": model.run_id,
         "model_uri": model_uri,
+        "history": recorded,  # {"store": its URL, credentials scrubbed, "rows": N}
         "failed": describe_failures(failures),
         "timings": clock.rounded(),  # seconds per stage
     }

@@ -51,6 +51,9 @@ def champion_uri(model_name: str) -> str:
 
 DEFAULT_MODEL_URI = champion_uri(MODEL_NAME)
 DEFAULT_FORECAST_OUTPUT = "forecasts/forecasts.csv"  # relative to the working directory
+# every forecast run's rows, kept (history.py): any SQLAlchemy URL, e.g. postgresql://... for a team
+DEFAULT_FORECAST_STORE = "sqlite:///forecasts/forecasts.db"  # relative to the working directory
+FORECAST_STORE_ENV = "LSTM_PIPELINE_FORECAST_STORE"
 
 
 def _path_text(text: str) -> str:

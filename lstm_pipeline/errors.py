@@ -69,6 +69,14 @@ class TrackingUnavailableError(RuntimeError):
     """The tracking store does not answer; the message says what was (not) done."""
 
 
+# the forecast history (history.py)
+
+
+class ForecastStoreError(RuntimeError):
+    """The forecast history's database cannot be reached, opened or written (locked, refused,
+    a newer schema); the message names its URL, credentials scrubbed."""
+
+
 # Words that make a query key a secret's name, matched anywhere in the key, any case: `pw`,
 # `pwd`, `passwd`, `x-api-key`, `access_token`, `X-Amz-Signature`, `client_secret`, `jwt`, ...
 # Naming something else so costs a masked value, never a leak.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
 import pytest
 
 from tests.conftest import CLI_ENV
@@ -23,3 +26,26 @@ def clis_on_their_own_server(clis_on_prefect_server: str, monkeypatch: pytest.Mo
     start their own temporary Prefect server, as a user's command does, for tests of what a
     killed command leaves behind."""
     monkeypatch.delitem(CLI_ENV, "PREFECT_API_URL")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the session (tests/postgres.py): its URL."""
+    from tests.postgres import postgres_unavailable, running_postgres
+
+    reason = postgres_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database on the session's PostgreSQL server: its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
