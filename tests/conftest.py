@@ -227,6 +227,18 @@ def cli_command(args: tuple[str, ...], prelude: str = "") -> list[str]:
     return [sys.executable, "-c", code, *args]
 
 
+@pytest.fixture(autouse=True)
+def forecast_history(tmp_path_factory, monkeypatch) -> str:
+    """Each test's forecasts go to a history of its own, not the repository's
+    forecasts/forecasts.db that every xdist worker would share (the CLI processes a test starts
+    inherit it too); a test of the default location removes the variable."""
+    from lstm_pipeline.config import FORECAST_STORE_ENV
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('history')}/forecasts.db"
+    monkeypatch.setenv(FORECAST_STORE_ENV, url)
+    return url
+
+
 # Variables every CLI process of the current test gets on top of this environment; the
 # integration fixture `clis_on_prefect_server` puts the harness's Prefect API URL here.
 CLI_ENV: dict[str, str] = {}

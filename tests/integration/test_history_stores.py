@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from lstm_pipeline import history_schema
+from lstm_pipeline.config import FORECAST_STORE_ENV
 from lstm_pipeline.errors import ForecastStoreError, one_line
 from lstm_pipeline.history import ForecastHistory
 from tests.conftest import run_cli
@@ -87,8 +88,9 @@ def forecast_args(csv_dir, tiny_quantile_onnx, tmp_path) -> list[str]:
 
 
 def test_forecast_records_each_run_and_a_rerun_day_is_idempotent(
-    forecast_args, tmp_path, clis_on_prefect_server
+    forecast_args, tmp_path, clis_on_prefect_server, monkeypatch
 ):
+    monkeypatch.delenv(FORECAST_STORE_ENV)  # the default: relative to the working directory
     for _ in range(2):
         proc = run_cli(*forecast_args, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
