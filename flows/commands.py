@@ -6,6 +6,7 @@ Flows are imported inside each handler, so `forecast` never imports torch.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,9 +36,19 @@ def _model_uri(args: argparse.Namespace, cfg: PipelineConfig) -> str:
     return args.model_uri or champion_uri(cfg.tracking.model_name)
 
 
+def collect_from_now() -> None:
+    """Garbage collection back on, for objects made from now on: the console script turns it
+    off while a command imports its flow (flows/cli.py entry_point), and what the imports made
+    is frozen, never walked again. A no-op where collection is on (main called in-process)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def _on_runner(flow: Any, args: argparse.Namespace) -> Any:
     """`flow` with the task runner the options (else $LSTM_PIPELINE_DASK_ADDRESS) ask for, and
     a Prefect API to run on (a temporary server that dies with this process, if none is set)."""
+    collect_from_now()  # the flow's modules are imported
     from flows.runners import from_environment
     from flows.temporary_server import use_tied_server
 
@@ -198,6 +209,7 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline.history import ForecastHistory, store_url
     from lstm_pipeline.tracking import Store
 
+    collect_from_now()  # a process that serves for days must collect
     # Every check before the server is contacted: a bad value must not register anything.
     deploy.check_schedule("--retrain-cron", args.retrain_cron, args.timezone)
     deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)

@@ -77,3 +77,25 @@ def test_the_command_exits_with_its_code(argv, code):
         [sys.executable, "-c", run, "lstm-pipeline", *argv], capture_output=True, cwd=ROOT
     )
     assert done.returncode == code
+
+
+def test_collection_comes_back_once_the_flow_is_imported_and_never_walks_the_imports():
+    code = (
+        "import gc; from flows.commands import collect_from_now\n"
+        "gc.disable(); import flows.inference; collect_from_now()\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 100_000)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.split() == ["True", "True"]
+
+
+def test_collection_left_alone_where_it_was_never_turned_off():
+    import gc
+
+    from flows.commands import collect_from_now
+
+    frozen = gc.get_freeze_count()
+    collect_from_now()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
