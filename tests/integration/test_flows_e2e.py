@@ -85,7 +85,7 @@ def test_forecast_flow_writes_one_row_per_ticker_and_horizon(
     output = tmp_path / f"out/forecasts{suffix}"
     result = forecast_flow(tiny_cfg.data, uri, str(output), tiny_cfg.tracking.tracking_uri)
     assert result["output"] == str(output) and result["rows"] == 2 * 3
-    assert set(result["timings"]) == {"model", "load", "forecast", "write"}
+    assert set(result["timings"]) == {"model", "load", "forecast", "write", "history"}
     table = pd.read_csv(output) if suffix == ".csv" else pd.read_parquet(output)
     every_quantile = [f"quantile_{level:g}" for level in DEFAULT_QUANTILES]  # a parquet file's
     assert list(table.columns) == [*FORECAST_COLUMNS, *(every_quantile if suffix != ".csv" else [])]
