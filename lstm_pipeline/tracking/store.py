@@ -115,6 +115,15 @@ class Store:
     def is_server(self) -> bool:
         return self.uri.startswith(("http://", "https://"))
 
+    def warm_up(self) -> None:
+        """The client made ahead of its first use (MLflow's SQL store takes ~0.7 s to import
+        and open), creating nothing: of a store that does not exist yet, only the code is
+        imported, as a run that fails on its data must leave no store behind."""
+        if self.is_missing:
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        else:
+            self.client  # noqa: B018 (a cached property: made here, once)
+
     @cached_property
     def client(self) -> MlflowClient:
         """The store's client; a new sqlite store's folder is created first."""

@@ -99,3 +99,14 @@ def test_collection_left_alone_where_it_was_never_turned_off():
     frozen = gc.get_freeze_count()
     collect_from_now()
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_warming_up_a_store_creates_nothing_and_opens_an_existing_one(tmp_path, store):
+    from lstm_pipeline.tracking import Store
+
+    missing = Store.open(f"sqlite:///{tmp_path}/none/mlflow.db")
+    missing.warm_up()
+    assert not (tmp_path / "none").exists() and "client" not in vars(missing)
+    existing = Store.open(store.uri)
+    existing.warm_up()
+    assert "client" in vars(existing)  # made: the flow's first call finds it
