@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -45,16 +45,39 @@ def collect_from_now() -> None:
         gc.enable()
 
 
-def _on_runner(flow: Any, args: argparse.Namespace) -> Any:
+@contextmanager
+def _without_heartbeats() -> Iterator[None]:
+    """Prefect's flow-run heartbeats off, unless PREFECT_FLOWS_HEARTBEAT_FREQUENCY asks for
+    them. They let an automation mark a run whose process vanished; a command's own process
+    ends its run itself (Ctrl-C included), and their thread sleeps in 1 s steps that the run's
+    end waits out: up to a second of every command, a third of a small forecast. Deployments
+    that `serve` runs keep them."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if HEARTBEAT_ENV in os.environ:
+        yield
+        return
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def _on_runner(flow: Any, args: argparse.Namespace) -> Callable[..., Any]:
     """`flow` with the task runner the options (else $LSTM_PIPELINE_DASK_ADDRESS) ask for, and
-    a Prefect API to run on (a temporary server that dies with this process, if none is set)."""
+    a Prefect API to run on (a temporary server that dies with this process, if none is set),
+    run without heartbeats."""
     collect_from_now()  # the flow's modules are imported
     from flows.runners import from_environment
     from flows.temporary_server import use_tied_server
 
     runner = from_environment(args.task_runner, args.dask_address)  # bad input: before a server
     use_tied_server()
-    return flow.with_options(task_runner=runner)
+    configured = flow.with_options(task_runner=runner)
+
+    def run(*parameters: Any) -> Any:
+        with _without_heartbeats():
+            return configured(*parameters)
+
+    return run
 
 
 def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,21 +177,6 @@ def format_training(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def _without_heartbeats() -> Iterator[None]:
-    """Prefect's flow-run heartbeats off for a job of seconds, unless
-    PREFECT_FLOWS_HEARTBEAT_FREQUENCY asks for them. They let an automation mark a run whose
-    process died (the first comes after 180 s by default, so a forecast never sends one), and
-    their thread sleeps in 1 s steps that the run's end waits out: 0-1 s of a 3 s forecast."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    if HEARTBEAT_ENV in os.environ:
-        yield
-        return
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
-
-
 def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     from lstm_pipeline.tracking import ahead
 
@@ -180,10 +188,7 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     from flows.inference import forecast_flow
 
     flow = _on_runner(forecast_flow, args)
-    with _without_heartbeats():
-        result = flow(
-            cfg.data, model_uri, args.output, tracking_uri, store, ahead.result(resolving)
-        )
+    result = flow(cfg.data, model_uri, args.output, tracking_uri, store, ahead.result(resolving))
     print(
         f"wrote {result['rows']} forecasts to {result['output']} "
         f"(model version {result['model_version']}, {model_uri}); recorded "
