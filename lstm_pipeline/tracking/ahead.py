@@ -9,6 +9,7 @@ lost head start: the flow then resolves the model itself, with its retries and o
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import shutil
@@ -81,6 +82,7 @@ def _resolve_into(model_uri: str, folder: str, tracking_uri: str) -> ResolvedMod
 
 
 if __name__ == "__main__":
+    gc.disable()  # a process of seconds: mlflow's imports would be walked by every collection
     model = _resolve_into(*sys.argv[1:4])
     print(json.dumps({"path": str(model.path), "version": model.version, "run_id": model.run_id}))
     sys.stdout.flush()
