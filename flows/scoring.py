@@ -10,6 +10,7 @@ goes out only when a window's state differs from the last one recorded.
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
@@ -22,8 +23,8 @@ from flows.fetching import fetch_each
 from flows.timings import Stopwatch
 from lstm_pipeline import live
 from lstm_pipeline.config import MODEL_NAME, DataConfig, MonitorConfig
-from lstm_pipeline.errors import InputError, describe_failures
-from lstm_pipeline.history import ForecastHistory, store_url
+from lstm_pipeline.errors import InputError, describe_failures, scrub_uri
+from lstm_pipeline.history import ForecastHistory, parse_store_url, store_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -85,12 +86,16 @@ def score_flow(
     """Score every matured forecast of `model_name` (each version it holds) against the closes
     of `data`'s source, record and publish the scores, and alert on each change of state."""
     clock = Stopwatch()
-    with ForecastHistory.open(store_url(forecast_store)) as store:
+    url = store_url(forecast_store)
+    if not store_exists(url):  # a score before any forecast: nothing to read, nothing made
+        line = f"nothing to score yet: no forecast history at {scrub_uri(url)}"
+        return _nothing(scrub_uri(url), model_name, 0, clock, line)
+    with ForecastHistory.open(url) as store:
         with clock.stage("history"):
             forecasts = read_forecasts(store, model_name)
         if forecasts.empty:
             line = f"nothing to score yet: no forecasts of {model_name} in {store.shown}"
-            return _nothing(store, model_name, 0, clock, line)
+            return _nothing(store.shown, model_name, 0, clock, line)
         forecasts = forecasts[forecasts["ticker"].isin(chosen_tickers(forecasts, tickers))]
         with clock.stage("load"):
             cfg = data.model_copy(update={"tickers": tuple(forecasts["ticker"].unique())})
@@ -100,7 +105,7 @@ def score_flow(
             scores = score(forecasts, closes, monitor.windows)
         if scores.empty:
             line = nothing_matured(forecasts, closes)
-            return _nothing(store, model_name, len(forecasts), clock, line, failures)
+            return _nothing(store.shown, model_name, len(forecasts), clock, line, failures)
         with clock.stage("record"):
             rows = record_scores(store, scores)
         with clock.stage("mlflow"):
@@ -156,8 +161,17 @@ def nothing_matured(forecasts: pd.DataFrame, closes: dict[str, pd.Series]) -> st
     )
 
 
+def store_exists(url: str) -> bool:
+    """False for a SQLite file that is not there yet (opening it would create it); a server's
+    database is assumed to exist (opening it says otherwise)."""
+    parsed = parse_store_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).exists()
+
+
 def _nothing(
-    store: ForecastHistory,
+    shown: str,
     model_name: str,
     forecasts: int,
     clock: Stopwatch,
@@ -168,7 +182,7 @@ def _nothing(
     print(line)
     return {
         "model_name": model_name,
-        "store": store.shown,
+        "store": shown,
         "forecasts": forecasts,
         "versions": [],
         "matured": {},

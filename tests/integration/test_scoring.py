@@ -15,6 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.alerts import DEGRADED
+from flows.scoring import SCORES_KEY
 from lstm_pipeline.history import ForecastHistory
 from lstm_pipeline.tracking.monitoring import MODEL_VERSION_TAG, MONITORING_TAG
 from tests.conftest import run_cli
@@ -78,7 +79,7 @@ def score(market: Market, tmp_path: Path, tracking_uri: str, *extra: str) -> dic
 
 
 def test_day_by_day_the_history_grows_and_matured_forecasts_become_curves(
-    market, tmp_path, tiny_quantile_onnx, store, forecast_history
+    market, tmp_path, tiny_quantile_onnx, store, forecast_history, clis_on_prefect_server
 ):
     model = tiny_quantile_onnx[0]
     forecast(market, tmp_path, model)
@@ -134,6 +135,13 @@ def test_day_by_day_the_history_grows_and_matured_forecasts_become_curves(
     assert {"live_mase_20", "live_coverage_80_60", "live_mase_live_h1"} <= set(run.data.metrics)
     latest = {(r["horizon"], r["window"]): r for r in result["latest"]}
     assert latest[(0, "live")]["mase"] == pytest.approx(run.data.metrics["live_mase_live"], 1e-3)
+
+    # the Prefect UI's table: the latest row of each horizon and window, as --json has them
+    key = {"artifacts": {"key": {"any_": [SCORES_KEY]}}}
+    [artifact] = post(clis_on_prefect_server, "artifacts/latest/filter", key)
+    shown = json.loads(artifact["data"])
+    assert {(r["horizon"], r["window"]) for r in shown} == set(latest)
+    assert len(shown) == (HORIZON + 1) * 3  # horizons 0..3 x windows 20, 60, live
 
 
 def test_a_regime_break_emits_one_degraded_event_and_records_its_state(
@@ -233,3 +241,16 @@ def test_tickers_naming_none_of_the_history_is_exit_2_and_one_line(
         "lstm-pipeline score: error: --tickers ZZZ: none has forecasts in the history (it "
         "holds AAA, BBB)"
     ]
+
+
+def test_score_before_any_forecast_is_one_line_and_creates_no_store(tmp_path, monkeypatch):
+    from lstm_pipeline.config import FORECAST_STORE_ENV
+
+    monkeypatch.delenv(FORECAST_STORE_ENV)  # the default, relative to the working directory
+    proc = run_cli("score", "--source", "sample", "--json", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.splitlines()[-2] == (
+        "nothing to score yet: no forecast history at sqlite:///forecasts/forecasts.db"
+    )
+    assert json.loads(proc.stdout.splitlines()[-1])["versions"] == []
+    assert not (tmp_path / "forecasts").exists()
