@@ -218,8 +218,30 @@ def build_parser() -> argparse.ArgumentParser:
     _runner_options(forecast)
     forecast.set_defaults(handler=commands.run_forecast)
 
+    score = sub.add_parser(
+        "score", help="score the forecast history against the closes that followed"
+    )
+    score.add_argument(
+        "--tickers",
+        nargs="+",
+        metavar="T",
+        help="score only these of the history's tickers (default: every ticker it holds)",
+    )
+    _data_options(score, tickers=False)
+    _config_option(score)  # its monitor section: windows, min_matured, the thresholds
+    _forecast_store_option(score)
+    score.add_argument(
+        "--model-name",
+        help="whose forecasts to score, every version (default: the config's "
+        f"tracking.model_name, {_default(TrackingConfig, 'model_name')}; a forecast from a "
+        ".onnx file is recorded under the file's name without .onnx)",
+    )
+    _common(score)
+    _runner_options(score)
+    score.set_defaults(handler=commands.run_score)
+
     serve = sub.add_parser(
-        "serve", help="serve scheduled retraining and forecasting on the Prefect server"
+        "serve", help="serve scheduled retraining, forecasting and scoring on the Prefect server"
     )
     _schedule_options(serve)
     _data_options(serve)
@@ -251,6 +273,10 @@ def _forecast_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_FORECAST_OUTPUT,
         help="forecast file, .csv or .parquet, written atomically (default: %(default)s)",
     )
+    _forecast_store_option(parser)
+
+
+def _forecast_store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--forecast-store",
         metavar="URL",
@@ -264,6 +290,7 @@ def _forecast_options(parser: argparse.ArgumentParser) -> None:
 DEFAULT_TIMEZONE = "America/New_York"
 DEFAULT_RETRAIN_CRON = "0 6 * * 6"  # Saturday 06:00: the week's bars are final, nobody waits
 DEFAULT_FORECAST_CRON = "30 17 * * 1-5"  # weekdays 17:30: after the 16:00 close settles
+DEFAULT_SCORE_CRON = "0 18 * * 1-5"  # weekdays 18:00: after the day's forecast is recorded
 
 
 def _schedule_options(parser: argparse.ArgumentParser) -> None:
@@ -280,10 +307,22 @@ def _schedule_options(parser: argparse.ArgumentParser) -> None:
         help=f"when to forecast (default: '{DEFAULT_FORECAST_CRON}', weekdays 17:30)",
     )
     parser.add_argument(
+        "--score-cron",
+        default=DEFAULT_SCORE_CRON,
+        metavar="CRON",
+        help=f"when to score matured forecasts (default: '{DEFAULT_SCORE_CRON}', weekdays 18:00)",
+    )
+    parser.add_argument(
         "--timezone",
         default=DEFAULT_TIMEZONE,
         metavar="TZ",
-        help=f"IANA time zone of both crons (default: {DEFAULT_TIMEZONE})",
+        help=f"IANA time zone of the crons (default: {DEFAULT_TIMEZONE})",
+    )
+    parser.add_argument(
+        "--no-auto-retrain",
+        action="store_true",
+        help="degraded events still go out, but no automation retrains on them (removed if a "
+        "previous serve installed it)",
     )
 
 

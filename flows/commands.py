@@ -197,6 +197,28 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_score(args: argparse.Namespace) -> dict[str, Any]:
+    """Live scores of --model-name's forecasts (default: the config's model name; a model
+    forecast from a .onnx file is recorded under its file's name without the suffix)."""
+    cfg = pipeline_config(args)
+    store = _forecast_store(args)
+    from flows.scoring import score_flow
+
+    flow = _on_runner(score_flow, args)
+    tickers = list(cfg.data.tickers) if args.tickers else None  # else the history's
+    with _without_heartbeats():
+        result = flow(
+            cfg.data,
+            cfg.tracking.model_name,
+            cfg.tracking.tracking_uri,
+            store,
+            cfg.monitor,
+            tickers,
+        )
+    print(result["summary"])
+    return result
+
+
 def _forecast_store(args: argparse.Namespace) -> str | None:
     """--forecast-store checked (bad input before any work), for a flow parameter: None when it
     holds credentials, which then reach the flow through $LSTM_PIPELINE_FORECAST_STORE."""
@@ -211,13 +233,14 @@ def _forecast_store(args: argparse.Namespace) -> str | None:
 def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     from flows import deploy, runners
     from lstm_pipeline import predict
-    from lstm_pipeline.history import ForecastHistory, store_url
+    from lstm_pipeline.history import ForecastHistory, model_name_of, store_url
     from lstm_pipeline.tracking import Store
 
     collect_from_now()  # a process that serves for days must collect
     # Every check before the server is contacted: a bad value must not register anything.
     deploy.check_schedule("--retrain-cron", args.retrain_cron, args.timezone)
     deploy.check_schedule("--forecast-cron", args.forecast_cron, args.timezone)
+    deploy.check_schedule("--score-cron", args.score_cron, args.timezone)
     cfg = pipeline_config(args)
     predict.check_output(args.output)  # else every scheduled forecast would fail at its end
     store = _forecast_store(args)
@@ -229,22 +252,30 @@ def run_serve(args: argparse.Namespace) -> dict[str, Any]:
     # a retraining and a forecast due at the same minute would race to create a new store
     Store.open(cfg.tracking.tracking_uri).experiment_id(cfg.tracking.experiment)
     ForecastHistory.open(store_url(store)).close()  # reachable, its schema made, before serving
+    model_uri = _model_uri(args, cfg)
     deployments = deploy.build_deployments(
         cfg,
-        _model_uri(args, cfg),
+        model_uri,
         args.output,
         args.retrain_cron,
         args.forecast_cron,
         args.timezone,
         forecast_store=store,
+        score_cron=args.score_cron,
     )
+    model_name = model_name_of(model_uri)  # the name its forecasts, scores and events carry
+    auto = not args.no_auto_retrain
+    automation = deploy.install_retrain_automation(deployments[0], model_name, enabled=auto)
+    retrains = "retrains on degradation" if auto else "no retraining on degradation"
     print(
-        f"serving lstm-train/retrain '{args.retrain_cron}' and lstm-forecast/forecast "
-        f"'{args.forecast_cron}' ({args.timezone}) on {url}; Ctrl-C stops",
+        f"serving lstm-train/retrain '{args.retrain_cron}', lstm-forecast/forecast "
+        f"'{args.forecast_cron}' and lstm-score/score '{args.score_cron}' ({args.timezone}) "
+        f"on {url} ({model_name} {retrains}); Ctrl-C stops",
         flush=True,
     )
     deploy.serve_deployments(deployments)
-    return {"deployments": [d.name for d in deployments], "api_url": url}
+    names = [d.name for d in deployments]
+    return {"deployments": names, "api_url": url, "automation": automation}
 
 
 def run_promote(args: argparse.Namespace) -> dict[str, Any]:

@@ -289,6 +289,7 @@ def start_cli(
 LONGEST_FIRST = (
     "test_schedules.py",  # mostly waits for the cron minute: overlaps well with the others
     "test_faults.py",
+    "test_scoring.py",  # about 25 CLI runs (forecast and score, day by day): ~5 min on 2 busy cores
     "test_mlflow_server.py",
     "test_security.py",
     "test_cli.py",

@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from lstm_pipeline.predict import FORECAST_COLUMNS
-from tests.conftest import LEARNABLE_CONFIG, run_cli
+from tests.conftest import LEARNABLE_CONFIG, ROOT, run_cli
 from tests.integration.processes import BIN, PREFECT, free_port, running, serving
 
 EVERY_MINUTE = "* * * * *"
@@ -198,3 +198,46 @@ def test_serve_creates_the_store_once_so_simultaneous_runs_do_not_race(tmp_path)
     experiment = MlflowClient(uri).get_experiment(first)
     assert experiment.name == "lstm-forecaster"
     assert experiment.artifact_location == (tmp_path / "mlflow/artifacts").as_uri()
+
+
+def deployment_names(api: str) -> set[str]:
+    return {d["name"] for d in post(api, "deployments/filter", {})}
+
+
+def retrain_automations(api: str) -> list[dict]:
+    from flows.alerts import automation_name
+
+    return [a for a in post(api, "automations/filter", {}) if a["name"] == automation_name("m")]
+
+
+@pytest.mark.slow
+def test_serve_installs_three_deployments_and_the_retrain_automation_idempotently(tmp_path):
+    """`serve` registers retrain, forecast and score, and one automation that runs retrain on the
+    model's degraded events; a second serve keeps that one, `--no-auto-retrain` removes it."""
+    model = tmp_path / "m.onnx"  # never opened: the crons are far off; its name is the model's
+    serve = [
+        *(str(BIN / "lstm-pipeline"), "serve", "--source", "sample", "--model-uri", str(model)),
+        *("--tracking-uri", f"sqlite:///{tmp_path}/mlflow/mlflow.db"),
+    ]
+    (tmp_path / "serve").mkdir()
+    log = tmp_path / "serve" / "serve.log"
+    every = {"retrain", "forecast", "score"}
+    seen = []
+    with prefect_server(tmp_path / "prefect") as api:
+        for extra in ([], [], ["--no-auto-retrain"]):
+            with running([*serve, *extra], log, {"PREFECT_API_URL": api, "PYTHONPATH": str(ROOT)}):
+                wait_for(lambda: "Ctrl-C stops" in log.read_text(), "serving", log, 120)
+                wait_for(lambda: deployment_names(api) == every, "three deployments", log, 60)
+                seen.append((retrain_automations(api), log.read_text()))
+        retrain = post(api, "deployments/filter", {"deployments": {"name": {"any_": ["retrain"]}}})
+    ([automation], first_log), (again, _), (none, last_log) = seen
+    assert [a["id"] for a in again] == [automation["id"]] and none == []
+    [action] = automation["actions"]
+    assert action["deployment_id"] == retrain[0]["id"]
+    assert automation["trigger"]["match"] == {"lstm-pipeline.model.name": "m"}
+    assert (
+        "serving lstm-train/retrain '0 6 * * 6', lstm-forecast/forecast '30 17 * * 1-5' and "
+        "lstm-score/score '0 18 * * 1-5' (America/New_York)" in first_log
+    )
+    assert "(m retrains on degradation)" in first_log
+    assert "(m no retraining on degradation)" in last_log

@@ -11,6 +11,7 @@ from prefect.utilities.importtools import import_object
 
 from flows.deploy import check_schedule
 from flows.inference import forecast_flow
+from flows.scoring import score_flow
 from flows.training import train_flow
 from tests.conftest import ROOT
 
@@ -20,7 +21,7 @@ DEPLOYMENTS = {d["name"]: d for d in SPEC["deployments"]}
 
 def test_the_file_is_what_prefect_deploy_accepts():
     model = PrefectYamlModel.model_validate(SPEC)
-    assert {d.name for d in model.deployments} == {"retrain", "forecast"}
+    assert {d.name for d in model.deployments} == {"retrain", "forecast", "score"}
     (pull,) = model.pull or []
     (step,) = pull
     assert import_object(step)  # a step prefect can import, run before every flow run
@@ -29,7 +30,11 @@ def test_the_file_is_what_prefect_deploy_accepts():
 
 @pytest.mark.parametrize(
     ("name", "flow", "cron"),
-    [("retrain", train_flow, "0 6 * * 6"), ("forecast", forecast_flow, "30 17 * * 1-5")],
+    [
+        ("retrain", train_flow, "0 6 * * 6"),
+        ("forecast", forecast_flow, "30 17 * * 1-5"),
+        ("score", score_flow, "0 18 * * 1-5"),
+    ],
 )
 def test_each_deployment_runs_our_flow_with_valid_parameters(name, flow, cron):
     spec = DEPLOYMENTS[name]
