@@ -206,15 +206,9 @@ def run_score(args: argparse.Namespace) -> dict[str, Any]:
 
     flow = _on_runner(score_flow, args)
     tickers = list(cfg.data.tickers) if args.tickers else None  # else the history's
-    with _without_heartbeats():
-        result = flow(
-            cfg.data,
-            cfg.tracking.model_name,
-            cfg.tracking.tracking_uri,
-            store,
-            cfg.monitor,
-            tickers,
-        )
+    result = flow(
+        cfg.data, cfg.tracking.model_name, cfg.tracking.tracking_uri, store, cfg.monitor, tickers
+    )
     print(result["summary"])
     return result
 
