@@ -43,6 +43,13 @@ def test_a_tiny_run_scores_from_the_store_and_reports_each_stage_and_its_size(tm
     assert report["score_rows"] == (11 + 11 + 10 + 9 + 8 + 7) * 3 and report["verdicts"] == 4
     stages = [report[s] for s in ("read_s", "live_scores_s", "degradation_s", "record_scores_s")]
     assert all(s > 0 for s in stages) and report["total_s"] >= max(stages)
+    assert set(report["cpu_s"]) == {
+        "read_s",
+        "live_scores_s",
+        "degradation_s",
+        "record_scores_s",
+        "total_s",
+    }
     assert report["goal"]["measured"] is None and report["goal"]["met"] is None
     assert report["store"]["bytes"] == store.stat().st_size > 0
     assert report["store"]["bytes_per_forecast_row"] == store.stat().st_size / (4 * 12 * 5)
