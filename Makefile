@@ -75,7 +75,8 @@ bench-e2e: setup
 bench-scale: setup
 	$(PY) benchmarks/scale.py
 
-# live scores and degradation over 500 tickers x 250 days x 5 horizons (625k forecast rows)
+# a score run (read from a SQLite store, live scores, degradation, scores written) over 500
+# tickers x 250 days x 5 horizons (625k forecast rows)
 .PHONY: bench-live
 bench-live: setup
 	$(PY) benchmarks/live_scoring.py

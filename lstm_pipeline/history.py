@@ -23,13 +23,9 @@ import pandas as pd
 from sqlalchemy import (
     Connection,
     Engine,
-    String,
     Table,
     and_,
-    bindparam,
-    cast,
     create_engine,
-    delete,
     event,
     insert,
     select,
@@ -47,7 +43,19 @@ from lstm_pipeline.errors import (
     remember_credentials,
     scrub_uri,
 )
+from lstm_pipeline.history_bulk import read_frame, replace_rows
 
+# WAL: a reader never blocks the writer. synchronous=NORMAL: under WAL a commit is not synced
+# to disk, only each checkpoint; the database stays consistent when the process is killed or
+# crashes (the WAL is replayed), only a power cut can lose the last commits (their forecast
+# runs are re-run). The WAL shrinks back to journal_size_limit after each checkpoint instead of
+# keeping the size of the largest write; a 64 MiB page cache holds a bulk write's index pages.
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    f"journal_size_limit={64 * 2**20}",
+    f"cache_size=-{64 * 2**10}",  # negative: KiB
+)
 BUSY_TIMEOUT_S = 5.0  # a locked SQLite store is waited for this long, then the write fails
 CONNECT_TIMEOUT_S = 10  # a PostgreSQL server that does not answer
 # PostgreSQL without a driver named means psycopg 3, the one installed (SQLAlchemy's default,
@@ -131,9 +139,10 @@ class ForecastHistory:
     @contextmanager
     def _failing(self, action: str) -> Iterator[None]:
         """Database errors as one ForecastStoreError line naming the store and the action."""
+        driver_error = self.engine.dialect.loaded_dbapi.Error  # from the driver's own cursor
         try:
             yield
-        except (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError) as exc:
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError, driver_error, OSError) as exc:
             raise ForecastStoreError(
                 f"forecast store {self.shown}: {action} failed: {_reason(exc)}"
             ) from None
@@ -149,11 +158,11 @@ class ForecastHistory:
         """The rows of one forecast run (predict.forecast_table's columns; `input_drift` and
         `calendar` kept when present), replacing every row of the same (model_name,
         model_version, ticker, as_of), in one transaction. The rows written."""
-        rows = _forecast_rows(table, model_name)
+        frame = _forecast_frame(table, model_name)
         key_columns = ("model_name", "model_version", *_FORECAST_KEY)
         with self._writing("recording forecasts") as conn:
-            _replace(conn, schema.forecasts, key_columns, _distinct(rows, key_columns), rows)
-        return len(rows)
+            _replace(conn, schema.forecasts, key_columns, frame)
+        return len(frame)
 
     def forecasts(self, model_name: str, model_version: str | None = None) -> pd.DataFrame:
         """Every forecast of `model_name` (one version, if given): FORECAST_COLUMNS and
@@ -166,11 +175,11 @@ class ForecastHistory:
     def record_scores(self, scores: pd.DataFrame) -> int:
         """LIVE's scores, replacing those of the same (model_name, model_version, horizon,
         window, through), in one transaction. The rows written."""
-        rows = _records(scores.reindex(columns=SCORE_COLUMNS))
+        frame = _dated(scores.reindex(columns=SCORE_COLUMNS))
         key_columns = [c.name for c in schema.scores.primary_key]
         with self._writing("recording scores") as conn:
-            _replace(conn, schema.scores, key_columns, _distinct(rows, key_columns), rows)
-        return len(rows)
+            _replace(conn, schema.scores, key_columns, frame)
+        return len(frame)
 
     def scores(self, model_name: str, model_version: str | None = None) -> pd.DataFrame:
         """The scores of `model_name` (one version, if given), SCORE_COLUMNS, in key order."""
@@ -212,18 +221,8 @@ class ForecastHistory:
         return {(version, metric, window): state for version, metric, window, state in found}
 
     def _read(self, query: Any, action: str) -> pd.DataFrame:
-        # dates read as text and parsed at once by pandas: SQLAlchemy's Date parses row by row
-        dates = [c for c in query.selected_columns if c.name in _DATES]
-        as_text = query.with_only_columns(
-            *(cast(c, String).label(c.name) if c in dates else c for c in query.selected_columns)
-        )
         with self._failing(action), self.engine.connect() as conn:
-            result = conn.execute(as_text)
-            names, rows = list(result.keys()), result.all()
-        # column by column: pandas probes each Row object of a list of rows (10x slower)
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-        frame = pd.DataFrame(dict(zip(names, columns, strict=True)))
-        return _typed(frame, query.selected_columns)
+            return read_frame(conn, query, _DATES)
 
 
 def _engine_for(url: URL, shown: str) -> Engine:
@@ -249,7 +248,8 @@ def _engine_for(url: URL, shown: str) -> Engine:
 def _sqlite_connected(dbapi_connection: Any, _record: Any) -> None:
     # the driver's own transaction handling off: _sqlite_begin says when and how to begin
     dbapi_connection.isolation_level = None
-    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    for pragma in SQLITE_PRAGMAS:
+        dbapi_connection.execute(f"PRAGMA {pragma}")
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -271,29 +271,17 @@ def _matching(table: Table, model_name: str, model_version: str | None) -> Any:
     return match if model_version is None else and_(match, table.c.model_version == model_version)
 
 
-def _forecast_rows(table: pd.DataFrame, model_name: str) -> list[dict[str, Any]]:
-    frame = table.reindex(columns=FORECAST_COLUMNS).assign(model_name=model_name)
+def _forecast_frame(table: pd.DataFrame, model_name: str) -> pd.DataFrame:
+    frame = _dated(table.reindex(columns=FORECAST_COLUMNS).assign(model_name=model_name))
     for column in ("model_version", "run_id"):
         frame[column] = frame[column].astype(str)
-    return _records(frame)
+    return frame
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as the driver takes them: dates as `datetime.date`, NaN (and NaT) as NULL; built
-    column by column (DataFrame.to_dict boxes each cell: 3x slower at 625k rows)."""
-    columns = {}
-    for name in frame.columns:
-        values = frame[name]
-        if name in _DATES:
-            values = pd.to_datetime(values).dt.date
-        cells = values.to_numpy(dtype=object, copy=True)
-        cells[values.isna().to_numpy()] = None
-        columns[name] = cells.tolist()
-    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-
-
-def _distinct(rows: list[dict[str, Any]], columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    return list({tuple(row[c] for c in columns) for row in rows})
+def _dated(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with its date columns as datetime64 (they may come as datetime.date)."""
+    dates = {name: pd.to_datetime(frame[name]) for name in _DATES if name in frame.columns}
+    return frame.assign(**dates)
 
 
 # Measured on PostgreSQL 15: a delete per key (executemany) takes 0.4 s for 10,000 keys once
@@ -303,34 +291,13 @@ ANALYZE_AFTER_ROWS = 10_000
 
 
 def _replace(
-    conn: Connection,
-    table: Table,
-    key_columns: Sequence[str],
-    keys: list[tuple[Any, ...]],
-    rows: list[dict[str, Any]],
+    conn: Connection, table: Table, key_columns: Sequence[str], frame: pd.DataFrame
 ) -> None:
-    """Delete the rows under `keys` (values of `key_columns`), then insert `rows`, executemany
-    both, inside the caller's transaction."""
-    if keys:
-        match = and_(*(table.c[name] == bindparam(f"key_{name}") for name in key_columns))
-        names = [f"key_{name}" for name in key_columns]
-        conn.execute(delete(table).where(match), [dict(zip(names, k, strict=True)) for k in keys])
-    if rows:
-        conn.execute(insert(table), rows)
-    if len(rows) >= ANALYZE_AFTER_ROWS and conn.dialect.name == "postgresql":
+    """Delete the rows under `frame`'s keys (values of `key_columns`), then insert its rows,
+    executemany both, inside the caller's transaction."""
+    replace_rows(conn, table, key_columns, frame)
+    if len(frame) >= ANALYZE_AFTER_ROWS and conn.dialect.name == "postgresql":
         conn.execute(text(f"ANALYZE {table.name}"))  # the next run's deletes use the index
-
-
-def _typed(frame: pd.DataFrame, columns: Any) -> pd.DataFrame:
-    """Dates as datetime64, floats with NaN for NULL, whole numbers as int64."""
-    for column in columns:
-        if column.name in _DATES:
-            frame[column.name] = pd.to_datetime(frame[column.name], format="%Y-%m-%d")
-        elif column.type.python_type is float:
-            frame[column.name] = frame[column.name].astype("float64")
-        elif column.type.python_type is int:
-            frame[column.name] = frame[column.name].astype("int64")
-    return frame
 
 
 def _number(value: float | None) -> float | None:
