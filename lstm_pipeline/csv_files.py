@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # a file's header names these in any case, with any surrounding whitespace (`adj close`, ` CLOSE `)
 KNOWN_COLUMNS = {name.casefold(): name for name in ("Date", *FEATURES, ADJ_CLOSE)}
+_HEADER_BYTES = 65536  # a header line longer than this is read by pandas
 
 
 def ticker_of_file(name: str) -> str | None:
@@ -100,10 +101,12 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{where} not found")
     try:
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str, na_filter=False)
-        columns = canonical_columns(list(header.iloc[0]), where)
+        header = plain_header(path) or list(
+            pd.read_csv(path, header=None, nrows=1, dtype=str, na_filter=False).iloc[0]
+        )
+        columns = canonical_columns(header, where)
         # dates as text: pandas would read 20260212 as a number, then warn on parsing it
-        dates_as_text = {header.iloc[0, columns.index("Date")]: str} if "Date" in columns else {}
+        dates_as_text = {header[columns.index("Date")]: str} if "Date" in columns else {}
         frame = pd.read_csv(path, dtype=dates_as_text, low_memory=False)
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, DataValidationError):
@@ -120,6 +123,27 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
     del frame["Date"]  # in place: this frame is ours, and a copy costs more than the parse
     frame.index = pd.DatetimeIndex(dates, name="Date")
     return frame
+
+
+def plain_header(path: Path) -> list[str] | None:
+    """The header line's names as pandas reads them (`header=None, dtype=str`), split here in
+    a few microseconds instead of pandas' ~0.5 ms; None where pandas must read it: a compressed
+    file (no `.csv` name), a line that is blank, quoted, too long or not printable UTF-8 (a
+    byte-order mark, a lone carriage return)."""
+    if not path.name.lower().endswith(".csv"):
+        return None
+    with path.open("rb") as file:
+        head = file.read(_HEADER_BYTES)
+    line, newline, _ = head.partition(b"\n")
+    if not newline and len(head) == _HEADER_BYTES:
+        return None
+    try:
+        text = line.removesuffix(b"\r").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text.strip() or not text.isprintable() or '"' in text:
+        return None
+    return text.split(",")
 
 
 def canonical_columns(header: list[str], where: str) -> list[str | None]:
