@@ -102,15 +102,9 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{where} not found")
     try:
-        header = plain_header(path) or list(
-            pd.read_csv(path, header=None, nrows=1, dtype=str, na_filter=False).iloc[0]
-        )
+        header = plain_header(path) or pandas_header(path)
         columns = canonical_columns(header, where)
-        frame = pd.read_csv(path, low_memory=False)  # a dtype= costs ~0.5 ms a file
-        if "Date" in columns and frame.iloc[:, columns.index("Date")].dtype != _TEXT:
-            # dates as text: pandas read 20260212 as a number, and would warn on parsing it
-            dates_as_text = {header[columns.index("Date")]: str}
-            frame = pd.read_csv(path, dtype=dates_as_text, low_memory=False)
+        frame = read_cells(path, header, columns.index("Date") if "Date" in columns else None)
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, DataValidationError):
             raise
@@ -126,6 +120,21 @@ def read_price_csv(path: Path, ticker: str) -> pd.DataFrame:
     del frame["Date"]  # in place: this frame is ours, and a copy costs more than the parse
     frame.index = pd.DatetimeIndex(dates, name="Date")
     return frame
+
+
+def pandas_header(path: Path) -> list[str]:
+    """The header line's names as pandas reads them, each as written."""
+    return list(pd.read_csv(path, header=None, nrows=1, dtype=str, na_filter=False).iloc[0])
+
+
+def read_cells(path: Path, header: list[str], date_at: int | None) -> pd.DataFrame:
+    """The file as read_csv reads it, its dates (column `date_at` of `header`) as text: pandas
+    would read 20260212 as a number, then warn on parsing it. It reads a column of dates as
+    text by itself, so `dtype=` (~0.5 ms a file) is given only where it did not."""
+    frame = pd.read_csv(path, low_memory=False)
+    if date_at is None or frame.iloc[:, date_at].dtype == _TEXT:
+        return frame
+    return pd.read_csv(path, dtype={header[date_at]: str}, low_memory=False)
 
 
 def plain_header(path: Path) -> list[str] | None:
