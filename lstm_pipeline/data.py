@@ -31,6 +31,7 @@ from lstm_pipeline.validate import (
     FEATURES,
     PRICE_COLUMNS,
     check_adjusted,
+    column_index,
     day,
     numeric_columns,
     plain_values,
@@ -175,7 +176,7 @@ def adjust_ohlc(raw: pd.DataFrame, where: str = "prices") -> pd.DataFrame:
     if ADJ_CLOSE in columns:
         factor = numbers[:, columns.index(ADJ_CLOSE)] / numbers[:, columns.index("Close")]
         values[:, : len(PRICE_COLUMNS)] *= factor[:, None]  # PRICE_COLUMNS lead FEATURES
-    return pd.DataFrame(values, index=raw.index, columns=list(FEATURES), copy=False)
+    return pd.DataFrame(values, index=raw.index, columns=column_index(*FEATURES), copy=False)
 
 
 @dataclass(frozen=True)
