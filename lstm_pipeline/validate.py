@@ -159,11 +159,16 @@ def column_index(*names: str) -> pd.Index:
 
 def plain_values(raw: pd.DataFrame) -> tuple[np.ndarray | None, list[str]]:
     """FEATURES and, when present, Adj Close: their names, and their values as one float64
-    [rows, columns] array when each is a plain numpy number column (else None). Column by
-    column: a frame lookup by a list of names costs more than the copy."""
+    [rows, columns] array when each is a plain numpy number column (else None). No frame
+    lookup by a list of names: it costs more than the copy."""
     columns = [*FEATURES, *([ADJ_CLOSE] if ADJ_CLOSE in raw.columns else [])]
     if not raw.columns.is_unique:
         return None, columns
+    names = list(raw.columns)
+    if len(names) == len(columns) and set(names) == set(columns):  # no other column: one copy
+        if not all(_plain_numbers(dtype) for dtype in raw.dtypes):
+            return None, columns
+        return raw.to_numpy(dtype="float64")[:, [names.index(c) for c in columns]], columns
     series = [raw[c] for c in columns]
     if not all(_plain_numbers(s.dtype) for s in series):
         return None, columns
