@@ -1,5 +1,6 @@
 """A `csv` folder's price files: file names mapped to tickers, header names to the known
-columns, and one file read as raw bars for validate.validate_prices.
+columns, and one file read as raw bars for validate.validate_prices, its dates written as the
+exchange's days.
 
 Every line printed from a file name stays one line: a name with a newline or another
 non-printable character is quoted (`shown`), and no such name is a ticker's file.
@@ -9,21 +10,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from lstm_pipeline.errors import DataValidationError, InputError, one_line
-from lstm_pipeline.validate import ADJ_CLOSE, FEATURES, exchange_dates, validate_ticker
+from lstm_pipeline.validate import ADJ_CLOSE, FEATURES, validate_ticker
 
 log = logging.getLogger(__name__)
 
 # a file's header names these in any case, with any surrounding whitespace (`adj close`, ` CLOSE `)
 KNOWN_COLUMNS = {name.casefold(): name for name in ("Date", *FEATURES, ADJ_CLOSE)}
 _HEADER_BYTES = 65536  # a header line longer than this is read by pandas
+# a time after the date, then its UTC offset: `2024-03-08 00:00:00-05:00`, `...T09:30Z`
+_OFFSET = re.compile(r"^(?P<local>.*\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|UTC|[+-]\d\d(?::?\d\d)?)$")
 _TEXT = pd.api.types.pandas_dtype(str)  # what read_csv makes of a column of dates (or dtype=str)
 
 
@@ -167,3 +173,40 @@ def canonical_columns(header: list[str], where: str) -> list[str | None]:
     if repeated:
         raise DataValidationError(f"{where}: column {repeated} repeats")
     return names
+
+
+def exchange_dates(text: pd.Series) -> pd.DatetimeIndex:
+    """Dates as written, as naive midnights (NaT where unreadable): a UTC offset is dropped
+    (yfinance writes each daily bar at midnight exchange time, the offset changing at daylight
+    saving), a time of day too, so two rows of one day are a repeated date. Compact `20260212`
+    is ISO 8601 too."""
+    days = iso_days(text)
+    if days is not None:  # the usual file
+        return days
+    plain = pd.to_datetime(text.to_numpy(), format="%Y-%m-%d", errors="coerce")
+    if not plain.hasnans:
+        return plain
+    local = text.astype("string").str.strip().str.replace(_OFFSET, r"\g<local>", regex=True)
+    try:
+        dates = pd.to_datetime(local, format="ISO8601", errors="coerce")
+    except ValueError:  # an offset without a time (`2024-03-08+01:00`) beside another
+        dates = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+    return pd.DatetimeIndex(dates.dt.normalize())
+
+
+def iso_days(text: pd.Series) -> pd.DatetimeIndex | None:
+    """Dates written exactly `YYYY-MM-DD`, as pandas' `format="%Y-%m-%d"` reads them, parsed
+    by Arrow's strict cast (~0.05 ms for 2,500 rows; pandas ~0.3 ms); None when a cell is
+    missing, not text or written any other way (pandas' parse then says which)."""
+    try:
+        cells = pa.array(text)
+        if not (pa.types.is_string(cells.type) or pa.types.is_large_string(cells.type)):
+            return None
+        days = pc.cast(cells, pa.date32())
+    except pa.ArrowException:
+        return None
+    if days.null_count:
+        return None
+    return pd.DatetimeIndex(days.to_numpy(zero_copy_only=False).astype("datetime64[us]"))

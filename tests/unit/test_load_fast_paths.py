@@ -53,7 +53,7 @@ def general_paths() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(csv_files, "plain_header", lambda path: None)
         patch.setattr(csv_files, "read_cells", general_read_cells)
-        patch.setattr(validate, "iso_days", lambda text: None)
+        patch.setattr(csv_files, "iso_days", lambda text: None)
         patch.setattr(validate, "sound_bars", lambda raw: None)
         patch.setattr(validate, "plain_values", no_plain_values)
         patch.setattr(data, "plain_values", no_plain_values)
@@ -187,16 +187,16 @@ def date_cells(draw: st.DrawFn) -> list[str | None]:
 @given(cells=date_cells(), dtype=st.sampled_from([str, object]))
 def test_dates_parse_as_the_general_parse_reads_them(cells, dtype):
     text = pd.Series(cells, dtype=dtype)
-    fast = validate.exchange_dates(text)
+    fast = csv_files.exchange_dates(text)
     with general_paths():
-        general = validate.exchange_dates(text)
+        general = csv_files.exchange_dates(text)
     pd.testing.assert_index_equal(fast, general, exact=True)
-    event(f"Arrow's parse taken: {validate.iso_days(text) is not None}")
+    event(f"Arrow's parse taken: {csv_files.iso_days(text) is not None}")
 
 
 def test_arrow_parses_every_plain_iso_date_pandas_reads():
     cells = ["2015-01-01", "0001-01-01", "9999-12-31", "2016-02-29", "1970-01-01"]
-    days = validate.iso_days(pd.Series(cells, dtype=str))
+    days = csv_files.iso_days(pd.Series(cells, dtype=str))
     assert days is not None
     pd.testing.assert_index_equal(days, pd.to_datetime(cells, format="%Y-%m-%d"), exact=True)
 
