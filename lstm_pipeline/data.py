@@ -31,8 +31,10 @@ from lstm_pipeline.validate import (
     FEATURES,
     PRICE_COLUMNS,
     check_adjusted,
+    column_index,
     day,
     numeric_columns,
+    plain_values,
     require_columns,
     require_rows,
     validate_prices,
@@ -167,12 +169,14 @@ def adjust_ohlc(raw: pd.DataFrame, where: str = "prices") -> pd.DataFrame:
     All four prices of a row share the factor, so High >= Open, Close >= Low still hold.
     """
     require_columns(raw, where)
-    frame = numeric_columns(raw)  # FEATURES, and Adj Close when present
-    values = frame[list(FEATURES)].to_numpy(copy=True)
-    if ADJ_CLOSE in frame.columns:
-        factor = frame[ADJ_CLOSE].to_numpy() / frame["Close"].to_numpy()
+    numbers, columns = plain_values(raw)  # FEATURES, and Adj Close when present
+    if numbers is None:
+        numbers = numeric_columns(raw).to_numpy()
+    values = numbers[:, : len(FEATURES)].copy()  # FEATURES lead, in their order
+    if ADJ_CLOSE in columns:
+        factor = numbers[:, columns.index(ADJ_CLOSE)] / numbers[:, columns.index("Close")]
         values[:, : len(PRICE_COLUMNS)] *= factor[:, None]  # PRICE_COLUMNS lead FEATURES
-    return pd.DataFrame(values, index=frame.index, columns=list(FEATURES))
+    return pd.DataFrame(values, index=raw.index, columns=column_index(*FEATURES), copy=False)
 
 
 @dataclass(frozen=True)
