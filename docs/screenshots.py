@@ -4,10 +4,10 @@ In a scratch folder, starts a real `mlflow server` and a real `prefect server` o
 ports, then drives the real CLI as a schedule would: a csv folder of a few synthetic tickers
 (tests/synthetic.py's make_prices under a learnable cycle), a tiny training (smoke-sized), then
 day by day: append one bar per ticker, `forecast`, `score`. Part-way through, the tickers break
-regime (the cycle stops, volatility x4), so the live curves show the model degrading. Then
-headless Chromium (Playwright, driven from its own venv) opens the MLflow UI on the version's
-monitoring run and the Prefect UI on the last score run's artifact, and saves the PNGs under
-docs/.
+regime (the cycle stops: a random walk, as volatile day to day), so the live curves show the
+model degrading. Then headless Chromium (Playwright, driven from its own venv) opens the
+MLflow UI on the version's monitoring run and the Prefect UI on the last score run's artifact,
+and saves the PNGs under docs/.
 
 Usage (`make screenshots`): python docs/screenshots.py [--days 40] [--break-day 20]
 [--keep DIR] [--out docs]. The browser half, `screenshots.py shoot ...`, runs under
@@ -56,7 +56,8 @@ MLFLOW_CHARTS = r"^live_(mase_(20|60)|coverage_80_60)$"  # the chart search take
 
 def prices(seed: int, rows: int, break_at: int) -> Any:
     """make_prices' bars on New York trading days, closes on a 25-day cycle under little noise
-    up to row `break_at`, then a random walk with four times the volatility (a regime break)."""
+    up to row `break_at`, then a random walk (a regime break): its noise is 4x the cycle's, so
+    the daily returns are about as volatile as before, but no longer predictable."""
     import exchange_calendars
     import numpy as np
 
