@@ -94,6 +94,19 @@ bench-universe: setup
 bench-peers: setup
 	$(PY) benchmarks/peers.py
 
+# The README's Monitoring screenshots (docs/monitoring-*.png) from a real run: real MLflow and
+# Prefect servers, the CLI day by day (train, then append a bar, forecast, score; a regime break
+# part-way), then headless Chromium on both UIs. The browser is Debian's (apt-get install
+# chromium), driven by playwright from its own venv: a tool, not a project dependency.
+SHOTS_VENV := .shots-venv
+.PHONY: screenshots
+screenshots: setup
+	test -x $(SHOTS_VENV)/bin/python || $(PYTHON) -m venv $(SHOTS_VENV)
+	$(SHOTS_VENV)/bin/python -c 'import playwright' 2>/dev/null \
+		|| $(SHOTS_VENV)/bin/pip install -q --disable-pip-version-check playwright
+	test -x /usr/bin/chromium || { echo 'screenshots: needs /usr/bin/chromium (apt-get install chromium)'; exit 1; }
+	OMP_NUM_THREADS=1 $(PY) docs/screenshots.py --browser-python $(SHOTS_VENV)/bin/python
+
 # On the bundled sample, offline; without --source the CLI reads live prices from yfinance.
 train: setup
 	$(VENV)/bin/lstm-pipeline train --source sample
