@@ -27,13 +27,7 @@ from lstm_pipeline.intervals import BP, covered, crps
 LIVE = "live"  # the window since the version's first forecast
 POOLED = 0  # the horizon of the rows that pool every horizon
 KEYS = ("model_name", "model_version")
-SCORE_COLUMNS = (
-    *KEYS,
-    "horizon",
-    "window",
-    "through",
-    "days_live",
-    "matured",
+SCORES = (  # each window's scores (MLflow logs them as live_<score>_<window> curves)
     "mae",
     "naive_mae",
     "mase",
@@ -43,6 +37,7 @@ SCORE_COLUMNS = (
     "coverage_95",
     "crps",
 )
+SCORE_COLUMNS = (*KEYS, "horizon", "window", "through", "days_live", "matured", *SCORES)
 # the forecast columns of REQUIRED_QUANTILES' levels (0.025, 0.1, 0.5, 0.9, 0.975), the
 # fallback CRPS's quantiles; the names are the forecast file's (predict.FORECAST_COLUMNS)
 LEVEL_COLUMNS = ("lower_95", "lower_80", "forecast", "upper_80", "upper_95")

@@ -17,6 +17,7 @@ from mlflow.entities import Metric
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
 from lstm_pipeline.errors import ModelNotFoundError
+from lstm_pipeline.live import POOLED, SCORES
 from lstm_pipeline.tracking.store import Store
 
 MONITORING_TAG = "lstm-pipeline.monitoring"  # "live" on every monitoring run
@@ -24,18 +25,7 @@ MODEL_NAME_TAG = "lstm-pipeline.model_name"
 MODEL_VERSION_TAG = "lstm-pipeline.model_version"
 TRAINING_RUN_TAG = "lstm-pipeline.training_run_id"
 PARENT_TAG = "mlflow.parentRunId"  # the UI shows the monitoring run under its training run
-POOLED = 0  # the horizon of the rows that pool every horizon
-METRICS = (  # the scores frame's columns logged as curves
-    "mae",
-    "naive_mae",
-    "mase",
-    "direction",
-    "base_rate",
-    "coverage_80",
-    "coverage_95",
-    "crps",
-    "matured",
-)
+METRICS = (*SCORES, "matured")  # the scores frame's columns logged as curves
 
 
 def log_live_scores(store: Store, model_name: str, model_version: str, scores: pd.DataFrame) -> str:
