@@ -7,6 +7,8 @@ store faults and a failed score write leave the store consistent."""
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -254,3 +256,57 @@ def test_score_before_any_forecast_is_one_line_and_creates_no_store(tmp_path, mo
     )
     assert json.loads(proc.stdout.splitlines()[-1])["versions"] == []
     assert not (tmp_path / "forecasts").exists()
+
+
+# SIGKILL, the OOM killer's way (no handler, no rollback in Python): inside the score write's
+# transaction after its insert, or once the scores are committed, at the first MLflow batch.
+KILL_IN_SCORE_WRITE = """\
+import os, signal
+from lstm_pipeline import history
+real = history._replace
+def killed(conn, table, *args):
+    real(conn, table, *args)
+    if table.name == "scores":
+        os.kill(os.getpid(), signal.SIGKILL)
+history._replace = killed
+"""
+KILL_IN_MLFLOW_LOG = """\
+import os, signal
+from mlflow.tracking import MlflowClient
+MlflowClient.log_batch = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize(
+    "prelude", [KILL_IN_SCORE_WRITE, KILL_IN_MLFLOW_LOG], ids=["store", "mlflow"]
+)
+def test_a_killed_score_run_leaves_the_store_consistent_and_a_rerun_equals_an_uninterrupted_one(
+    market, tmp_path, tiny_quantile_onnx, store, forecast_history, prelude
+):
+    for _ in range(4):
+        forecast(market, tmp_path, tiny_quantile_onnx[0])
+        market.next_day()
+    untouched = tmp_path / "untouched.db"  # the history as it was: scored without a kill
+    with sqlite3.connect(forecast_history.removeprefix("sqlite:///")) as source:
+        with sqlite3.connect(untouched) as copy:
+            source.backup(copy)
+    args = ["score", *data_args(market), "--model-name", MODEL, "--tracking-uri", store.uri]
+    proc = run_cli(*args, cwd=tmp_path, prelude=prelude)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    with ForecastHistory.open(forecast_history) as history:
+        left = history.scores(MODEL)  # readable: none, or every score of the run
+    assert left.empty if prelude == KILL_IN_SCORE_WRITE else len(left) > 0
+
+    rerun = score(market, tmp_path, store.uri)
+    uninterrupted = score(market, tmp_path, store.uri, "--forecast-store", f"sqlite:///{untouched}")
+    with ForecastHistory.open(forecast_history) as history:
+        scores = history.scores(MODEL)
+    with ForecastHistory.open(f"sqlite:///{untouched}") as history:
+        pd.testing.assert_frame_equal(scores, history.scores(MODEL))
+    assert rerun["rows"] == uninterrupted["rows"] == len(scores)
+    # the version's curves: every day once, none lost to the kill
+    curve = MlflowClient(store.uri).get_metric_history(
+        rerun["monitoring_runs"]["file"], "live_mase_live"
+    )
+    pooled = scores[(scores["horizon"] == 0) & (scores["window"] == "live")]
+    assert sorted(m.step for m in curve) == sorted(pooled["days_live"].astype(int))
