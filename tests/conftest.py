@@ -288,6 +288,7 @@ def start_cli(
 # 2-core machine, longest first; unlisted ones after them.
 LONGEST_FIRST = (
     "test_schedules.py",  # mostly waits for the cron minute: overlaps well with the others
+    "test_monitoring_e2e.py",  # ~45 CLI runs day by day, two trainings: the longest module
     "test_faults.py",
     "test_scoring.py",  # about 25 CLI runs (forecast and score, day by day): ~5 min on 2 busy cores
     "test_mlflow_server.py",
