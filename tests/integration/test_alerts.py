@@ -105,11 +105,14 @@ def test_a_degraded_event_starts_the_retrain_deployment_tagged_with_its_id(tmp_p
             # the other three events have been judged by now: none started a second run
             assert len(runs_of(api, retrain)) == 1
             tracking = run["parameters"]["cfg"]["tracking"]
-            assert (tracking["trigger"], tracking["trigger_event"]) == ("degradation", degraded)
-            assert degraded not in (recovered, elsewhere, again)
+            started_by = tracking["trigger_event"]
+            # whichever of the model's two degraded events the server judged first (emitted in
+            # the same instant, they may arrive in either order); the cooldown stops the other
+            assert tracking["trigger"] == "degradation" and started_by in (degraded, again)
+            assert len({recovered, degraded, elsewhere, again}) == 4
             events = post(api, "events/filter", {"filter": {"event": {"name": [DEGRADED]}}})
             seen = {e["id"]: e for e in events["events"]}
-            assert seen[degraded]["resource"]["lstm-pipeline.model.name"] == MODEL
+            assert seen[started_by]["resource"]["lstm-pipeline.model.name"] == MODEL
             assert seen[degraded]["payload"] == {
                 "metric": "mase",
                 "window": "20",
