@@ -184,11 +184,11 @@ def run_forecast(args: argparse.Namespace) -> dict[str, Any]:
     model_uri = _model_uri(args, cfg)
     tracking_uri = cfg.tracking.tracking_uri
     store = _forecast_store(args)
-    resolving = ahead.start(model_uri, tracking_uri)  # on the other core, while Prefect starts
+    ahead.start(model_uri, tracking_uri)  # on the other core, while Prefect and the flow start
     from flows.inference import forecast_flow
 
     flow = _on_runner(forecast_flow, args)
-    result = flow(cfg.data, model_uri, args.output, tracking_uri, store, ahead.result(resolving))
+    result = flow(cfg.data, model_uri, args.output, tracking_uri, store)
     print(
         f"wrote {result['rows']} forecasts to {result['output']} "
         f"(model version {result['model_version']}, {model_uri}); recorded "

@@ -19,7 +19,7 @@ from flows.timings import Stopwatch
 from lstm_pipeline import history, predict, tracking
 from lstm_pipeline.config import DEFAULT_FORECAST_OUTPUT, DEFAULT_MODEL_URI, DataConfig
 from lstm_pipeline.errors import describe_failures
-from lstm_pipeline.tracking import ResolvedModel, is_registry_uri
+from lstm_pipeline.tracking import ResolvedModel, ahead, is_registry_uri
 
 if TYPE_CHECKING:
     from lstm_pipeline.tracking import Store
@@ -57,6 +57,9 @@ def write(table: pd.DataFrame, output: str) -> str:
 
 
 def _resolve(model_uri: str, tracking_uri: str | None) -> ResolvedModel:
+    found = ahead.take(model_uri, tracking_uri)  # the command's head start, if it made one
+    if found is not None:
+        return found
     store: Store | None = None
     if is_registry_uri(model_uri):  # only then is mlflow imported
         store = tracking.Store.open(tracking_uri)
@@ -76,10 +79,8 @@ def forecast_flow(
     output: str = DEFAULT_FORECAST_OUTPUT,
     tracking_uri: str | None = None,
     forecast_store: str | None = None,  # None: $LSTM_PIPELINE_FORECAST_STORE, else the default
-    resolved: ResolvedModel | None = None,
 ) -> dict[str, Any]:
-    """Forecast each ticker's next `horizon` trading days with the model at `model_uri`
-    (`resolved`: its file, when the command found it already; see tracking/ahead.py).
+    """Forecast each ticker's next `horizon` trading days with the model at `model_uri`.
 
     Tickers that fail to load are left out and listed under "failed"; the file is written for
     the others. With none left, nothing is written and the failure is raised.
@@ -87,7 +88,7 @@ def forecast_flow(
     predict.check_output(output)  # a bad name fails now, not after the forecast
     clock = Stopwatch()
     with clock.stage("model"):
-        model = resolved or _resolve(model_uri, tracking_uri)
+        model = _resolve(model_uri, tracking_uri)
         forecaster = open_model(model, model_uri)
     with clock.stage("load"):
         window = forecaster.window  # the last window is all a forecast needs

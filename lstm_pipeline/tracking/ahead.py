@@ -1,9 +1,10 @@
 """A registry model resolved in a second process while a forecast command starts.
 
 Importing mlflow and its SQL store takes about 1.2 s of CPU, a third of a small forecast. The
-command starts this process first, then imports Prefect and starts its flow on the other core,
-and hands the flow the model file this process found. Anything that goes wrong here is only a
-lost head start: the flow then resolves the model itself, with its retries and one-line errors.
+command starts this process first (`start`), then imports Prefect and starts its flow on the
+other core; the flow, in the same process, takes the file found (`take`) where it would resolve
+the model. Anything that goes wrong here is only a lost head start: the flow then resolves the
+model itself, with its retries and one-line errors.
 """
 
 from __future__ import annotations
@@ -32,22 +33,29 @@ class Ahead:
     folder: tempfile.TemporaryDirectory[str]
 
 
-def start(model_uri: str, tracking_uri: str | None) -> Ahead | None:
-    """Begin resolving `model_uri` in another process; None for a plain .onnx path."""
-    if not is_registry_uri(model_uri):
-        return None
+_started: dict[tuple[str, str | None], Ahead] = {}  # by (model URI, tracking URI)
+_folders: list[tempfile.TemporaryDirectory[str]] = []  # kept until exit: the flow reads the file
+
+
+def start(model_uri: str, tracking_uri: str | None) -> None:
+    """Begin resolving `model_uri` in another process (a plain .onnx path needs nothing)."""
+    if not is_registry_uri(model_uri) or (model_uri, tracking_uri) in _started:
+        return
     folder = tempfile.TemporaryDirectory(prefix="lstm-pipeline-model-")
+    _folders.append(folder)
     command = [sys.executable, "-m", __name__, model_uri, folder.name, tracking_uri or ""]
     # its errors are the flow's to report, if it meets them too
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     atexit.register(_stop, process)  # a command that fails before waiting leaves no orphan
-    return Ahead(process, folder)
+    _started[model_uri, tracking_uri] = Ahead(process, folder)
 
 
-def result(ahead: Ahead | None, wait_s: float = WAIT_S) -> ResolvedModel | None:
-    """The model the other process resolved, or None when it failed or took too long."""
+def take(model_uri: str, tracking_uri: str | None, wait_s: float = WAIT_S) -> ResolvedModel | None:
+    """The model a `start` with the same URIs resolved, waited for; None when none was started
+    in this process (a served deployment's run), or it failed or took too long."""
+    ahead = _started.pop((model_uri, tracking_uri), None)
     if ahead is None:
         return None
     try:

@@ -40,21 +40,26 @@ def test_a_model_resolved_ahead_is_the_one_the_flow_would_resolve(store, tiny_on
     run_id, version = register(store, tiny_onnx)
     store.client.set_registered_model_alias(MODEL, "champion", version)
     uri = f"models:/{MODEL}@champion"
-    resolving = ahead.start(uri, store.uri)
-    found = ahead.result(resolving)
-    assert found is not None and resolving is not None
+    ahead.start(uri, store.uri)
+    found = ahead.take(uri, store.uri)
+    assert found is not None
     assert (found.version, found.run_id) == (version, run_id)
     assert found.path.read_bytes() == resolve_model(uri, store).path.read_bytes()
-    assert Path(resolving.folder.name) in found.path.parents  # removed when the command exits
+    assert found.path.parent.name.startswith("lstm-pipeline-model-")  # removed at exit
+    assert ahead.take(uri, store.uri) is None  # taken once: a second flow resolves itself
 
 
 def test_a_model_that_cannot_be_resolved_ahead_is_left_to_the_flow(store, tiny_onnx):
     register(store, tiny_onnx)
-    assert ahead.start(str(tiny_onnx[0]), store.uri) is None  # a file needs no head start
-    assert ahead.result(ahead.start(f"models:/{MODEL}/99", store.uri)) is None
-    slow = ahead.start(f"models:/{MODEL}@champion", store.uri)
-    assert ahead.result(slow, wait_s=0.01) is None  # too slow: stopped, not waited for
-    assert slow is not None and slow.process.poll() is not None
+    ahead.start(str(tiny_onnx[0]), store.uri)  # a file needs no head start
+    assert ahead.take(str(tiny_onnx[0]), store.uri) is None
+    assert ahead.take(f"models:/{MODEL}@other", store.uri) is None  # never started
+    ahead.start(f"models:/{MODEL}/99", store.uri)
+    assert ahead.take(f"models:/{MODEL}/99", store.uri) is None  # failed there
+    ahead.start(f"models:/{MODEL}@champion", store.uri)
+    slow = ahead._started[f"models:/{MODEL}@champion", store.uri]
+    assert ahead.take(f"models:/{MODEL}@champion", store.uri, wait_s=0.01) is None  # too slow
+    assert slow.process.poll() is not None  # stopped, not waited for
 
 
 def test_a_forecast_runs_without_heartbeats_unless_they_are_asked_for(monkeypatch):
