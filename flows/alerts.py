@@ -72,17 +72,23 @@ def emit_verdict(verdict: VerdictLike) -> str | None:
     name = EVENT_OF_STATE.get(verdict.state)
     if name is None:
         return None
-    payload = {
+    event = emit_event(
+        name,
+        resource=model_resource(verdict.model_name, verdict.model_version),
+        payload=verdict_payload(verdict),
+    )
+    return None if event is None else str(event.id)
+
+
+def verdict_payload(verdict: VerdictLike) -> dict[str, Any]:
+    """A verdict's numbers as JSON takes them (NaN and inf as null): the event's payload."""
+    return {
         "metric": verdict.metric,
         "window": str(verdict.window),
         "value": _json_number(verdict.value),
         "threshold": _json_value(verdict.threshold),
         "matured": int(verdict.matured),
     }
-    event = emit_event(
-        name, resource=model_resource(verdict.model_name, verdict.model_version), payload=payload
-    )
-    return None if event is None else str(event.id)
 
 
 def automation_name(model_name: str) -> str:

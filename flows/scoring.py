@@ -241,15 +241,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _verdict_dict(v: live.Verdict) -> dict[str, Any]:
-    return {
-        "model_version": v.model_version,
-        "metric": v.metric,
-        "window": v.window,
-        "value": alerts._json_number(v.value),
-        "threshold": alerts._json_value(v.threshold),
-        "matured": v.matured,
-        "state": v.state,
-    }
+    return {"model_version": v.model_version, **alerts.verdict_payload(v), "state": v.state}
 
 
 def summary(model_name: str, latest: pd.DataFrame, events: list[dict[str, Any]]) -> str:
