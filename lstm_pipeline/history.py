@@ -44,6 +44,7 @@ from lstm_pipeline.errors import (
     scrub_uri,
 )
 from lstm_pipeline.history_bulk import read_frame, replace_rows
+from lstm_pipeline.tracking.download import REGISTRY_SCHEME, is_registry_uri  # no mlflow
 
 # WAL: a reader never blocks the writer. synchronous=NORMAL: under WAL a commit is not synced
 # to disk, only each checkpoint; the database stays consistent when the process is killed or
@@ -61,7 +62,6 @@ CONNECT_TIMEOUT_S = 10  # a PostgreSQL server that does not answer
 # PostgreSQL without a driver named means psycopg 3, the one installed (SQLAlchemy's default,
 # psycopg2, is not)
 _DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg"}
-_REGISTRY_SCHEME = "models:/"  # as tracking/download.py's (not imported: it imports mlflow)
 
 FORECAST_COLUMNS = [c.name for c in schema.forecasts.columns if c.name != "model_name"]
 SCORE_COLUMNS = [c.name for c in schema.scores.columns]
@@ -95,8 +95,8 @@ def parse_store_url(url: str) -> URL:
 def model_name_of(model_uri: str) -> str:
     """The registered name in `models:/NAME@ALIAS` or `models:/NAME/VERSION`; a `.onnx` file's
     name without its suffix (its rows have model_version "file")."""
-    if model_uri.startswith(_REGISTRY_SCHEME):
-        return model_uri.removeprefix(_REGISTRY_SCHEME).split("@")[0].split("/")[0]
+    if is_registry_uri(model_uri):
+        return model_uri.removeprefix(REGISTRY_SCHEME).split("@")[0].split("/")[0]
     return Path(model_uri).stem
 
 
