@@ -25,6 +25,7 @@ from typing import Any, NoReturn, get_args
 from pydantic import BaseModel
 
 from flows import commands
+from flows.memory import keep_freed_memory
 from flows.runners import DASK_ADDRESS_ENV, DEFAULT_RUNNER, RunnerKind
 from lstm_pipeline.config import (
     CACHE_ENV,
@@ -454,8 +455,10 @@ def entry_point() -> NoReturn:
     Collection is off while the command imports its flow (each full collection walked them all
     again: ~2 s of a training's CPU) and back on, minus those objects, once the flow is
     imported (commands.collect_from_now); at exit they are not walked a last time either (0.5 s
-    of a 3 s forecast). Exit handlers and thread shutdown still run."""
+    of a 3 s forecast). Exit handlers and thread shutdown still run. Freed memory stays in
+    the process for the next large array (flows/memory.py)."""
     gc.disable()
+    keep_freed_memory()
     code = main()
     gc.freeze()  # the final collection skips frozen objects; the process ends regardless
     sys.exit(code)

@@ -22,7 +22,7 @@ from lstm_pipeline import data, features, gate, pipeline, provenance, registry
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import describe_failures
 from lstm_pipeline.runtime import make_runtime
-from lstm_pipeline.tracking import Run, Store, owner_of_new_run
+from lstm_pipeline.tracking import Run, Store, owner_of_new_run, warm_up_model_logging
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -50,10 +50,12 @@ register_and_gate = _as_task(registry.register_and_gate)
 def _warm_up(store: Store) -> None:
     """What the flow needs right after loading, made while loading waits on worker processes
     (a universe's files, or Dask's tasks): MLflow's SQL store (~0.7 s to import and open) and
-    torch._dynamo, which torch.optim imports on an optimizer's first use (~0.6 s). A failure
-    here is left for the flow's own call to meet and report."""
+    torch._dynamo, which torch.optim imports on an optimizer's first use (~0.6 s), and the
+    list of installed packages that logging the model checks its requirements against (~0.9
+    s). A failure here is left for the flow's own call to meet and report."""
     try:
         store.warm_up()
+        warm_up_model_logging()
         import torch._dynamo  # noqa: F401
     except Exception:  # the flow's own call meets it again, and reports it
         log.debug("warm-up failed", exc_info=True)

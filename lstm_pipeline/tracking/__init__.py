@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from lstm_pipeline.tracking.lock import champion_lock
     from lstm_pipeline.tracking.monitoring import log_live_scores
     from lstm_pipeline.tracking.orphans import OWNER_TAG, end_orphaned_runs, owner_of_new_run
-    from lstm_pipeline.tracking.register import log_onnx_model
+    from lstm_pipeline.tracking.register import log_onnx_model, warm_up_model_logging
     from lstm_pipeline.tracking.store import Run, Store
 
 _MODULE_OF = {  # the names whose modules import mlflow
@@ -39,6 +39,7 @@ _MODULE_OF = {  # the names whose modules import mlflow
     "end_orphaned_runs": "orphans",
     "owner_of_new_run": "orphans",
     "log_onnx_model": "register",
+    "warm_up_model_logging": "register",
     "log_live_scores": "monitoring",
     "Run": "store",
     "Store": "store",
@@ -66,4 +67,5 @@ __all__ = [
     "log_onnx_model",
     "owner_of_new_run",
     "resolve_model",
+    "warm_up_model_logging",
 ]
