@@ -12,6 +12,7 @@ an error naming its purpose, not a hang.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
@@ -78,6 +79,9 @@ def call_aside(purpose: str, fn: Callable[..., T], *args: Any) -> Iterator[Pendi
 
 
 def _call_and_send(send: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    # Ctrl-C reaches the whole process group: the caller stops and ends this worker, which
+    # would otherwise print a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         outcome = (True, fn(*args))
     except Exception as error:  # the caller raises it, as if it had made the call itself
