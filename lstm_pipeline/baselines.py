@@ -124,11 +124,16 @@ def _find_rows(
     """`[N]` the row of `dates` (each owner's ascending) owned by each window's ticker and on
     its `as_of` date; -1 where there is none. One search over (owner, date) keys."""
     wanted = _nanoseconds(as_of)
-    # dates as ranks among all of them: (owner, rank) keys fit an int64 and sort like the pairs
-    unique, ranks = np.unique(np.concatenate([dates, wanted]), return_inverse=True)
-    span = len(unique) + 1
-    keys = owner * span + ranks[: len(dates)]
-    sought = ticker_ids.astype(np.int64) * span + ranks[len(dates) :]
+    # dates as ranks among the distinct origins only (a few hundred: sorting every close's date
+    # took ~0.4 s at 500 tickers): 2i + 1 on the i-th origin date, 2i before it. (owner, rank)
+    # keys fit an int64 and sort like the pairs, and only a date that is an origin gets an odd
+    # rank, so only it can match
+    origins = np.unique(wanted)
+    at = np.searchsorted(origins, dates)
+    on_origin = origins[np.minimum(at, len(origins) - 1)] == dates if len(origins) else False
+    span = 2 * len(origins) + 2
+    keys = owner * span + 2 * at + on_origin
+    sought = ticker_ids.astype(np.int64) * span + 2 * np.searchsorted(origins, wanted) + 1
     rows = np.minimum(np.searchsorted(keys, sought), max(len(keys) - 1, 0))
     found = (keys[rows] == sought) if len(keys) else np.zeros(len(sought), dtype=bool)
     return np.where(found, rows, -1)

@@ -58,6 +58,10 @@ class ExportError(RuntimeError):
     """The exported graph fails the ONNX checker or disagrees with torch."""
 
 
+class WorkerDiedError(RuntimeError):
+    """A worker process (aside.py) ended, killed or out of memory, before sending its result."""
+
+
 # the tracking store and the registry (tracking/)
 
 

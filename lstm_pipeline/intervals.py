@@ -18,6 +18,7 @@ from lstm_pipeline.evaluate import error_ratio
 
 COVERAGES = (0.8, 0.95)  # the central intervals every run reports
 BP = 1e4  # basis points per unit of the last close
+PINBALL_BLOCK = 4096  # windows per block of the pinball loss: [4096, H, Q] stays in cache
 
 
 def level_index(levels: Sequence[float], level: float) -> int:
@@ -62,8 +63,16 @@ def _pinball_by_level(
 
 
 def pinball(quantiles: np.ndarray, levels: Sequence[float], actual: np.ndarray) -> np.ndarray:
-    """`[N, H]` pinball (quantile) loss in prices, averaged over the levels."""
-    return _pinball_by_level(quantiles, levels, actual).mean(axis=-1)
+    """`[N, H]` pinball (quantile) loss in prices, averaged over the levels.
+
+    Block by block of PINBALL_BLOCK windows (each window's mean is the same): whole-split
+    `[N, H, Q]` temporaries were fresh pages each time, 0.05-0.5 s a call at 183k windows
+    against 0.03 s in blocks that stay in cache."""
+    out = np.empty(actual.shape)
+    for start in range(0, len(actual), PINBALL_BLOCK):
+        block = slice(start, start + PINBALL_BLOCK)
+        out[block] = _pinball_by_level(quantiles[block], levels, actual[block]).mean(axis=-1)
+    return out
 
 
 def crps(quantiles: np.ndarray, levels: Sequence[float], actual: np.ndarray) -> np.ndarray:

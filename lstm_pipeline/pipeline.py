@@ -6,16 +6,18 @@ import hashlib
 import json
 import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from lstm_pipeline import drift, plots, report
+from lstm_pipeline import aside, drift, plots, report
+from lstm_pipeline.aside import Pending
 from lstm_pipeline.baselines import Baselines, compute_baselines
 from lstm_pipeline.calibrate import fit_calibration
 from lstm_pipeline.config import DEFAULT_QUANTILES, PipelineConfig
@@ -115,15 +117,18 @@ def score_split(
     data: WindowSet,
     prices_by_ticker: Mapping[str, pd.DataFrame],
     prefix: str,
+    baselines: Pending[Baselines] | None = None,
 ) -> tuple[dict[str, float], Predictions, Baselines]:
     """One split's scores beside naive and drift and, with quantiles, beside the rw and ewma
-    baselines on the same windows (from each ticker's closes up to each origin)."""
+    baselines on the same windows (from each ticker's closes up to each origin); `baselines`:
+    theirs already under way on a worker process (`baselines_aside`)."""
     predictions = predict_prices(model, data)
     refuse_non_finite(predictions, prefix)
-    closes = {ticker: prices["Close"] for ticker, prices in prices_by_ticker.items()}
     levels = model.quantiles or DEFAULT_QUANTILES
-    horizon = predictions.actual.shape[1]
-    base = compute_baselines(closes, data.tickers, data.ticker_ids, data.as_of, horizon, levels)
+    if baselines is None:
+        base = compute_baselines(*baseline_args(model, data, prices_by_ticker))
+    else:
+        base = baselines.result()
     forecast, actual, last_close, quantiles = predictions
     metrics = score_forecasts(forecast, actual, last_close, prefix=prefix)
     if quantiles is None:
@@ -131,6 +136,27 @@ def score_split(
     else:  # the interval scores include the drift scores
         metrics |= score_intervals(quantiles, levels, actual, last_close, forecast, base, prefix)
     return metrics, predictions, base
+
+
+def baseline_args(
+    model: LSTMForecaster, data: WindowSet, prices_by_ticker: Mapping[str, pd.DataFrame]
+) -> tuple[Any, ...]:
+    """compute_baselines' arguments for a split: its tickers' closes, the windows' origins, the
+    model's horizon and levels (the baselines never depend on the model's weights)."""
+    closes = {ticker: prices_by_ticker[ticker]["Close"] for ticker in data.tickers}
+    levels = model.quantiles or DEFAULT_QUANTILES
+    return closes, data.tickers, data.ticker_ids, data.as_of, data.targets.shape[1], levels
+
+
+def baselines_aside(
+    model: LSTMForecaster, data: WindowSet, prices_by_ticker: Mapping[str, pd.DataFrame]
+) -> AbstractContextManager[Pending[Baselines] | None]:
+    """A large split's baselines under way on a worker process for the block (aside.py), so
+    the evaluation uses a second core; None (computed in turn) below aside.ASIDE_FROM."""
+    if not aside.worth_a_process(len(data)):
+        return nullcontext()
+    args = baseline_args(model, data, prices_by_ticker)
+    return aside.call_aside("the evaluation's baselines", compute_baselines, *args)
 
 
 def refuse_non_finite(predictions: Predictions, split: str) -> None:
@@ -159,11 +185,12 @@ def evaluate_model(
     """Scores on the validation (promotion gate) and test (reported skill) splits, and the
     calibration behind a quantile model's intervals."""
     metrics: dict[str, float] = {}
-    for split in ("val", "test"):
-        scores, predictions, base = score_split(
-            result.model, windows[split], prices_by_ticker, split
-        )
-        metrics |= scores
+    with baselines_aside(result.model, windows["test"], prices_by_ticker) as test_baselines:
+        for split, baselines in (("val", None), ("test", test_baselines)):
+            scores, predictions, base = score_split(
+                result.model, windows[split], prices_by_ticker, split, baselines
+            )
+            metrics |= scores
     metrics |= {
         "best_epoch": result.best_epoch,
         "stopped_epoch": result.stopped_epoch,

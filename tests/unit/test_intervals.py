@@ -234,3 +234,16 @@ def _subset(base: Baselines, mask) -> Baselines:
         base.drift[mask],
         base.volatility[mask],
     )
+
+
+def test_pinball_in_blocks_equals_the_whole_split_at_once_exactly():
+    """Blocks of PINBALL_BLOCK windows (the last one partial) change no bit of any window's mean."""
+    from lstm_pipeline.intervals import PINBALL_BLOCK, _pinball_by_level, pinball
+
+    rng = np.random.default_rng(3)
+    levels = (0.025, 0.1, 0.25, 0.5, 0.75, 0.9, 0.975)
+    n = 2 * PINBALL_BLOCK + 17
+    quantiles = np.sort(rng.normal(100, 5, (n, 3, len(levels))), axis=-1)
+    actual = rng.normal(100, 5, (n, 3))
+    whole = _pinball_by_level(quantiles, levels, actual).mean(axis=-1)
+    assert np.array_equal(pinball(quantiles, levels, actual), whole)
