@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -26,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from lstm_pipeline.config import DataConfig
 
-if TYPE_CHECKING:  # pandas loads in the workers; a command starting them has not imported it
+if TYPE_CHECKING:  # pandas is the workers' import: this module stays light for a command
     import pandas as pd
 
     Loaded = tuple[dict[str, pd.DataFrame], dict[str, Exception]]
+
+log = logging.getLogger(__name__)
 
 # Tickers per task for a local source: at ~10 ms a file, a task of 100 costs ~1 s, against
 # ~30 ms of Prefect's bookkeeping per task run; 5,000 tickers make 50 task runs.
@@ -37,6 +40,7 @@ LOCAL_BATCH = 100
 # From this many local tickers a thread runner's flow loads them on worker processes, one per
 # core: starting them costs ~1 s, half of 500 files' loading.
 PROCESSES_FROM = 500
+AHEAD_NICENESS = 10
 
 
 def chunked(cfg: DataConfig) -> list[DataConfig]:
@@ -86,7 +90,11 @@ def ahead(
     chunks = chunked(cfg)
     workers = worker_count(chunks)
     key = _key(chunks, workers, min_rows, purpose, keep_last)
-    _started[key] = _Started(*_submitted(chunks, workers, min_rows, purpose, keep_last))
+    try:
+        started = _submitted(chunks, workers, min_rows, purpose, keep_last, niceness=AHEAD_NICENESS)
+        _started[key] = _Started(*started)
+    except Exception:  # no processes to be had: the flow meets that itself, and reports it
+        log.debug("no load ahead", exc_info=True)
     try:
         yield
     finally:
@@ -134,11 +142,18 @@ def _take(key: tuple[Any, ...]) -> _Started | None:
 
 
 def _submitted(
-    chunks: Sequence[DataConfig], workers: int, *args: Any
+    chunks: Sequence[DataConfig], workers: int, *args: Any, niceness: int = 0
 ) -> tuple[ProcessPoolExecutor, list[Future[Any]]]:
     # spawn, not fork: the caller runs Prefect's threads, which a fork would copy mid-flight
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    return pool, [pool.submit(_load_logged, chunk, *args) for chunk in chunks]
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(niceness,)
+    )
+    try:
+        return pool, [pool.submit(_load_logged, chunk, *args) for chunk in chunks]
+    except BaseException:
+        _stop(pool)
+        raise
 
 
 def _gather(
@@ -176,6 +191,14 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     for process in processes:
         process.join()
     pool.shutdown(wait=True)
+
+
+def _start_worker(niceness: int) -> None:
+    """Ctrl-C reaches the terminal's whole process group: the command reports it and kills its
+    workers, which must not print a traceback of their own meanwhile. A load ahead yields the
+    cores to the command's own imports, which its flow waits for first (`niceness`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(niceness)
 
 
 def _load_logged(
