@@ -9,11 +9,11 @@ import argparse
 import gc
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when a command runs: --help stays fast
-    from lstm_pipeline.config import PipelineConfig
+    from lstm_pipeline.config import DataConfig, PipelineConfig
     from lstm_pipeline.tracking import Store
 
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
@@ -91,12 +91,30 @@ def run_fetch(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = pipeline_config(args)
-    from flows.training import train_flow
+    from lstm_pipeline.splits import rows_needed, split_purpose
 
-    result = _on_runner(train_flow, args)(cfg)
+    cfg = pipeline_config(args)
+    needed, purpose = rows_needed(cfg.features), split_purpose(cfg.features)  # the flow's
+    with _loading_ahead(args, cfg.data, needed, purpose):
+        from flows.training import train_flow
+
+        result = _on_runner(train_flow, args)(cfg)
     print(format_training(result))
     return result
+
+
+def _loading_ahead(
+    args: argparse.Namespace, data: DataConfig, min_rows: int, purpose: str
+) -> AbstractContextManager[None]:
+    """The load of data's tickers that the flow will run on worker processes, started now on
+    the core the flow's imports leave idle (lstm_pipeline/loading.py `ahead`); a Dask runner
+    loads on its own workers, so nothing is started for one."""
+    from flows.runners import threads_asked
+    from lstm_pipeline import loading
+
+    if not threads_asked(args.task_runner, args.dask_address):
+        return nullcontext()
+    return loading.ahead(data, min_rows, purpose)
 
 
 def _require_count(option: str, value: int, maximum: int) -> None:

@@ -2,16 +2,15 @@
 
 A yfinance ticker is its own task run, all submitted at once (retries and backoff are per
 download; a failed one falls back on its disk cache). A local source (`sample`, `csv`) is read
-in tasks of LOCAL_BATCH tickers, as a task run costs more than reading a file: one per ticker
-made a 5,000-ticker forecast mostly orchestration. `each_batch` says how those run. Either way
-a failure is kept with its ticker and reason instead of failing the flow, so one bad ticker
-never costs the good ones. Retries and the cache fallback live in the library, so they work,
+in tasks of loading.LOCAL_BATCH tickers, as a task run costs more than reading a file: one per
+ticker made a 5,000-ticker forecast mostly orchestration. `each_batch` says how those run.
+Either way a failure is kept with its ticker and reason instead of failing the flow, so one bad
+ticker never costs the good ones. Retries and the cache fallback live in the library, so they work,
 and are tested, without Prefect.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 from typing import Any
 
@@ -38,12 +37,6 @@ from lstm_pipeline.errors import (
 # (cache.fetch_key names the date), so a rerun on the same data skips the network.
 FETCH_CACHE_EXPIRATION = timedelta(hours=12)
 DOWNLOAD_FAILURES = (DownloadError, NoDataError)  # the disk cache may stand in
-# Tickers per task for a local source: at ~10 ms a file, a task of 100 costs ~1 s, against
-# ~30 ms of Prefect's bookkeeping per task run; 5,000 tickers make 50 task runs.
-LOCAL_BATCH = 100
-# From this many local tickers a thread runner's flow loads them on worker processes, one per
-# core (lstm_pipeline/loading.py): starting them costs ~1 s, half of 500 files' loading.
-PROCESSES_FROM = 500
 
 
 def transient_only(task: Any, task_run: TaskRun, state: State) -> bool:
@@ -106,15 +99,16 @@ def load_batch(
 def each_batch(
     cfg: DataConfig, min_rows: int, purpose: str, keep_last: int | None
 ) -> tuple[dict[str, pd.DataFrame], dict[str, BaseException]]:
-    """load_batch per LOCAL_BATCH of cfg's tickers: (results, failures), both by ticker in cfg's
-    order. Reading and validating is CPU-bound pandas, and threads fighting over the GIL took
-    twice as long as taking turns (500 files: 6.1 s vs 3.3 s). So on a thread runner the
-    batches take turns, or from PROCESSES_FROM tickers run on one worker process per core; on
-    Dask they are submitted at once, to its workers."""
-    chunks = [cfg.tickers[i : i + LOCAL_BATCH] for i in range(0, len(cfg.tickers), LOCAL_BATCH)]
-    configs = [cfg.model_copy(update={"tickers": chunk}) for chunk in chunks]
+    """load_batch per loading.LOCAL_BATCH of cfg's tickers: (results, failures), both by ticker
+    in cfg's order. Reading and validating is CPU-bound pandas, and threads fighting over the
+    GIL took twice as long as taking turns (500 files: 6.1 s vs 3.3 s). So on a thread runner
+    the batches take turns, or from loading.PROCESSES_FROM tickers run on one worker process
+    per core (a load the command started ahead, if it did); on Dask they are submitted at
+    once, to its workers."""
+    configs = loading.chunked(cfg)
+    chunks = [c.tickers for c in configs]
     labels = [f"{chunk[0]}..{chunk[-1]}" if len(chunk) > 1 else chunk[0] for chunk in chunks]
-    workers = min(os.cpu_count() or 1, len(chunks))
+    workers = loading.worker_count(configs)
     counter = Counter("tickers", len(cfg.tickers))
     if not runners.on_threads():
         futures = [
@@ -123,7 +117,7 @@ def each_batch(
         ]
         wait_counting(futures, "tickers", sizes=[len(chunk) for chunk in chunks])
         outcomes = [future.result() for future in futures]  # a batch never fails: its tickers do
-    elif len(cfg.tickers) >= PROCESSES_FROM and workers > 1:
+    elif loading.on_processes(cfg):
         label = f"{cfg.tickers[0]}..{cfg.tickers[-1]}"
         args = (label, configs, workers, min_rows, purpose, keep_last, counter)
         outcomes = [load_on_processes(*args)]

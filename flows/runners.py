@@ -80,9 +80,20 @@ def from_environment(kind: RunnerKind | None = None, address: str | None = None)
     the Dask scheduler when set, unless threads are asked for by name. A deployed flow's
     default (its runs import the flow in a fresh process, which inherits the environment of
     `serve` or of the work pool's job), and the CLI's choice."""
+    return task_runner(kind, _address(kind, address))
+
+
+def _address(kind: RunnerKind | None, address: str | None) -> str | None:
+    """`address`, else $LSTM_PIPELINE_DASK_ADDRESS unless threads are asked for by name."""
     if not address and kind != "threads":
-        address = os.environ.get(DASK_ADDRESS_ENV) or None
-    return task_runner(kind, address)
+        return os.environ.get(DASK_ADDRESS_ENV) or None
+    return address
+
+
+def threads_asked(kind: RunnerKind | None = None, address: str | None = None) -> bool:
+    """Whether from_environment(kind, address) makes a thread runner, told without importing
+    Prefect (a command decides so whether to load its universe ahead)."""
+    return (kind or DEFAULT_RUNNER) == "threads" and not _address(kind, address)
 
 
 def on_threads() -> bool:

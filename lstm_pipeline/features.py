@@ -16,46 +16,17 @@ import torch
 
 from lstm_pipeline.config import FeatureConfig
 from lstm_pipeline.data import FEATURES, PRICE_COLUMNS, require_rows
+from lstm_pipeline.splits import (  # re-exported: the splits' arithmetic lives there, torch-free
+    SPLITS,
+    held_out_rows,
+    min_split_rows,
+    rows_needed,
+    split_purpose,
+)
 
 OPEN, HIGH, LOW, CLOSE = (FEATURES.index(c) for c in PRICE_COLUMNS)
 VOLUME = FEATURES.index("Volume")
 N_PRICES = len(PRICE_COLUMNS)
-# in time order: fit, early stopping, conformal calibration of the intervals, reported skill
-SPLITS = ("train", "val", "calib", "test")
-# windows each split holds at least: the ONNX export checks parity on a batch of >= 2 test
-# windows (a batch-1 example would fix the batch axis), so one window is not enough
-MIN_WINDOWS_PER_SPLIT = 2
-
-
-def min_split_rows(cfg: FeatureConfig, windows: int = MIN_WINDOWS_PER_SPLIT) -> int:
-    """Rows a split needs to hold `windows` windows with their horizons (windows never cross
-    a split, so each split pays for a whole window and horizon once)."""
-    return cfg.window + cfg.horizon + windows - 1
-
-
-def rows_needed(cfg: FeatureConfig) -> int:
-    """The fewest rows split_by_time accepts: every split holds MIN_WINDOWS_PER_SPLIT windows."""
-    n = len(SPLITS) * min_split_rows(cfg)
-    while n < sum(_held_out_rows(n, cfg)) + min_split_rows(cfg):
-        n += 1
-    return n
-
-
-def split_purpose(cfg: FeatureConfig) -> str:
-    """Why a training series needs rows_needed(cfg) rows, for the error message."""
-    return (
-        f"train/val/calib/test windows ({MIN_WINDOWS_PER_SPLIT} windows of {cfg.window} rows"
-        f" + horizon {cfg.horizon} per split)"
-    )
-
-
-def _held_out_rows(n: int, cfg: FeatureConfig) -> tuple[int, int, int]:
-    """Validation, calibration and test rows of an n-row series: the fractions, but never a
-    too-small split."""
-    per_split = min_split_rows(cfg)
-    fractions = (cfg.val_frac, cfg.calib_frac, cfg.test_frac)
-    n_val, n_calib, n_test = (max(round(n * f), per_split) for f in fractions)
-    return n_val, n_calib, n_test
 
 
 def split_by_time(prices: pd.DataFrame, cfg: FeatureConfig, ticker: str) -> dict[str, pd.DataFrame]:
@@ -65,7 +36,7 @@ def split_by_time(prices: pd.DataFrame, cfg: FeatureConfig, ticker: str) -> dict
     Each part holds at least MIN_WINDOWS_PER_SPLIT windows with their horizons, since windows
     never cross a split.
     """
-    held_out = _held_out_rows(len(prices), cfg)
+    held_out = held_out_rows(len(prices), cfg)
     needed = max(rows_needed(cfg), sum(held_out) + min_split_rows(cfg))
     require_rows(prices, ticker, needed, split_purpose(cfg))
     n_train = len(prices) - sum(held_out)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lstm_pipeline import loading
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.errors import InputError
 from tests.fake_yahoo import yahoo_frame
@@ -141,12 +142,11 @@ def test_local_files_load_in_batches_each_ticker_failing_alone(
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    import flows.fetching
     from flows.inference import forecast_flow
 
-    monkeypatch.setattr(flows.fetching, "LOCAL_BATCH", 2)
-    monkeypatch.setattr(flows.fetching, "PROCESSES_FROM", processes_from)
-    monkeypatch.setattr(flows.fetching.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(loading, "LOCAL_BATCH", 2)
+    monkeypatch.setattr(loading, "PROCESSES_FROM", processes_from)
+    monkeypatch.setattr(loading.os, "cpu_count", lambda: 2)
     folder = Path(tiny_cfg.data.data_dir or "")
     for ticker in ("CCC", "DDD"):
         (folder / f"{ticker}.csv").write_text((folder / "AAA.csv").read_text())

@@ -36,6 +36,13 @@ def test_the_forecast_flow_imports_mlflow_only_for_a_registry_model(tiny_onnx):
     )
 
 
+def test_a_training_command_starts_its_load_ahead_before_torch_or_prefect():
+    """run_train starts loading (lstm_pipeline.loading.ahead, with splits' row counts) before
+    it imports its flow: nothing heavy stands in front of the workers' start."""
+    code = "import flows.commands, flows.runners; from lstm_pipeline import loading, splits"
+    assert not imports_after(code) & {"torch", "prefect", "mlflow", "pandas"}
+
+
 def test_a_model_resolved_ahead_is_the_one_the_flow_would_resolve(store, tiny_onnx):
     run_id, version = register(store, tiny_onnx)
     store.client.set_registered_model_alias(MODEL, "champion", version)
