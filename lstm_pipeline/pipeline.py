@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,6 +34,7 @@ from lstm_pipeline.intervals import (
     score_intervals,
 )
 from lstm_pipeline.model import LSTMForecaster
+from lstm_pipeline.runtime import sharing_cores
 from lstm_pipeline.train import EpochCallback, FitResult, Predictions, fit, predict_prices
 from lstm_pipeline.validate import day as _day
 
@@ -148,15 +149,22 @@ def baseline_args(
     return closes, data.tickers, data.ticker_ids, data.as_of, data.targets.shape[1], levels
 
 
+@contextmanager
 def baselines_aside(
     model: LSTMForecaster, data: WindowSet, prices_by_ticker: Mapping[str, pd.DataFrame]
-) -> AbstractContextManager[Pending[Baselines] | None]:
+) -> Iterator[Pending[Baselines] | None]:
     """A large split's baselines under way on a worker process for the block (aside.py), so
-    the evaluation uses a second core; None (computed in turn) below aside.ASIDE_FROM."""
+    the evaluation uses a second core, which torch leaves to it meanwhile; None (computed in
+    turn) below aside.ASIDE_FROM."""
     if not aside.worth_a_process(len(data)):
-        return nullcontext()
+        yield None
+        return
     args = baseline_args(model, data, prices_by_ticker)
-    return aside.call_aside("the evaluation's baselines", compute_baselines, *args)
+    with (
+        aside.call_aside("the evaluation's baselines", compute_baselines, *args) as pending,
+        sharing_cores(workers=1),
+    ):
+        yield pending
 
 
 def refuse_non_finite(predictions: Predictions, split: str) -> None:

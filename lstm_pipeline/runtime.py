@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -97,6 +98,19 @@ def make_runtime(
         torch.set_num_threads(cfg.threads)
     autocast_dtype = choose_autocast(cfg.precision, device, hidden_size)
     return Runtime(device, autocast_dtype, make_loss(cfg.loss, quantiles, device))
+
+
+@contextmanager
+def sharing_cores(workers: int = 1) -> Iterator[None]:
+    """torch's intra-op threads less `workers` (at least one) for the block, while that many
+    worker processes each keep a core busy: OpenMP threads that wait on a busy core spin, and
+    beside one worker two threads predicted 183k windows in 1.2-1.9 s against 0.37 s on one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, before - workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def make_loss(

@@ -17,6 +17,7 @@ from lstm_pipeline.runtime import (
     choose_autocast,
     cpu_has_native_bf16,
     make_runtime,
+    sharing_cores,
 )
 from tests.unit import test_train
 from tests.unit.test_train import tiny_fit, tiny_quantile_fit
@@ -105,3 +106,17 @@ def test_bf16_autocast_training_on_cpu_learns_and_keeps_fp32_weights(
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0] * 0.9
     assert {p.dtype for p in result.model.parameters()} == {torch.float32}
+
+
+def test_sharing_cores_leaves_a_core_per_worker_and_restores_the_threads() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with sharing_cores(workers=1):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), sharing_cores(workers=5):
+            assert torch.get_num_threads() == 1  # never below one
+            raise RuntimeError("the block fails")
+        assert torch.get_num_threads() == 3  # back, after an error too
+    finally:
+        torch.set_num_threads(before)
