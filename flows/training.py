@@ -96,8 +96,8 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
         )
     with run.closing():
         with clock.stage("tracking"):
-            frame, source = pipeline.training_frame(prices), data.source_location(cfg.data)
-            log_dataset(run, frame, data_tags["data.sha256"], source, "training")
+            (sample, rows), source = pipeline.dataset_sample(prices), data.source_location(cfg.data)
+            log_dataset(run, sample, rows, data_tags["data.sha256"], source, "training")
 
         def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
             run.log_metrics(metrics, step=epoch)

@@ -79,8 +79,24 @@ def data_summary(
     return {k: v[:MAX_TAG_CHARS] for k, v in tags.items()}
 
 
+def dataset_sample(prices_by_ticker: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, int]:
+    """The run's dataset input as `Run.log_dataset` takes it: the rows of the long frame
+    (training_frame) that decide its schema (each ticker's first row and any row with a value
+    missing), and the number of all its rows. Building the whole frame only to log it took 0.1-2
+    s at 500 tickers (1.26M rows of fresh memory)."""
+    sample = {ticker: _schema_rows_of(prices) for ticker, prices in prices_by_ticker.items()}
+    return training_frame(sample), sum(len(p) for p in prices_by_ticker.values())
+
+
+def _schema_rows_of(prices: pd.DataFrame) -> pd.DataFrame:
+    """A ticker's first row and its rows with a value missing (date or feature)."""
+    keep = prices[list(FEATURES)].isna().to_numpy().any(axis=1) | np.asarray(prices.index.isna())
+    keep[:1] = True
+    return prices.iloc[np.flatnonzero(keep)]
+
+
 def training_frame(prices_by_ticker: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """All tickers' prices in one long frame (Date, ticker, FEATURES): the run's dataset input.
+    """All tickers' prices in one long frame (Date, ticker, FEATURES): the run's dataset.
 
     Built column by column from the arrays (a frame per ticker took 1.5 s at 500 tickers)."""
     frames = prices_by_ticker.values()

@@ -275,13 +275,16 @@ class Run:
         for name, text in texts.items():
             self.log_text(text, name)
 
-    def log_dataset(self, frame: pd.DataFrame, digest: str, source: str, context: str) -> None:
-        """Record `frame` (from the folder `source`) as the run's dataset input for `context`.
+    def log_dataset(
+        self, sample: pd.DataFrame, rows: int, digest: str, source: str, context: str
+    ) -> None:
+        """Record a frame of `rows` rows (from the folder `source`), given as `sample`, its rows
+        that decide the schema (tracking/dataset.py), as the run's dataset input for `context`.
 
         The digest is the data's content hash (the `data.sha256` tag), so runs on the same data
         share a dataset in the MLflow UI and runs on new data do not.
         """
-        datasets = [dataset_input(frame, digest, source, context)]
+        datasets = [dataset_input(sample, rows, digest, source, context)]
         try:
             self.client.log_inputs(self.run_id, datasets=datasets)
         except MlflowException as exc:

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from lstm_pipeline.config import MODEL_NAME as MODEL
 from lstm_pipeline.data import FEATURES
-from lstm_pipeline.pipeline import training_frame
+from lstm_pipeline.pipeline import dataset_sample, training_frame
 from lstm_pipeline.tracking.dataset import schema_rows
 
 FLOAT_COLUMNS = ("Open", "Close", "Volume")
@@ -69,7 +69,7 @@ def test_the_logged_dataset_is_mlflows_own_but_inferred_from_one_row_per_ticker(
 
     monkeypatch.setattr(pandas_dataset, "_infer_schema", counting)
     with store.start_run(MODEL, "a-run", {}, {}).closing() as run:
-        run.log_dataset(frame, "abc", "/data", "training")
+        run.log_dataset(frame, len(frame), "abc", "/data", "training")
     assert inferred_rows and max(inferred_rows) <= 3  # not the 1,200 rows
     (logged,) = MlflowClient(store.uri).get_run(run.run_id).inputs.dataset_inputs
     assert logged.dataset.schema == expected_entity.schema
@@ -99,12 +99,35 @@ def test_the_training_frame_equals_a_frame_per_ticker_concatenated(lengths, name
     assert len(schema_rows(frame)) == len(prices)  # one row per ticker decides its schema
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 8), min_size=1, max_size=4),
+    holes=st.lists(st.tuples(st.integers(0, 31), st.sampled_from(FEATURES)), max_size=4),
+)
+def test_the_dataset_sample_gives_the_whole_frames_schema_and_size(lengths, holes):
+    prices = {
+        f"T{i}": pd.DataFrame(
+            {c: np.arange(n, dtype=float) + k for k, c in enumerate(FEATURES)},
+            index=pd.DatetimeIndex(pd.bdate_range("2021-01-01", periods=n), name="Date"),
+        )
+        for i, n in enumerate(lengths)
+    }
+    frames = list(prices.values())
+    for row, column in holes:  # missing values make a column optional in the schema
+        frame = frames[row % len(frames)]
+        frame.loc[frame.index[row % len(frame)], column] = np.nan
+    whole = training_frame(prices)
+    sample, rows = dataset_sample(prices)
+    assert rows == len(whole) and len(sample) <= len(whole)
+    assert from_pandas(sample).schema == from_pandas(whole).schema
+
+
 def test_a_run_that_loses_the_race_to_create_its_dataset_links_to_the_winners(store):
     """Two trainings on the same data: the store checks for the dataset, then inserts it, so
     the second can fail on the unique key (seen on a shared server): it links to the dataset."""
     frame = long_frame(tickers=2, rows=50, seed=2)
     with store.start_run(MODEL, "winner", {}, {}).closing() as winner:
-        winner.log_dataset(frame, "abc", "/data", "training")
+        winner.log_dataset(frame, len(frame), "abc", "/data", "training")
     with store.start_run(MODEL, "loser", {}, {}).closing() as loser:
         real, calls = loser.client.log_inputs, []
 
@@ -118,11 +141,11 @@ def test_a_run_that_loses_the_race_to_create_its_dataset_links_to_the_winners(st
             return real(*args, **kwargs)
 
         loser.client.log_inputs = racing
-        loser.log_dataset(frame, "abc", "/data", "training")
+        loser.log_dataset(frame, len(frame), "abc", "/data", "training")
         assert len(calls) == 2
         loser.client.log_inputs = lambda *a, **k: (_ for _ in ()).throw(MlflowException("down"))
         with pytest.raises(MlflowException, match="down"):  # any other failure is raised
-            loser.log_dataset(frame, "abc", "/data", "training")
+            loser.log_dataset(frame, len(frame), "abc", "/data", "training")
     client = MlflowClient(store.uri)
     datasets = [client.get_run(r.run_id).inputs.dataset_inputs[0].dataset for r in (winner, loser)]
     assert [(d.name, d.digest) for d in datasets] == [("prices-abc", "abc")] * 2
