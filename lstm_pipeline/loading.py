@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -185,11 +186,16 @@ def _gather(
 def _stop(pool: ProcessPoolExecutor) -> None:
     """The pool's workers killed mid-chunk (shutting down alone would wait for their work)."""
     processes = list((pool._processes or {}).values())  # no public kill before 3.14
+    # the pool's own thread reaps its workers too; a first shutdown forgets it, so the second
+    # would not wait for it, and a worker could still look alive after this returns
+    manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.kill()
     for process in processes:
         process.join()
+    if manager is not None:
+        manager.join()
     pool.shutdown(wait=True)
 
 
