@@ -18,7 +18,7 @@ from flows import runners
 from flows.artifacts import publish_training_summary
 from flows.fetching import fetch_each
 from flows.timings import Stopwatch
-from lstm_pipeline import data, features, gate, pipeline, provenance, registry
+from lstm_pipeline import data, features, gate, pipeline, provenance, registry, splits
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import describe_failures
 from lstm_pipeline.runtime import make_runtime
@@ -78,8 +78,9 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
     warming = threading.Thread(target=_warm_up, args=(store,), name="warm-up", daemon=True)
     warming.start()
     with clock.stage("load"):
-        needed = features.rows_needed(cfg.features)
-        purpose = features.split_purpose(cfg.features)
+        # as run_train reckons them for the load it starts ahead (flows/commands.py)
+        needed = splits.rows_needed(cfg.features)
+        purpose = splits.split_purpose(cfg.features)
         prices, failures = fetch_each(cfg.data, "training", needed, purpose)
     warming.join()
     with clock.stage("windows"):
