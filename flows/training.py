@@ -103,16 +103,22 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
         def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
             run.log_metrics(metrics, step=epoch)
 
-        with clock.stage("calibration"):
-            result = train_model(windows, cfg, on_epoch_end=log_epoch)
-        # train_model less its epochs: setting up the fit and calibrating it
-        clock.add("calibration", -result.epochs_seconds)
-        clock.add("epochs", result.epochs_seconds)
-        run.set_tags(
-            {"device": result.device, "precision": result.precision, "threads": str(result.threads)}
-        )
-        with clock.stage("evaluation"):
-            report = run_report(cfg, result, windows, prices, data_tags, run.run_id)
+        # the evaluation's baselines, made on the core a small model's fit leaves free
+        with pipeline.baselines_ahead(cfg, windows, prices) as ahead:
+            with clock.stage("calibration"):
+                result = train_model(windows, cfg, on_epoch_end=log_epoch)
+            # train_model less its epochs: setting up the fit and calibrating it
+            clock.add("calibration", -result.epochs_seconds)
+            clock.add("epochs", result.epochs_seconds)
+            run.set_tags(
+                {
+                    "device": result.device,
+                    "precision": result.precision,
+                    "threads": str(result.threads),
+                }
+            )
+            with clock.stage("evaluation"):
+                report = run_report(cfg, result, windows, prices, data_tags, run.run_id, ahead)
         with clock.stage("tracking"):
             log_report(run, *report)
         with tempfile.TemporaryDirectory() as folder:

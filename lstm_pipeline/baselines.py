@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -263,6 +264,13 @@ def compute_baselines(
         drift=_prices(panel.close, h[None, :] * _mean_return(panel, lookback)[:, None]),
         volatility=sigma,
     )
+
+
+def compute_by_split(args_by_split: Mapping[str, tuple[Any, ...]]) -> dict[str, Baselines]:
+    """compute_baselines of each split's arguments, by split: what a worker process makes for
+    an evaluation (pipeline.baselines_ahead), importing only this module's numpy, pandas and
+    scipy to find this function."""
+    return {split: compute_baselines(*args) for split, args in args_by_split.items()}
 
 
 def _rw_returns(panel: _Panel, horizon: int, tau: np.ndarray, lookback: int) -> np.ndarray:

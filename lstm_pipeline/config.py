@@ -234,7 +234,7 @@ class TrainConfig(_Frozen):
     precision: Precision = "auto"
     threads: int | None = Field(
         None, ge=1, le=4_096
-    )  # CPU threads for torch; None = torch's default
+    )  # CPU threads for torch; None: one for a small model, else torch's default (choose_threads)
     cuda_graphs: bool = True  # on CUDA, replay the captured training step (see train_step.py)
     seed: int = Field(42, ge=0, le=2**32 - 1)  # what numpy and torch seeding accept
     device: Device = "auto"

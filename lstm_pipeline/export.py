@@ -50,6 +50,7 @@ def export_onnx(
         "features": json.dumps(list(FEATURES)),  # a JSON list: names may hold any character
         "window": str(sample.shape[1]),
         "horizon": str(net.horizon),
+        "hidden_size": str(net.rnn.hidden_size),  # sizes a forecast's calls (predict.chunk_for)
         "output": "price forecast for horizons 1..horizon",
         **metadata,
     }

@@ -38,6 +38,17 @@ def read_contract(metadata: dict[str, str], where: str) -> tuple[tuple[str, ...]
     return read_features(metadata["features"], where), sizes[0], sizes[1]
 
 
+def read_hidden_size(metadata: dict[str, str], where: str) -> int | None:
+    """The LSTM's hidden size (metadata `hidden_size`), which sizes a forecast's calls, or None
+    for a model exported before it was written; InputError naming `where` when malformed."""
+    text = metadata.get("hidden_size")
+    if text is None:
+        return None
+    if not _POSITIVE_INT.fullmatch(text):
+        raise InputError(f"{where}: metadata hidden_size {shown(text)} is not a positive integer")
+    return int(text)
+
+
 def read_quantile_levels(metadata: dict[str, str], where: str) -> tuple[float, ...]:
     """The levels of a model's `quantiles` output (metadata `quantile_levels`, a JSON list), or
     () for a model without intervals; InputError naming `where` when malformed."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from lstm_pipeline import aside, drift, plots, report
 from lstm_pipeline.aside import Pending
-from lstm_pipeline.baselines import Baselines, compute_baselines
+from lstm_pipeline.baselines import Baselines, compute_baselines, compute_by_split
 from lstm_pipeline.calibrate import fit_calibration
 from lstm_pipeline.config import DEFAULT_QUANTILES, PipelineConfig
 from lstm_pipeline.data import FEATURES
@@ -34,7 +34,7 @@ from lstm_pipeline.intervals import (
     score_intervals,
 )
 from lstm_pipeline.model import LSTMForecaster
-from lstm_pipeline.runtime import sharing_cores
+from lstm_pipeline.runtime import fit_threads, sharing_cores
 from lstm_pipeline.train import EpochCallback, FitResult, Predictions, fit, predict_prices
 from lstm_pipeline.validate import day as _day
 
@@ -134,18 +134,20 @@ def score_split(
     data: WindowSet,
     prices_by_ticker: Mapping[str, pd.DataFrame],
     prefix: str,
-    baselines: Pending[Baselines] | None = None,
+    baselines: Callable[[], Baselines] | None = None,
 ) -> tuple[dict[str, float], Predictions, Baselines]:
     """One split's scores beside naive and drift and, with quantiles, beside the rw and ewma
     baselines on the same windows (from each ticker's closes up to each origin); `baselines`:
-    theirs already under way on a worker process (`baselines_aside`)."""
+    where theirs are under way already (a worker process's), called once the model's
+    predictions are made."""
     predictions = predict_prices(model, data)
     refuse_non_finite(predictions, prefix)
     levels = model.quantiles or DEFAULT_QUANTILES
     if baselines is None:
-        base = compute_baselines(*baseline_args(model, data, prices_by_ticker))
+        closes = closes_of(prices_by_ticker, [data])
+        base = compute_baselines(*baseline_args(levels, data, closes))
     else:
-        base = baselines.result()
+        base = baselines()
     forecast, actual, last_close, quantiles = predictions
     metrics = score_forecasts(forecast, actual, last_close, prefix=prefix)
     if quantiles is None:
@@ -156,31 +158,91 @@ def score_split(
 
 
 def baseline_args(
-    model: LSTMForecaster, data: WindowSet, prices_by_ticker: Mapping[str, pd.DataFrame]
+    levels: tuple[float, ...], data: WindowSet, closes: Mapping[str, pd.Series]
 ) -> tuple[Any, ...]:
-    """compute_baselines' arguments for a split: its tickers' closes, the windows' origins, the
-    model's horizon and levels (the baselines never depend on the model's weights)."""
-    closes = {ticker: prices_by_ticker[ticker]["Close"] for ticker in data.tickers}
-    levels = model.quantiles or DEFAULT_QUANTILES
-    return closes, data.tickers, data.ticker_ids, data.as_of, data.targets.shape[1], levels
+    """compute_baselines' arguments for a split: its tickers' closes (from `closes_of`), the
+    windows' origins, the horizon and the model's levels (the baselines never depend on the
+    model's weights)."""
+    mine = {ticker: closes[ticker] for ticker in data.tickers}
+    return mine, data.tickers, data.ticker_ids, data.as_of, data.targets.shape[1], levels
+
+
+def closes_of(
+    prices_by_ticker: Mapping[str, pd.DataFrame], splits: list[WindowSet]
+) -> dict[str, pd.Series]:
+    """The closes of the splits' tickers, each taken once (a column costs ~0.5 ms)."""
+    tickers = dict.fromkeys(ticker for data in splits for ticker in data.tickers)
+    return {ticker: prices_by_ticker[ticker]["Close"] for ticker in tickers}
+
+
+EVALUATED = ("val", "test")  # the splits evaluate_model scores
+AHEAD_NICENESS = 10  # below the fit's: work done ahead must not slow what runs now
+
+
+class BaselinesAside(NamedTuple):
+    """Some splits' baselines under way on a worker process."""
+
+    pending: Pending[dict[str, Baselines]]
+    splits: tuple[str, ...]
+
+    def of(self, split: str) -> Callable[[], Baselines] | None:
+        """What gives that split's baselines once they are made, or None if this worker makes
+        none for it."""
+        return (lambda: self.pending.result()[split]) if split in self.splits else None
+
+
+@contextmanager
+def _on_a_worker(
+    levels: tuple[float, ...],
+    windows: dict[str, WindowSet],
+    splits: tuple[str, ...],
+    prices_by_ticker: Mapping[str, pd.DataFrame],
+    niceness: int = 0,
+) -> Iterator[BaselinesAside]:
+    closes = closes_of(prices_by_ticker, [windows[split] for split in splits])
+    args = {split: baseline_args(levels, windows[split], closes) for split in splits}
+    purpose = "the evaluation's baselines"
+    with aside.call_aside(purpose, compute_by_split, args, niceness=niceness) as pending:
+        yield BaselinesAside(pending, splits)
 
 
 @contextmanager
 def baselines_aside(
-    model: LSTMForecaster, data: WindowSet, prices_by_ticker: Mapping[str, pd.DataFrame]
-) -> Iterator[Pending[Baselines] | None]:
-    """A large split's baselines under way on a worker process for the block (aside.py), so
-    the evaluation uses a second core, which torch leaves to it meanwhile; None (computed in
-    turn) below aside.ASIDE_FROM."""
-    if not aside.worth_a_process(len(data)):
+    model: LSTMForecaster,
+    windows: dict[str, WindowSet],
+    prices_by_ticker: Mapping[str, pd.DataFrame],
+) -> Iterator[BaselinesAside | None]:
+    """The test split's baselines, if it is large, under way on a worker process for the block
+    (aside.py), so the evaluation uses a second core, which torch leaves to it meanwhile;
+    None (computed in turn) below aside.ASIDE_FROM."""
+    if not aside.worth_a_process(len(windows["test"])):
         yield None
         return
-    args = baseline_args(model, data, prices_by_ticker)
+    levels = model.quantiles or DEFAULT_QUANTILES
     with (
-        aside.call_aside("the evaluation's baselines", compute_baselines, *args) as pending,
+        _on_a_worker(levels, windows, ("test",), prices_by_ticker) as made,
         sharing_cores(workers=1),
     ):
-        yield pending
+        yield made
+
+
+@contextmanager
+def baselines_ahead(
+    cfg: PipelineConfig, windows: dict[str, WindowSet], prices_by_ticker: Mapping[str, pd.DataFrame]
+) -> Iterator[BaselinesAside | None]:
+    """The evaluation's baselines (val and test) under way for the block (the fit, then the
+    evaluation) on a worker process of a lower priority, where the fit leaves this process a
+    core (one thread for a small model: runtime.choose_threads) and the splits are worth a
+    process (aside.ASIDE_FROM); None otherwise, and the evaluation sees to them. They need
+    the closes, the origins, the horizon and the levels: nothing from the fit."""
+    scored = sum(len(windows[split]) for split in EVALUATED)
+    leaves_a_core = fit_threads(cfg.train, cfg.model.hidden_size) < aside.cpu_threads()
+    if not (leaves_a_core and aside.worth_a_process(scored)):
+        yield None
+        return
+    levels = cfg.model.quantiles or DEFAULT_QUANTILES
+    with _on_a_worker(levels, windows, EVALUATED, prices_by_ticker, AHEAD_NICENESS) as made:
+        yield made
 
 
 def refuse_non_finite(predictions: Predictions, split: str) -> None:
@@ -204,15 +266,24 @@ class Evaluation:
 
 
 def evaluate_model(
-    result: FitResult, windows: dict[str, WindowSet], prices_by_ticker: Mapping[str, pd.DataFrame]
+    result: FitResult,
+    windows: dict[str, WindowSet],
+    prices_by_ticker: Mapping[str, pd.DataFrame],
+    ahead: BaselinesAside | None = None,
 ) -> Evaluation:
     """Scores on the validation (promotion gate) and test (reported skill) splits, and the
-    calibration behind a quantile model's intervals."""
+    calibration behind a quantile model's intervals; `ahead`: baselines under way since the
+    fit began (`baselines_ahead`), else a large test split's go to a worker process now."""
     metrics: dict[str, float] = {}
-    with baselines_aside(result.model, windows["test"], prices_by_ticker) as test_baselines:
-        for split, baselines in (("val", None), ("test", test_baselines)):
+    made_now = baselines_aside(result.model, windows, prices_by_ticker)
+    with nullcontext(ahead) if ahead else made_now as made:
+        for split in EVALUATED:
             scores, predictions, base = score_split(
-                result.model, windows[split], prices_by_ticker, split, baselines
+                result.model,
+                windows[split],
+                prices_by_ticker,
+                split,
+                made.of(split) if made else None,
             )
             metrics |= scores
     metrics |= {
@@ -368,10 +439,11 @@ def run_report(
     prices_by_ticker: Mapping[str, pd.DataFrame],
     data_tags: dict[str, str],
     run_id: str,
+    ahead: BaselinesAside | None = None,
 ) -> RunReport:
-    """Scores beside naive and the baselines, the run's figures, its config, metrics table,
-    calibration and model card."""
-    evaluation = evaluate_model(result, windows, prices_by_ticker)
+    """Scores beside naive and the baselines (`ahead`: under way since the fit began), the
+    run's figures, its config, metrics table, calibration and model card."""
+    evaluation = evaluate_model(result, windows, prices_by_ticker, ahead)
     by_ticker = scores_by_ticker(windows["test"], evaluation)  # once: a table and the figures'
     texts = evaluation_texts(cfg, windows, evaluation, by_ticker, data_tags, run_id)
     if result.calibration is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,12 +13,14 @@ import onnxruntime as ort
 import pandas as pd
 
 from lstm_pipeline import drift
+from lstm_pipeline.aside import cpu_threads
 from lstm_pipeline.calendars import calendar_for, next_trading_days
 from lstm_pipeline.data import FEATURES, latest_window, require_rows
 from lstm_pipeline.errors import InputError, one_line
 from lstm_pipeline.files import check_writable, write_atomic
 from lstm_pipeline.model_metadata import (
     read_contract,
+    read_hidden_size,
     read_input_profile,
     read_quantile_levels,
     shown,
@@ -46,24 +47,34 @@ QUANTILE_PREFIX = "quantile_"  # a .parquet file's columns of every level: quant
 
 
 # Windows per session call. Small batches run faster per window: the LSTM keeps every step's
-# gates for the whole batch ([window, batch, 4 x hidden] floats), which at 1,000 windows of the
-# default model (61 MB) spills out of the CPU caches, and at 32 (2 MB) does not. Measured for
-# hidden 16 to 256 (benchmarks/inference.py, README): 32 is at or near the best for each.
-CHUNK = 32
+# gates for the whole call ([window, batch, 4 x hidden] floats), which at 1,000 windows of the
+# default model (61 MB) spills out of the CPU caches, and at 32 (2 MB) does not; much smaller
+# calls pay onnxruntime's per-call cost more often. A call holds about GATE_FLOATS (what 32
+# windows of the default model hold, the size measured best for it: docs/results/benchmarks.md).
+# Measured on one thread (2-core Xeon, 2026-12-05), windows/s by windows per call: window 60 x
+# hidden 16: 45k at 32, 54k at 128; 30 x 32: 101k at 32, 124k at 128; the smoke model, 10 x 8:
+# 211k at 32, 579k at 1,024 (`chunk_for`: 128, 128 and 1,024).
+GATE_FLOATS = 2**19
+CHUNK = 32  # for a model whose metadata lacks its hidden size (exported before it was written)
+CHUNK_MAX = 2048
 
 
-def cpu_threads() -> int:
-    """CPUs this process may run on (the affinity mask, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def chunk_for(window: int, hidden_size: int | None) -> int:
+    """Windows per session call for a model of this window and LSTM hidden size."""
+    if hidden_size is None:
+        return CHUNK
+    fits = GATE_FLOATS // (window * 4 * hidden_size)
+    return min(CHUNK_MAX, max(CHUNK, 1 << max(fits.bit_length() - 1, 0)))
 
 
 class OnnxForecaster:
     """One onnxruntime session over a model that maps raw windows [B, W, F] to prices [B, H].
 
-    The session runs single-threaded; a batch is cut into CHUNK-window calls that `threads`
-    threads share (`InferenceSession.run` is thread-safe and releases the GIL). On 2 cores that
-    is 1.2x one call with 2 intra-op threads at batch 1,000 (benchmarks/inference.py), and
-    when other processes share the cores it degrades less (1.6x faster at batch 1 under load).
+    The session runs single-threaded; a batch is cut into calls of `chunk_for` windows that
+    `threads` threads share (`InferenceSession.run` is thread-safe and releases the GIL). On 2
+    cores that is 1.2x one call with 2 intra-op threads at batch 1,000
+    (benchmarks/inference.py), and when other processes share the cores it degrades less (1.6x
+    faster at batch 1 under load).
     """
 
     def __init__(
@@ -98,6 +109,7 @@ class OnnxForecaster:
         self.quantile_levels = read_quantile_levels(self.metadata, self.name)
         # None for a model exported before input drift was measured
         self.input_profile = read_input_profile(self.metadata, self.name)
+        self.chunk = chunk_for(self.window, read_hidden_size(self.metadata, self.name))
         self._check_io(FEATURES)
 
     def _check_io(self, data_features: tuple[str, ...]) -> None:
@@ -163,7 +175,8 @@ class OnnxForecaster:
         if len(windows) == 0:
             return [np.empty((0, *self._shape(name)[1:]), np.float32) for name in outputs]
         windows = np.ascontiguousarray(windows)
-        chunks = [windows[i : i + CHUNK] for i in range(0, len(windows), CHUNK)]
+        size = self.chunk
+        chunks = [windows[i : i + size] for i in range(0, len(windows), size)]
 
         def run(chunk: np.ndarray) -> list[np.ndarray]:
             return self._run(chunk, outputs)

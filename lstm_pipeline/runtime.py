@@ -53,6 +53,15 @@ BF16_MIN_HIDDEN = 256
 # docs/results/benchmarks.md): bf16 autocast is 1.1-2x faster from hidden size 16 up (batch 64
 # and 256), and no faster at 8, where casting costs about what the bf16 kernels save.
 CPU_BF16_MIN_HIDDEN = 16
+# Measured on a 2-core Xeon with AMX, our training step on one thread and on two back to back
+# (docs/results/benchmarks.md, "Threads"): below this batch size x hidden size one thread is
+# faster (the smoke model, batch 64 x 8: 26.9k against 19.7k windows/s), because the matrix
+# products are too small to share and the threads' hand-offs cost more than they save; from
+# here on two threads tie or win (the default model, 256 x 64: 1.9k against 1.5k).
+ONE_THREAD_BELOW = 64 * 64
+# torch's own choice when this module is imported (a core each, or $OMP_NUM_THREADS): what a
+# fit with `threads: null` goes back to after a fit on one thread in the same process
+DEFAULT_THREADS = torch.get_num_threads()
 # the x86 features that run bf16 matrix products natively; without them bf16 is emulated (slow)
 NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
@@ -86,16 +95,33 @@ def choose_autocast(
     return torch.bfloat16 if precision == "bf16" or auto_bf16 else None
 
 
+def choose_threads(
+    threads: int | None, device: torch.device, batch_size: int, hidden_size: int
+) -> int:
+    """torch's CPU threads for a fit: `threads` where set, else one for a CPU fit of a model
+    too small to share (batch size x hidden size below ONE_THREAD_BELOW), else DEFAULT_THREADS."""
+    if threads is not None:
+        return threads
+    if device.type == "cpu" and batch_size * hidden_size < ONE_THREAD_BELOW:
+        return 1
+    return DEFAULT_THREADS
+
+
+def fit_threads(cfg: TrainConfig, hidden_size: int) -> int:
+    """The CPU threads a fit of this config takes (`choose_threads` on its device)."""
+    return choose_threads(cfg.threads, resolve_device(cfg.device), cfg.batch_size, hidden_size)
+
+
 def make_runtime(
     cfg: TrainConfig, hidden_size: int = BF16_MIN_HIDDEN, quantiles: tuple[float, ...] = ()
 ) -> Runtime:
-    """Pick the device and precision (`choose_autocast`), and tune the backend for it (cuDNN
-    autotuner, threads). A quantile model (`quantiles`) trains on the pinball loss."""
+    """Pick the device, precision (`choose_autocast`) and threads (`choose_threads`), and tune
+    the backend for them (cuDNN autotuner). A quantile model (`quantiles`) trains on the
+    pinball loss."""
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(fit_threads(cfg, hidden_size))
     autocast_dtype = choose_autocast(cfg.precision, device, hidden_size)
     return Runtime(device, autocast_dtype, make_loss(cfg.loss, quantiles, device))
 

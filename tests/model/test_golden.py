@@ -10,7 +10,7 @@ from lstm_pipeline.data import FEATURES
 from lstm_pipeline.export import export_onnx
 from lstm_pipeline.model import PriceForecaster
 from lstm_pipeline.model_metadata import read_features
-from lstm_pipeline.predict import OnnxForecaster
+from lstm_pipeline.predict import CHUNK, OnnxForecaster
 from tests.golden.make_golden import GOLDEN, METADATA, SHAPE, WINDOW, load_net
 
 WINDOWS = np.load(GOLDEN / "windows.npy")  # [7, W, F] raw prices, AAPL and SPY
@@ -53,4 +53,7 @@ def test_todays_export_of_the_same_weights_matches_the_shipped_file(tmp_path):
     shipped = {p.key: p.value for p in onnx.load_model(str(GOLDEN / "tiny.onnx")).metadata_props}
     # the shipped file lists its features comma-joined, as exports did before the JSON list
     assert read_features(props.pop("features"), "") == read_features(shipped.pop("features"), "")
+    # written since, to size a forecast's calls; the shipped file, without it, takes predict.CHUNK
+    assert props.pop("hidden_size") == str(load_net().rnn.hidden_size)
+    assert OnnxForecaster(GOLDEN / "tiny.onnx").chunk == CHUNK
     assert props == shipped

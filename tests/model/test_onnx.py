@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lstm_pipeline.config import DataConfig, FeatureConfig
 from lstm_pipeline.data import FEATURES, load_prices
@@ -16,7 +17,7 @@ from lstm_pipeline.errors import InputError
 from lstm_pipeline.export import check_parity, export_onnx
 from lstm_pipeline.features import CLOSE, build_window_sets
 from lstm_pipeline.model import LSTMForecaster
-from lstm_pipeline.predict import OnnxForecaster
+from lstm_pipeline.predict import CHUNK, CHUNK_MAX, GATE_FLOATS, OnnxForecaster, chunk_for
 from tests.unit.test_calibrate import raw_windows
 
 
@@ -65,10 +66,13 @@ def test_onnx_matches_torch_for_dynamic_batch(exported, real_windows):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_a_batch_cut_into_chunks_equals_one_call(exported, real_windows, threads):
     _, path = exported
+    forecaster = OnnxForecaster(path, threads=threads)
+    assert forecaster.chunk == chunk_for(real_windows.shape[1], 16) == 256
+    forecaster.chunk = CHUNK  # so that these windows make many calls
     x = real_windows[:1000].numpy()  # 31 full chunks and a last one of 8 windows
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (one_call,) = session.run(["forecast"], {"window": x})
-    chunked = OnnxForecaster(path, threads=threads).predict(x)
+    chunked = forecaster.predict(x)
     assert chunked.shape == one_call.shape
     np.testing.assert_allclose(chunked, one_call, rtol=1e-6)
 
@@ -208,3 +212,24 @@ def test_a_model_trained_under_cpu_bf16_autocast_exports_an_fp32_graph_with_pari
     half = {onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT16}
     assert onnx.TensorProto.FLOAT in dtypes and not half & (dtypes | casts)
     assert check_parity(result.model, path, real_windows) <= 1e-5
+
+
+@settings(max_examples=300, deadline=None)
+@given(window=st.integers(1, 2_000), hidden=st.one_of(st.none(), st.integers(1, 4_096)))
+def test_a_call_holds_what_the_cpu_caches_hold_within_fixed_bounds(window, hidden):
+    chunk = chunk_for(window, hidden)
+    assert CHUNK <= chunk <= CHUNK_MAX and chunk & (chunk - 1) == 0  # a power of two
+    if hidden is None:
+        assert chunk == CHUNK  # a model exported before its hidden size was written
+        return
+    gates = window * 4 * hidden  # floats per window the LSTM keeps during a call
+    assert chunk == CHUNK or chunk * gates <= GATE_FLOATS  # within the budget, or the floor
+    assert chunk == CHUNK_MAX or 2 * chunk * gates > GATE_FLOATS  # the largest that fits
+    assert chunk_for(window + 1, hidden) <= chunk and chunk_for(window, hidden + 1) <= chunk
+
+
+def test_an_exported_model_records_the_hidden_size_that_sizes_its_calls(exported):
+    net, path = exported
+    forecaster = OnnxForecaster(path)
+    assert forecaster.metadata["hidden_size"] == str(net.rnn.hidden_size) == "16"
+    assert forecaster.chunk == chunk_for(forecaster.window, 16) > CHUNK

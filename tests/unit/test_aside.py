@@ -4,17 +4,19 @@ process, and no worker left behind, whatever happens to it or to the caller."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from lstm_pipeline import aside, pipeline
-from lstm_pipeline.baselines import compute_baselines
-from lstm_pipeline.config import FeatureConfig
+from lstm_pipeline import aside, pipeline, runtime
+from lstm_pipeline.baselines import compute_by_split
+from lstm_pipeline.config import FeatureConfig, ModelConfig, PipelineConfig, TrainConfig
 from lstm_pipeline.data import FEATURES
 from lstm_pipeline.errors import TrainingDivergedError, WorkerDiedError
 from lstm_pipeline.features import build_window_sets
@@ -59,9 +61,9 @@ def test_the_evaluation_with_a_worker_process_gives_exactly_the_serial_numbers(
     started: list[str] = []
     real_call_aside = aside.call_aside
 
-    def counting(purpose, *args):
+    def counting(purpose, *args, **options):
         started.append(purpose)
-        return real_call_aside(purpose, *args)
+        return real_call_aside(purpose, *args, **options)
 
     monkeypatch.setattr(aside, "call_aside", counting)
     serial = _evaluate(result, windows, universe, monkeypatch, SERIAL)
@@ -94,15 +96,15 @@ def test_a_failure_in_the_evaluation_raises_at_once_and_ends_the_worker(universe
 
 
 def _dies_on_a_worker(*args):
-    """compute_baselines in this process; killed (as by the OOM killer) on a worker."""
+    """compute_by_split in this process; killed (as by the OOM killer) on a worker."""
     if multiprocessing.parent_process() is not None:
         signal.raise_signal(signal.SIGKILL)
-    return compute_baselines(*args)
+    return compute_by_split(*args)
 
 
 def test_a_killed_worker_is_an_error_naming_the_evaluation_not_a_hang(universe, monkeypatch):
     windows = build_window_sets(universe, FeatureConfig(window=10, horizon=3))
-    monkeypatch.setattr(pipeline, "compute_baselines", _dies_on_a_worker)
+    monkeypatch.setattr(pipeline, "compute_by_split", _dies_on_a_worker)
     monkeypatch.setattr(aside, "ASIDE_FROM", 0)
     with pytest.raises(WorkerDiedError, match=r"^the evaluation's baselines: .* exit code -9"):
         pipeline.evaluate_model(_fitted(LEVELS), windows, universe)
@@ -130,3 +132,92 @@ def test_small_evaluations_and_daemonic_processes_stay_in_one_process(monkeypatc
     assert aside.worth_a_process(aside.ASIDE_FROM)
     monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
     assert not aside.worth_a_process(aside.ASIDE_FROM)
+
+
+def _config(hidden_size: int, batch_size: int = 64) -> PipelineConfig:
+    return PipelineConfig(
+        features=FeatureConfig(window=10, horizon=3),
+        model=ModelConfig(hidden_size=hidden_size, num_layers=1, quantiles=LEVELS),
+        train=TrainConfig(batch_size=batch_size, device="cpu"),
+    )
+
+
+def test_baselines_made_ahead_during_a_one_thread_fit_give_exactly_the_serial_numbers(
+    universe, monkeypatch
+):
+    cfg = _config(hidden_size=8)  # batch 64 x hidden 8: a one-thread fit
+    windows = build_window_sets(universe, cfg.features)
+    result = _fitted(LEVELS)
+    serial = _evaluate(result, windows, universe, monkeypatch, SERIAL)
+    monkeypatch.setattr(aside, "ASIDE_FROM", 0)
+    monkeypatch.setattr(aside, "cpu_threads", lambda: 2)  # a core left beside the fit
+    with pipeline.baselines_ahead(cfg, windows, universe) as ahead:
+        assert ahead is not None and ahead.splits == ("val", "test")
+        [worker] = multiprocessing.active_children()  # under way before the evaluation
+        made = pipeline.evaluate_model(result, windows, universe, ahead)
+    assert not worker.is_alive()
+    assert made.metrics.keys() == serial.metrics.keys()
+    for key, value in serial.metrics.items():
+        assert np.array_equal(made.metrics[key], value, equal_nan=True), key
+    for field in ("rw", "ewma", "drift", "volatility"):
+        assert np.array_equal(
+            getattr(made.test_baselines, field), getattr(serial.test_baselines, field)
+        )
+    assert multiprocessing.active_children() == []
+
+
+def test_nothing_is_made_ahead_when_the_fit_takes_every_core_or_the_splits_are_small(
+    universe, monkeypatch
+):
+    windows = build_window_sets(universe, FeatureConfig(window=10, horizon=3))
+    monkeypatch.setattr(aside, "cpu_threads", lambda: 2)
+    monkeypatch.setattr(runtime, "DEFAULT_THREADS", 2)
+    monkeypatch.setattr(aside, "ASIDE_FROM", 0)
+    with pipeline.baselines_ahead(
+        _config(hidden_size=64, batch_size=256), windows, universe
+    ) as ahead:
+        assert ahead is None  # the default model's fit takes both cores
+    monkeypatch.setattr(aside, "ASIDE_FROM", SERIAL)
+    with pipeline.baselines_ahead(_config(hidden_size=8), windows, universe) as ahead:
+        assert ahead is None  # too few windows to be worth a process
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_runs_at_the_lower_priority_asked_for():
+    with aside.call_aside("a test", os.nice, 0, niceness=5) as pending:
+        assert pending.result() == min(os.nice(0) + 5, 19)
+        assert pending.result() == min(os.nice(0) + 5, 19)  # asked again: the same answer
+
+
+class _ReadOnceThere:
+    """Unpickles (on the worker) only once `path` exists; a TimeoutError after 30 s."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return _wait_for, (str(self.path),)
+
+
+def _wait_for(path: str) -> str:
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.01)
+    return path
+
+
+def _first(path: str, closes: np.ndarray) -> str:
+    return path
+
+
+def test_the_caller_goes_on_before_the_worker_has_read_a_large_call(tmp_path):
+    gate = tmp_path / "go"
+    closes = np.zeros(4_000_000)  # 32 MB: far more than a pipe holds
+    with aside.call_aside("a test", _first, _ReadOnceThere(gate), closes) as pending:
+        # reached only if call_aside returned before the worker had read its call (with the
+        # call written by start(), this waited for the gate, and the gate for this)
+        gate.touch()
+        assert pending.result() == str(gate)
+    assert multiprocessing.active_children() == []

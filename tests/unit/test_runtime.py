@@ -120,3 +120,38 @@ def test_sharing_cores_leaves_a_core_per_worker_and_restores_the_threads() -> No
         assert torch.get_num_threads() == 3  # back, after an error too
     finally:
         torch.set_num_threads(before)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    threads=st.one_of(st.none(), st.integers(1, 64)),
+    device=st.sampled_from(["cpu", "cuda", "mps"]),
+    batch_size=st.integers(1, 4096),
+    hidden_size=st.integers(1, 1024),
+)
+def test_a_fit_takes_the_threads_asked_for_else_one_when_too_small_to_share(
+    threads, device, batch_size, hidden_size
+):
+    got = runtime.choose_threads(threads, torch.device(device), batch_size, hidden_size)
+    if threads is not None:
+        assert got == threads
+    elif device == "cpu" and batch_size * hidden_size < runtime.ONE_THREAD_BELOW:
+        assert got == 1
+    else:
+        assert got == runtime.DEFAULT_THREADS
+
+
+def test_the_smoke_model_fits_on_one_thread_and_a_later_default_fit_gets_them_all_back(
+    monkeypatch,
+):
+    monkeypatch.setattr(runtime, "DEFAULT_THREADS", 3)
+    before = torch.get_num_threads()
+    try:
+        make_runtime(TrainConfig(device="cpu", batch_size=64), hidden_size=8)
+        assert torch.get_num_threads() == 1
+        make_runtime(TrainConfig(device="cpu", batch_size=256), hidden_size=64)
+        assert torch.get_num_threads() == 3  # the same process, the default model's fit
+        make_runtime(TrainConfig(device="cpu", batch_size=64, threads=2), hidden_size=8)
+        assert torch.get_num_threads() == 2  # asked for
+    finally:
+        torch.set_num_threads(before)
