@@ -19,6 +19,7 @@ from flows.artifacts import publish_training_summary
 from flows.fetching import fetch_each
 from flows.timings import Stopwatch
 from lstm_pipeline import data, features, gate, pipeline, provenance, registry, splits
+from lstm_pipeline.baseline_workers import baselines_ahead
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import describe_failures
 from lstm_pipeline.runtime import make_runtime
@@ -104,7 +105,7 @@ def train_flow(cfg: PipelineConfig = PipelineConfig()) -> dict[str, Any]:
             run.log_metrics(metrics, step=epoch)
 
         # the evaluation's baselines, made on the core a small model's fit leaves free
-        with pipeline.baselines_ahead(cfg, windows, prices) as ahead:
+        with baselines_ahead(cfg, windows, prices) as ahead:
             with clock.stage("calibration"):
                 result = train_model(windows, cfg, on_epoch_end=log_epoch)
             # train_model less its epochs: setting up the fit and calibrating it

@@ -268,7 +268,7 @@ def compute_baselines(
 
 def compute_by_split(args_by_split: Mapping[str, tuple[Any, ...]]) -> dict[str, Baselines]:
     """compute_baselines of each split's arguments, by split: what a worker process makes for
-    an evaluation (pipeline.baselines_ahead), importing only this module's numpy, pandas and
+    an evaluation (baseline_workers.py), importing only this module's numpy, pandas and
     scipy to find this function."""
     return {split: compute_baselines(*args) for split, args in args_by_split.items()}
 

@@ -58,8 +58,8 @@ CPU_BF16_MIN_HIDDEN = 16
 # fast in a quiet hour (the smoke model, batch 64 x 8: 44.6-47.1k against 45.0-45.6k windows/s)
 # and faster when the machine is busy (26.9k against 19.7k), because the matrix products are
 # too small to share and the threads' hand-offs cost more than they save; and it leaves a core
-# free (pipeline.baselines_ahead). From here on two threads tie or win (the default model, 256
-# x 64: 1.9k against 1.5k).
+# free (baseline_workers.baselines_ahead). From here on two threads tie or win (the default
+# model, 256 x 64: 1.9k against 1.5k).
 ONE_THREAD_BELOW = 64 * 64
 # torch's own choice when this module is imported (a core each, or $OMP_NUM_THREADS): what a
 # fit with `threads: null` goes back to after a fit on one thread in the same process

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_pipeline import aside, pipeline, runtime
+from lstm_pipeline import aside, baseline_workers, pipeline, runtime
 from lstm_pipeline.baselines import compute_by_split
 from lstm_pipeline.config import FeatureConfig, ModelConfig, PipelineConfig, TrainConfig
 from lstm_pipeline.data import FEATURES
@@ -104,7 +104,7 @@ def _dies_on_a_worker(*args):
 
 def test_a_killed_worker_is_an_error_naming_the_evaluation_not_a_hang(universe, monkeypatch):
     windows = build_window_sets(universe, FeatureConfig(window=10, horizon=3))
-    monkeypatch.setattr(pipeline, "compute_by_split", _dies_on_a_worker)
+    monkeypatch.setattr(baseline_workers, "compute_by_split", _dies_on_a_worker)
     monkeypatch.setattr(aside, "ASIDE_FROM", 0)
     with pytest.raises(WorkerDiedError, match=r"^the evaluation's baselines: .* exit code -9"):
         pipeline.evaluate_model(_fitted(LEVELS), windows, universe)
@@ -151,7 +151,7 @@ def test_baselines_made_ahead_during_a_one_thread_fit_give_exactly_the_serial_nu
     serial = _evaluate(result, windows, universe, monkeypatch, SERIAL)
     monkeypatch.setattr(aside, "ASIDE_FROM", 0)
     monkeypatch.setattr(aside, "cpu_threads", lambda: 2)  # a core left beside the fit
-    with pipeline.baselines_ahead(cfg, windows, universe) as ahead:
+    with baseline_workers.baselines_ahead(cfg, windows, universe) as ahead:
         assert ahead is not None and ahead.splits == ("val", "test")
         [worker] = multiprocessing.active_children()  # under way before the evaluation
         made = pipeline.evaluate_model(result, windows, universe, ahead)
@@ -173,12 +173,12 @@ def test_nothing_is_made_ahead_when_the_fit_takes_every_core_or_the_splits_are_s
     monkeypatch.setattr(aside, "cpu_threads", lambda: 2)
     monkeypatch.setattr(runtime, "DEFAULT_THREADS", 2)
     monkeypatch.setattr(aside, "ASIDE_FROM", 0)
-    with pipeline.baselines_ahead(
+    with baseline_workers.baselines_ahead(
         _config(hidden_size=64, batch_size=256), windows, universe
     ) as ahead:
         assert ahead is None  # the default model's fit takes both cores
     monkeypatch.setattr(aside, "ASIDE_FROM", SERIAL)
-    with pipeline.baselines_ahead(_config(hidden_size=8), windows, universe) as ahead:
+    with baseline_workers.baselines_ahead(_config(hidden_size=8), windows, universe) as ahead:
         assert ahead is None  # too few windows to be worth a process
     assert multiprocessing.active_children() == []
 
