@@ -123,7 +123,7 @@ def make_runtime(
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    torch.set_num_threads(fit_threads(cfg, hidden_size))
+    torch.set_num_threads(choose_threads(cfg.threads, device, cfg.batch_size, hidden_size))
     autocast_dtype = choose_autocast(cfg.precision, device, hidden_size)
     return Runtime(device, autocast_dtype, make_loss(cfg.loss, quantiles, device))
 
