@@ -28,25 +28,22 @@ def read_contract(metadata: dict[str, str], where: str) -> tuple[tuple[str, ...]
             f"{where}: ONNX model lacks lstm-pipeline metadata (features, window, horizon): "
             f"no {', '.join(missing)}"
         )
-    sizes = []
-    for key in ("window", "horizon"):
-        if not _POSITIVE_INT.fullmatch(metadata[key]):
-            raise InputError(
-                f"{where}: metadata {key} {shown(metadata[key])} is not a positive integer"
-            )
-        sizes.append(int(metadata[key]))
-    return read_features(metadata["features"], where), sizes[0], sizes[1]
+    window, horizon = (_positive_int(metadata, key, where) for key in ("window", "horizon"))
+    return read_features(metadata["features"], where), window, horizon
 
 
 def read_hidden_size(metadata: dict[str, str], where: str) -> int | None:
     """The LSTM's hidden size (metadata `hidden_size`), which sizes a forecast's calls, or None
     for a model exported before it was written; InputError naming `where` when malformed."""
-    text = metadata.get("hidden_size")
-    if text is None:
-        return None
-    if not _POSITIVE_INT.fullmatch(text):
-        raise InputError(f"{where}: metadata hidden_size {shown(text)} is not a positive integer")
-    return int(text)
+    return _positive_int(metadata, "hidden_size", where) if "hidden_size" in metadata else None
+
+
+def _positive_int(metadata: dict[str, str], key: str, where: str) -> int:
+    if not _POSITIVE_INT.fullmatch(metadata[key]):
+        raise InputError(
+            f"{where}: metadata {key} {shown(metadata[key])} is not a positive integer"
+        )
+    return int(metadata[key])
 
 
 def read_quantile_levels(metadata: dict[str, str], where: str) -> tuple[float, ...]:

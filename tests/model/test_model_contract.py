@@ -92,9 +92,11 @@ def test_malformed_feature_metadata_is_refused(tiny_onnx, tmp_path, features):
     assert "metadata features" in message and "is not a JSON list of distinct names" in message
 
 
-@pytest.mark.parametrize("key", ["window", "horizon"])
+@pytest.mark.parametrize("key", ["window", "horizon", "hidden_size"])
 @pytest.mark.parametrize("value", ["0", "-3", "1.5", "abc", "", " 10", "10 ", "1e3", "+3", "0x0A"])
-def test_window_and_horizon_metadata_must_be_positive_integers(tiny_onnx, tmp_path, key, value):
+def test_window_horizon_and_hidden_size_metadata_must_be_positive_integers(
+    tiny_onnx, tmp_path, key, value
+):
     message = refusal(tiny_onnx[0], {key: value}, tmp_path)
     assert f"metadata {key} {value!r} is not a positive integer" in message
 
